@@ -1,0 +1,20 @@
+//! Stampede's wire protocol.
+//!
+//! The `.proto` files under `proto/stampede/v1/` are the source of truth; this
+//! crate compiles them (with `protox`, no system `protoc`) and re-exports the
+//! generated types. It also owns the one wire concern that is not protobuf:
+//! how latency histograms are encoded ([`histogram`]).
+//!
+//! Other crates convert these wire types into their own domain types at their
+//! edges; nothing deeper than a session module should name `v1::*`.
+
+pub mod histogram;
+
+/// Generated code for package `stampede.v1`.
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("stampede.v1");
+}
+
+/// Version of the wire protocol spoken by this build (the package suffix).
+pub const PROTOCOL_VERSION: &str = "v1";
