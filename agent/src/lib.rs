@@ -1,1 +1,16 @@
-//! Stampede's agent.
+//! Stampede's agent: receives its slice of a run from the coordinator, drives
+//! that load at the target, and streams one interval report (serialized HDR
+//! histograms and counts) per interval back.
+//!
+//! - [`session`]: the gRPC session with the coordinator (register, receive,
+//!   report, reconnect).
+//! - [`engine`]: worker threads and the per-connection request loop.
+//! - [`schedule`]: when each request is due (open model).
+//! - [`recorder`]: where latencies are recorded.
+//! - [`plan`]: the engine's view of an assignment; [`wire`] converts to and
+//!   from the protocol's types.
+
+pub mod engine;
+pub mod plan;
+pub mod recorder;
+pub mod schedule;

@@ -6,9 +6,7 @@
 //! the size of the input and the shape of what it produced, because the bytes
 //! come from a peer.
 
-use hdrhistogram::serialization::{
-    Deserializer, Serializer, V2DeflateSerializer, V2Serializer,
-};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer, V2Serializer};
 use hdrhistogram::{CreationError, Histogram};
 
 /// Lowest discernible latency: 1 µs.
@@ -44,7 +42,9 @@ impl std::str::FromStr for Encoding {
         match s {
             "plain" | "v2" => Ok(Encoding::Plain),
             "deflate" | "v2-deflate" => Ok(Encoding::Deflate),
-            other => Err(format!("unknown histogram encoding {other:?} (expected plain or deflate)")),
+            other => Err(format!(
+                "unknown histogram encoding {other:?} (expected plain or deflate)"
+            )),
         }
     }
 }
@@ -140,7 +140,10 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bytes in [&b"not a histogram"[..], &[0x1c, 0x84, 0x93, 0x14, 0, 0, 0, 1, 2]] {
+        for bytes in [
+            &b"not a histogram"[..],
+            &[0x1c, 0x84, 0x93, 0x14, 0, 0, 0, 1, 2],
+        ] {
             assert!(decode(bytes).is_err());
         }
     }
@@ -148,6 +151,9 @@ mod tests {
     #[test]
     fn oversized_input_is_refused() {
         let bytes = vec![0u8; MAX_ENCODED_BYTES + 1];
-        assert!(matches!(decode(&bytes), Err(HistogramCodecError::TooLarge(_))));
+        assert!(matches!(
+            decode(&bytes),
+            Err(HistogramCodecError::TooLarge(_))
+        ));
     }
 }

@@ -1,0 +1,276 @@
+//! The request loop of one connection: when to send (closed or open model),
+//! how to time it, where to record it.
+//!
+//! This is the hot path. Per request it reads the clock twice, writes one
+//! pre-serialized buffer, parses the response in place and records into the
+//! worker's recorder; the timers it races against are created once per
+//! connection and re-armed, not allocated per request.
+
+use super::http1::{Http1Connection, PreparedRequest, ResponseInfo};
+use crate::plan::{LoadPlan, WorkloadModel};
+use crate::recorder::{FailureClass, IntervalRecorder};
+use crate::schedule::ConstantRateSchedule;
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{Instant, Sleep, sleep_until};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// Longest pause between reconnect attempts after connect errors (closed
+/// model only: the open model is paced by its schedule).
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What all connections of one agent share, read-only.
+pub(crate) struct RunContext {
+    pub plan: LoadPlan,
+    pub request: PreparedRequest,
+    pub addrs: Vec<SocketAddr>,
+    /// Start of interval 0.
+    pub start: Instant,
+}
+
+impl RunContext {
+    /// No new request is sent at or after this instant.
+    fn end(&self) -> Instant {
+        self.start + self.plan.duration
+    }
+
+    /// In-flight and owed requests still unfinished at this instant are interrupted.
+    fn hard_stop(&self) -> Instant {
+        self.end() + self.plan.graceful_stop
+    }
+}
+
+/// One connection's loop, from pre-connecting to the end of the run.
+pub(crate) struct ConnectionLoop {
+    ctx: Arc<RunContext>,
+    recorder: Rc<RefCell<IntervalRecorder>>,
+    /// Global index of this connection among the agent's connections.
+    index: u32,
+    addr: SocketAddr,
+    conn: Option<Http1Connection>,
+    cancel: CancellationToken,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Re-armed for every request: the per-request timeout.
+    timeout: Pin<Box<Sleep>>,
+    /// Fires at the hard stop, once.
+    hard_stop: Pin<Box<Sleep>>,
+    /// Re-armed to wait for the next send time.
+    pace: Pin<Box<Sleep>>,
+}
+
+/// How one exchange ended.
+enum Exchange {
+    Response(ResponseInfo),
+    Failed(FailureClass),
+    /// Cancelled or past the hard stop while in flight.
+    Interrupted,
+}
+
+impl ConnectionLoop {
+    pub(crate) fn new(
+        ctx: Arc<RunContext>,
+        recorder: Rc<RefCell<IntervalRecorder>>,
+        index: u32,
+        cancel: CancellationToken,
+    ) -> Self {
+        let addr = ctx.addrs[index as usize % ctx.addrs.len()];
+        let hard_stop = ctx.hard_stop();
+        Self {
+            ctx,
+            recorder,
+            index,
+            addr,
+            conn: None,
+            cancelled: Box::pin(cancel.clone().cancelled_owned()),
+            cancel,
+            timeout: Box::pin(sleep_until(hard_stop)),
+            hard_stop: Box::pin(sleep_until(hard_stop)),
+            pace: Box::pin(sleep_until(hard_stop)),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        self.preconnect().await;
+        match self.ctx.plan.model {
+            WorkloadModel::Closed { .. } => self.run_closed().await,
+            WorkloadModel::Open {
+                rate_per_second,
+                connections,
+            } => self.run_open(rate_per_second, connections).await,
+        }
+    }
+
+    /// Opens the connection before the start so the first request does not
+    /// pay for the handshake. A failure here is not counted: the first
+    /// request will try again and count it.
+    async fn preconnect(&mut self) {
+        let start = self.ctx.start;
+        if Instant::now() >= start {
+            return;
+        }
+        tokio::select! {
+            biased;
+            _ = self.cancelled.as_mut() => {}
+            conn = Http1Connection::connect(self.addr) => self.conn = conn.ok(),
+            _ = sleep_until(start) => {}
+        }
+    }
+
+    /// Waits until `at`; false if cancelled first.
+    async fn wait_until(&mut self, at: Instant) -> bool {
+        if self.cancel.is_cancelled() {
+            return false;
+        }
+        if Instant::now() >= at {
+            return true;
+        }
+        self.pace.as_mut().reset(at);
+        tokio::select! {
+            biased;
+            _ = self.cancelled.as_mut() => false,
+            _ = self.pace.as_mut() => true,
+        }
+    }
+
+    async fn run_closed(&mut self) {
+        if !self.wait_until(self.ctx.start).await {
+            return;
+        }
+        let end = self.ctx.end();
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let sent = Instant::now();
+            if sent >= end {
+                return;
+            }
+            match self.exchange(sent).await {
+                Exchange::Interrupted => {
+                    self.recorder.borrow_mut().record_interrupted(1);
+                    return;
+                }
+                Exchange::Failed(FailureClass::Connect) => {
+                    self.record_failure(FailureClass::Connect, sent, None);
+                    // Don't spin on a refused port; the rate of failures is
+                    // not a load figure anyone wants.
+                    let resume = Instant::now() + backoff;
+                    backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
+                    if !self.wait_until(resume.min(end)).await {
+                        return;
+                    }
+                }
+                outcome => {
+                    backoff = Duration::from_millis(10);
+                    self.record(outcome, sent);
+                }
+            }
+        }
+    }
+
+    async fn run_open(&mut self, rate_per_second: f64, connections: u32) {
+        let schedule = ConstantRateSchedule::new(
+            self.ctx.start.into_std(),
+            rate_per_second,
+            self.index,
+            connections,
+        );
+        let due = schedule.due_before(self.ctx.plan.duration);
+        let hard_stop = self.ctx.hard_stop();
+        for k in 0..due {
+            let intended = Instant::from_std(schedule.intended(k));
+            if !self.wait_until(intended).await {
+                return;
+            }
+            if Instant::now() >= hard_stop {
+                // Owed requests we can no longer send in time.
+                self.recorder.borrow_mut().record_interrupted(due - k);
+                return;
+            }
+            match self.exchange(Instant::now()).await {
+                Exchange::Interrupted => {
+                    self.recorder.borrow_mut().record_interrupted(due - k);
+                    return;
+                }
+                // Latency counts from the intended send time, so time spent
+                // waiting behind a slow response is included.
+                outcome => self.record(outcome, intended),
+            }
+        }
+    }
+
+    fn record(&self, outcome: Exchange, origin: Instant) {
+        match outcome {
+            Exchange::Response(info) => {
+                let latency = Instant::now() - origin;
+                let mut recorder = self.recorder.borrow_mut();
+                recorder.record_bytes(self.ctx.request.len() as u64, info.bytes_received);
+                match info.status {
+                    400..=499 => {
+                        recorder.record_failure(FailureClass::Status4xx, latency, Some(info.status))
+                    }
+                    500..=599 => {
+                        recorder.record_failure(FailureClass::Status5xx, latency, Some(info.status))
+                    }
+                    status => recorder.record_success(latency, status),
+                }
+            }
+            Exchange::Failed(class) => self.record_failure(class, origin, None),
+            Exchange::Interrupted => self.recorder.borrow_mut().record_interrupted(1),
+        }
+    }
+
+    fn record_failure(&self, class: FailureClass, origin: Instant, status: Option<u16>) {
+        let latency = Instant::now() - origin;
+        self.recorder
+            .borrow_mut()
+            .record_failure(class, latency, status);
+    }
+
+    /// Sends one request (connecting first if needed) and reads its response,
+    /// racing the per-request timeout, the hard stop and cancellation.
+    async fn exchange(&mut self, sent: Instant) -> Exchange {
+        self.timeout.as_mut().reset(sent + self.ctx.plan.timeout);
+        let addr = self.addr;
+        let request = &self.ctx.request;
+        let slot = &mut self.conn;
+        let attempt = async move {
+            let conn = match slot {
+                Some(conn) => conn,
+                None => match Http1Connection::connect(addr).await {
+                    Ok(conn) => slot.insert(conn),
+                    Err(_) => return Err(FailureClass::Connect),
+                },
+            };
+            match conn.send(request).await {
+                Ok(info) => {
+                    if !info.keep_alive {
+                        *slot = None;
+                    }
+                    Ok(info)
+                }
+                Err(_) => {
+                    *slot = None;
+                    Err(FailureClass::Other)
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            biased;
+            _ = self.cancelled.as_mut() => Exchange::Interrupted,
+            result = attempt => match result {
+                Ok(info) => Exchange::Response(info),
+                Err(class) => Exchange::Failed(class),
+            },
+            _ = self.timeout.as_mut() => Exchange::Failed(FailureClass::Timeout),
+            _ = self.hard_stop.as_mut() => Exchange::Interrupted,
+        };
+        if !matches!(outcome, Exchange::Response(_)) {
+            // Whatever was in flight is abandoned with the connection.
+            self.conn = None;
+        }
+        outcome
+    }
+}

@@ -1,0 +1,448 @@
+//! An HTTP/1.1 keep-alive client built for load generation.
+//!
+//! The request is serialized once per run ([`PreparedRequest`]) and written
+//! as it is; responses are parsed with `httparse` from one read buffer per
+//! connection that lives as long as the connection. Bodies are counted and
+//! discarded, never stored. Nothing here allocates per request.
+
+use super::chunked::ChunkedDecoder;
+use crate::plan::RequestTemplate;
+use std::io;
+use std::net::SocketAddr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Read buffer size per connection; a response head must fit in it.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Most response headers we parse.
+const MAX_HEADERS: usize = 64;
+
+/// A request serialized once, sent many times.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest {
+    bytes: Box<[u8]>,
+    /// HEAD responses carry no body whatever their headers say.
+    expects_body: bool,
+}
+
+impl PreparedRequest {
+    pub fn new(template: &RequestTemplate) -> Result<Self, Http1Error> {
+        let url = &template.url;
+        let host = url
+            .host_str()
+            .ok_or_else(|| Http1Error::InvalidRequest(format!("URL {url} has no host")))?;
+        let mut path = url.path().to_owned();
+        if let Some(query) = url.query() {
+            path.push('?');
+            path.push_str(query);
+        }
+        let method = template.method.to_ascii_uppercase();
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(Http1Error::InvalidRequest(format!(
+                "invalid method {:?}",
+                template.method
+            )));
+        }
+        let has = |name: &str| {
+            template
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        };
+        let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        if !has("host") {
+            match url.port() {
+                Some(port) => head.push_str(&format!("Host: {host}:{port}\r\n")),
+                None => head.push_str(&format!("Host: {host}\r\n")),
+            }
+        }
+        if !has("user-agent") {
+            head.push_str(concat!(
+                "User-Agent: stampede/",
+                env!("CARGO_PKG_VERSION"),
+                "\r\n"
+            ));
+        }
+        if !has("accept") {
+            head.push_str("Accept: */*\r\n");
+        }
+        for (name, value) in &template.headers {
+            if name.is_empty()
+                || name.bytes().any(|b| !b.is_ascii_graphic() || b == b':')
+                || value.bytes().any(|b| b == b'\r' || b == b'\n')
+            {
+                return Err(Http1Error::InvalidRequest(format!(
+                    "invalid header {name:?}"
+                )));
+            }
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let sends_length =
+            !template.body.is_empty() || matches!(method.as_str(), "POST" | "PUT" | "PATCH");
+        if sends_length && !has("content-length") {
+            head.push_str(&format!("Content-Length: {}\r\n", template.body.len()));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(&template.body);
+        Ok(Self {
+            bytes: bytes.into_boxed_slice(),
+            expects_body: method != "HEAD",
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Http1Error {
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("connection closed before the response was complete")]
+    ClosedEarly,
+    #[error("malformed response: {0}")]
+    Malformed(&'static str),
+    #[error("response head larger than {READ_BUFFER_BYTES} bytes")]
+    HeadTooLarge,
+}
+
+/// What the engine needs to know about a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseInfo {
+    pub status: u16,
+    /// Bytes read from the socket for this response (head and body).
+    pub bytes_received: u64,
+    /// False when the server asked to close, or framed the body by closing.
+    pub keep_alive: bool,
+}
+
+/// How the body of the response being read is delimited.
+enum Framing {
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// One keep-alive connection and its reusable read buffer.
+pub struct Http1Connection {
+    stream: TcpStream,
+    buf: Box<[u8]>,
+    /// Bytes of `buf` holding unconsumed data.
+    filled: usize,
+    chunked: ChunkedDecoder,
+}
+
+impl Http1Connection {
+    pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
+            filled: 0,
+            chunked: ChunkedDecoder::default(),
+        })
+    }
+
+    /// Sends the request and reads the whole response.
+    ///
+    /// After an error the connection is in an unknown state: drop it.
+    pub async fn send(&mut self, request: &PreparedRequest) -> Result<ResponseInfo, Http1Error> {
+        self.stream.write_all(request.as_bytes()).await?;
+        self.filled = 0;
+        let mut received = 0u64;
+        loop {
+            let (status, head_len, framing, keep_alive) = self.read_head(&mut received).await?;
+            if (100..200).contains(&status) && status != 101 {
+                // Interim response (100 Continue, 103 Early Hints): skip it.
+                self.consume(head_len);
+                continue;
+            }
+            self.consume(head_len);
+            let has_body = request.expects_body && !(status == 204 || status == 304);
+            let keep_alive = if has_body {
+                match framing {
+                    Framing::Length(n) => self.skip_length(n, &mut received).await?,
+                    Framing::Chunked => self.skip_chunked(&mut received).await?,
+                    Framing::UntilClose => self.skip_until_close(&mut received).await?,
+                }
+                keep_alive && !matches!(framing, Framing::UntilClose)
+            } else {
+                keep_alive
+            };
+            if self.filled != 0 {
+                // We never pipeline, so nothing may follow the response.
+                return Err(Http1Error::Malformed("bytes after the end of the response"));
+            }
+            return Ok(ResponseInfo {
+                status,
+                bytes_received: received,
+                keep_alive,
+            });
+        }
+    }
+
+    /// Reads until a complete response head is buffered; returns its status,
+    /// length, body framing and whether the connection may be reused.
+    async fn read_head(
+        &mut self,
+        received: &mut u64,
+    ) -> Result<(u16, usize, Framing, bool), Http1Error> {
+        loop {
+            if self.filled > 0 {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut response = httparse::Response::new(&mut headers);
+                match response.parse(&self.buf[..self.filled]) {
+                    Ok(httparse::Status::Complete(head_len)) => {
+                        let status = response
+                            .code
+                            .ok_or(Http1Error::Malformed("no status code"))?;
+                        let http10 = response.version == Some(0);
+                        let (framing, close) = framing_of(response.headers)?;
+                        let keep_alive = !close && !http10;
+                        return Ok((status, head_len, framing, keep_alive));
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(_) => return Err(Http1Error::Malformed("response head does not parse")),
+                }
+            }
+            if self.filled == self.buf.len() {
+                return Err(Http1Error::HeadTooLarge);
+            }
+            self.fill(received).await?;
+        }
+    }
+
+    async fn skip_length(
+        &mut self,
+        mut remaining: u64,
+        received: &mut u64,
+    ) -> Result<(), Http1Error> {
+        loop {
+            let take = (self.filled as u64).min(remaining) as usize;
+            self.consume(take);
+            remaining -= take as u64;
+            if remaining == 0 {
+                return Ok(());
+            }
+            self.fill(received).await?;
+        }
+    }
+
+    async fn skip_chunked(&mut self, received: &mut u64) -> Result<(), Http1Error> {
+        self.chunked.reset();
+        loop {
+            let (used, done) = self
+                .chunked
+                .feed(&self.buf[..self.filled])
+                .map_err(Http1Error::Malformed)?;
+            self.consume(used);
+            if done {
+                return Ok(());
+            }
+            if self.filled == self.buf.len() {
+                return Err(Http1Error::Malformed("chunk size line too long"));
+            }
+            self.fill(received).await?;
+        }
+    }
+
+    async fn skip_until_close(&mut self, received: &mut u64) -> Result<(), Http1Error> {
+        loop {
+            self.filled = 0;
+            let n = self.stream.read(&mut self.buf[..]).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            *received += n as u64;
+        }
+    }
+
+    /// Reads more bytes after the `filled` ones. End of stream is an error:
+    /// every caller still needs bytes.
+    async fn fill(&mut self, received: &mut u64) -> Result<(), Http1Error> {
+        let n = self.stream.read(&mut self.buf[self.filled..]).await?;
+        if n == 0 {
+            return Err(Http1Error::ClosedEarly);
+        }
+        self.filled += n;
+        *received += n as u64;
+        Ok(())
+    }
+
+    /// Drops the first `n` buffered bytes.
+    fn consume(&mut self, n: usize) {
+        if n == self.filled {
+            self.filled = 0;
+        } else {
+            self.buf.copy_within(n..self.filled, 0);
+            self.filled -= n;
+        }
+    }
+}
+
+/// Body framing and `Connection: close` from the response headers (RFC 9112 §6.3).
+fn framing_of(headers: &[httparse::Header<'_>]) -> Result<(Framing, bool), Http1Error> {
+    let mut length = None;
+    let mut chunked = false;
+    let mut close = false;
+    for header in headers {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let value = std::str::from_utf8(header.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or(Http1Error::Malformed("invalid content-length"))?;
+            if length.is_some_and(|l| l != value) {
+                return Err(Http1Error::Malformed("conflicting content-length headers"));
+            }
+            length = Some(value);
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = header
+                .value
+                .split(|b| *b == b',')
+                .next_back()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            close |= header
+                .value
+                .split(|b| *b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+    }
+    // Transfer-Encoding overrides Content-Length.
+    let framing = if chunked {
+        Framing::Chunked
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    };
+    Ok((framing, close))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncBufReadExt;
+    use tokio::net::TcpListener;
+
+    fn template(method: &str, url: &str, body: &[u8]) -> RequestTemplate {
+        RequestTemplate {
+            method: method.into(),
+            url: url::Url::parse(url).expect("valid url"),
+            headers: vec![("X-Test".into(), "1".into())],
+            body: body.to_vec(),
+        }
+    }
+
+    #[test]
+    fn serializes_the_request_once() {
+        let req =
+            PreparedRequest::new(&template("post", "http://example.test:8080/a/b?c=d", b"hi"))
+                .expect("valid");
+        let text = std::str::from_utf8(req.as_bytes()).expect("ascii");
+        assert!(
+            text.starts_with("POST /a/b?c=d HTTP/1.1\r\nHost: example.test:8080\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nX-Test: 1\r\n"));
+        assert!(text.ends_with("Content-Length: 2\r\n\r\nhi"), "{text}");
+    }
+
+    #[test]
+    fn refuses_header_injection() {
+        let mut t = template("GET", "http://h/", b"");
+        t.headers.push(("X-Bad".into(), "a\r\nInjected: 1".into()));
+        assert!(PreparedRequest::new(&t).is_err());
+    }
+
+    /// Serves canned responses, one per request line-block received.
+    async fn canned_server(responses: Vec<&'static [u8]>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let (read, mut write) = stream.into_split();
+            let mut lines = tokio::io::BufReader::new(read);
+            for response in responses {
+                // Read one request head (no bodies in these tests).
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                // Dribble the response in small pieces to exercise partial reads.
+                for piece in response.chunks(7) {
+                    if write.write_all(piece).await.is_err() {
+                        return;
+                    }
+                    let _ = write.flush().await;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn reads_length_chunked_and_interim_responses_on_one_connection() {
+        let addr = canned_server(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5;ext=1\r\npedia\r\n0\r\nTrailer: x\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ])
+        .await;
+        let req = PreparedRequest::new(&template("GET", "http://127.0.0.1/", b"")).expect("valid");
+        let mut conn = Http1Connection::connect(addr).await.expect("connects");
+        let r = conn.send(&req).await.expect("first");
+        assert_eq!((r.status, r.keep_alive), (200, true));
+        assert_eq!(r.bytes_received, 43);
+        let r = conn.send(&req).await.expect("second");
+        assert_eq!((r.status, r.keep_alive), (201, true));
+        let r = conn.send(&req).await.expect("third");
+        assert_eq!((r.status, r.keep_alive), (204, true));
+        let r = conn.send(&req).await.expect("fourth");
+        assert_eq!((r.status, r.keep_alive), (503, false));
+    }
+
+    #[tokio::test]
+    async fn body_until_close_and_truncation() {
+        let addr = canned_server(vec![b"HTTP/1.1 200 OK\r\n\r\nall of this until close"]).await;
+        let req = PreparedRequest::new(&template("GET", "http://127.0.0.1/", b"")).expect("valid");
+        let mut conn = Http1Connection::connect(addr).await.expect("connects");
+        let r = conn.send(&req).await.expect("until close");
+        assert!(!r.keep_alive);
+
+        let addr =
+            canned_server(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"]).await;
+        let mut conn = Http1Connection::connect(addr).await.expect("connects");
+        assert!(matches!(
+            conn.send(&req).await,
+            Err(Http1Error::ClosedEarly)
+        ));
+
+        let addr = canned_server(vec![b"NOT HTTP AT ALL\r\n\r\n"]).await;
+        let mut conn = Http1Connection::connect(addr).await.expect("connects");
+        assert!(matches!(
+            conn.send(&req).await,
+            Err(Http1Error::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,98 @@
+//! One worker thread: a single-threaded tokio runtime running a share of the
+//! agent's connections, plus the clock that closes intervals.
+//!
+//! The worker's connections record into one [`IntervalRecorder`] shared
+//! through `Rc<RefCell<…>>` — no lock, no atomics: they all run on this
+//! thread. At each interval boundary the worker swaps in a fresh recorder
+//! and sends the full one to the engine's aggregator.
+
+use super::connection::{ConnectionLoop, RunContext};
+use crate::recorder::IntervalRecorder;
+use std::cell::RefCell;
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::{JoinSet, LocalSet};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+/// A worker's recorder for one interval, on its way to the aggregator.
+pub(crate) struct WorkerInterval {
+    pub worker: usize,
+    pub index: u32,
+    pub recorder: IntervalRecorder,
+    /// The worker's final interval: nothing more will come from it.
+    pub last: bool,
+    /// When the interval was closed.
+    pub closed_at: Instant,
+}
+
+pub(crate) struct WorkerSpec {
+    pub id: usize,
+    /// Global indices of this worker's connections.
+    pub connections: Range<u32>,
+}
+
+/// Runs on its own OS thread until all its connections are done.
+pub(crate) fn run_worker(
+    spec: WorkerSpec,
+    ctx: Arc<RunContext>,
+    cancel: CancellationToken,
+    out: UnboundedSender<WorkerInterval>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    LocalSet::new().block_on(&runtime, worker_loop(spec, ctx, cancel, out));
+    Ok(())
+}
+
+async fn worker_loop(
+    spec: WorkerSpec,
+    ctx: Arc<RunContext>,
+    cancel: CancellationToken,
+    out: UnboundedSender<WorkerInterval>,
+) {
+    let recorder = Rc::new(RefCell::new(IntervalRecorder::new()));
+    let mut connections = JoinSet::new();
+    for index in spec.connections.clone() {
+        let conn = ConnectionLoop::new(ctx.clone(), recorder.clone(), index, cancel.clone());
+        connections.spawn_local(conn.run());
+    }
+
+    let intervals = ctx.plan.interval_count();
+    let mut index = 0u32;
+    // Close intervals 0..intervals-1 on the clock; the last one stays open
+    // until every connection is done (graceful stop included).
+    while index + 1 < intervals {
+        let boundary = ctx.start + ctx.plan.interval * (index + 1);
+        tokio::select! {
+            _ = sleep_until(boundary) => {
+                let full = std::mem::take(&mut *recorder.borrow_mut());
+                let _ = out.send(WorkerInterval { worker: spec.id, index, recorder: full, last: false, closed_at: Instant::now() });
+                index += 1;
+            }
+            // `join_next` is cancel-safe: finished tasks are not lost when
+            // the boundary wins the race.
+            _ = drain(&mut connections) => break,
+        }
+    }
+    drain(&mut connections).await;
+    let full = std::mem::take(&mut *recorder.borrow_mut());
+    let _ = out.send(WorkerInterval {
+        worker: spec.id,
+        index,
+        recorder: full,
+        last: true,
+        closed_at: Instant::now(),
+    });
+}
+
+async fn drain(tasks: &mut JoinSet<()>) {
+    while let Some(result) = tasks.join_next().await {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "connection task failed");
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! What this agent was asked to do, in the engine's own terms (converted from
+//! the wire's `LoadSlice` in [`crate::wire`]).
+
+use std::time::Duration;
+
+/// The request every connection sends, as given by the scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestTemplate {
+    pub method: String,
+    pub url: url::Url,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// How load is generated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WorkloadModel {
+    /// `connections` loops, each sending as soon as its previous response
+    /// arrived. Latency is measured from the actual send.
+    Closed { connections: u32 },
+    /// Requests are due at `rate_per_second`, evenly spaced, whatever the
+    /// target does, spread over `connections`. Latency is measured from each
+    /// request's intended send time (coordinated omission corrected).
+    Open {
+        rate_per_second: f64,
+        connections: u32,
+    },
+}
+
+impl WorkloadModel {
+    pub fn connections(&self) -> u32 {
+        match *self {
+            WorkloadModel::Closed { connections } | WorkloadModel::Open { connections, .. } => {
+                connections
+            }
+        }
+    }
+}
+
+/// This agent's slice of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadPlan {
+    pub request: RequestTemplate,
+    pub model: WorkloadModel,
+    pub duration: Duration,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// After `duration`, how long in-flight (and, in the open model, already
+    /// due) requests may take to finish before they count as interrupted.
+    pub graceful_stop: Duration,
+}
+
+impl LoadPlan {
+    /// Number of intervals in the nominal duration (the last may be partial).
+    pub fn interval_count(&self) -> u32 {
+        let n = self
+            .duration
+            .as_nanos()
+            .div_ceil(self.interval.as_nanos().max(1));
+        u32::try_from(n.max(1)).unwrap_or(u32::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_partial_intervals() {
+        let plan = |d: u64, i: u64| LoadPlan {
+            request: RequestTemplate {
+                method: "GET".into(),
+                url: url::Url::parse("http://127.0.0.1:1/").expect("valid url"),
+                headers: vec![],
+                body: vec![],
+            },
+            model: WorkloadModel::Closed { connections: 1 },
+            duration: Duration::from_millis(d),
+            interval: Duration::from_millis(i),
+            timeout: Duration::from_secs(1),
+            graceful_stop: Duration::from_secs(1),
+        };
+        assert_eq!(plan(15_000, 1_000).interval_count(), 15);
+        assert_eq!(plan(15_500, 1_000).interval_count(), 16);
+        assert_eq!(plan(500, 1_000).interval_count(), 1);
+    }
+}

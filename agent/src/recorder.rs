@@ -1,0 +1,207 @@
+//! Where latencies are recorded.
+//!
+//! Each worker thread owns one [`IntervalRecorder`] for the interval in
+//! progress; its connection tasks record into it without locks (they all run
+//! on that worker's single-threaded runtime). At each interval boundary the
+//! worker swaps the recorder for a fresh one and ships the full one to the
+//! agent's aggregator, which adds the workers' recorders together.
+
+use hdrhistogram::Histogram;
+use stampede_proto::histogram::{HIGHEST_MICROS, LOWEST_MICROS, new_latency_histogram};
+use std::time::Duration;
+
+/// Highest status code we count individually; anything above counts as 599.
+const STATUS_SLOTS: usize = 600;
+
+/// Why a request did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The TCP connection could not be established.
+    Connect,
+    /// No complete response within the request timeout.
+    Timeout,
+    /// The target answered 400..=499.
+    Status4xx,
+    /// The target answered 500..=599.
+    Status5xx,
+    /// I/O error, malformed or truncated response, anything else.
+    Other,
+}
+
+/// Requests by outcome. Every completed request lands in exactly one field;
+/// `interrupted` counts requests cut off by the end of the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    pub success: u64,
+    pub connect_error: u64,
+    pub timeout: u64,
+    pub status_4xx: u64,
+    pub status_5xx: u64,
+    pub other_error: u64,
+    pub interrupted: u64,
+}
+
+impl OutcomeCounts {
+    /// Completed requests: successes plus failures (not interrupted ones).
+    pub fn completed(&self) -> u64 {
+        self.success + self.failed()
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.connect_error + self.timeout + self.status_4xx + self.status_5xx + self.other_error
+    }
+
+    pub fn add(&mut self, other: &OutcomeCounts) {
+        self.success += other.success;
+        self.connect_error += other.connect_error;
+        self.timeout += other.timeout;
+        self.status_4xx += other.status_4xx;
+        self.status_5xx += other.status_5xx;
+        self.other_error += other.other_error;
+        self.interrupted += other.interrupted;
+    }
+
+    fn count_failure(&mut self, class: FailureClass) {
+        match class {
+            FailureClass::Connect => self.connect_error += 1,
+            FailureClass::Timeout => self.timeout += 1,
+            FailureClass::Status4xx => self.status_4xx += 1,
+            FailureClass::Status5xx => self.status_5xx += 1,
+            FailureClass::Other => self.other_error += 1,
+        }
+    }
+}
+
+/// Everything recorded during one interval (by one worker, or merged).
+#[derive(Debug, Clone)]
+pub struct IntervalRecorder {
+    /// Latency of successful requests, µs.
+    pub latency: Histogram<u64>,
+    /// Latency of failed requests, µs (kept apart so errors do not flatter or
+    /// spoil the success percentiles).
+    pub errors: Histogram<u64>,
+    pub outcomes: OutcomeCounts,
+    /// Responses per status code, indexed by code.
+    status_codes: Box<[u64; STATUS_SLOTS]>,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+}
+
+impl Default for IntervalRecorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IntervalRecorder {
+    pub fn new() -> Self {
+        Self {
+            latency: new_latency_histogram(),
+            errors: new_latency_histogram(),
+            outcomes: OutcomeCounts::default(),
+            status_codes: Box::new([0; STATUS_SLOTS]),
+            bytes_received: 0,
+            bytes_sent: 0,
+        }
+    }
+
+    #[inline]
+    pub fn record_success(&mut self, latency: Duration, status: u16) {
+        self.latency.saturating_record(micros(latency));
+        self.outcomes.success += 1;
+        self.count_status(status);
+    }
+
+    #[inline]
+    pub fn record_failure(&mut self, class: FailureClass, latency: Duration, status: Option<u16>) {
+        self.errors.saturating_record(micros(latency));
+        self.outcomes.count_failure(class);
+        if let Some(status) = status {
+            self.count_status(status);
+        }
+    }
+
+    #[inline]
+    pub fn record_interrupted(&mut self, requests: u64) {
+        self.outcomes.interrupted += requests;
+    }
+
+    #[inline]
+    pub fn record_bytes(&mut self, sent: u64, received: u64) {
+        self.bytes_sent += sent;
+        self.bytes_received += received;
+    }
+
+    #[inline]
+    fn count_status(&mut self, status: u16) {
+        let slot = usize::from(status).min(STATUS_SLOTS - 1);
+        self.status_codes[slot] += 1;
+    }
+
+    /// Status codes that were seen, with their counts, in ascending order.
+    pub fn status_codes(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.status_codes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(code, n)| (code as u16, *n))
+    }
+
+    /// Adds another recorder's contents into this one (exact: histogram
+    /// counts are added, never percentiles averaged).
+    pub fn merge(&mut self, other: &IntervalRecorder) {
+        // Both histograms have the agreed shape, so `add` cannot go out of range.
+        let _ = self.latency.add(&other.latency);
+        let _ = self.errors.add(&other.errors);
+        self.outcomes.add(&other.outcomes);
+        for (mine, theirs) in self.status_codes.iter_mut().zip(other.status_codes.iter()) {
+            *mine += theirs;
+        }
+        self.bytes_received += other.bytes_received;
+        self.bytes_sent += other.bytes_sent;
+    }
+}
+
+/// A latency in whole microseconds, clamped to the histogram's range.
+#[inline]
+pub fn micros(latency: Duration) -> u64 {
+    (latency.as_micros() as u64).clamp(LOWEST_MICROS, HIGHEST_MICROS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_and_merges_exactly() {
+        let mut a = IntervalRecorder::new();
+        a.record_success(Duration::from_millis(5), 200);
+        a.record_failure(FailureClass::Status5xx, Duration::from_millis(7), Some(503));
+        let mut b = IntervalRecorder::new();
+        b.record_success(Duration::from_millis(9), 200);
+        b.record_failure(FailureClass::Connect, Duration::from_micros(10), None);
+        b.record_interrupted(3);
+        a.merge(&b);
+        assert_eq!(a.latency.len(), 2);
+        assert_eq!(a.errors.len(), 2);
+        assert_eq!(a.outcomes.success, 2);
+        assert_eq!(a.outcomes.status_5xx, 1);
+        assert_eq!(a.outcomes.connect_error, 1);
+        assert_eq!(a.outcomes.interrupted, 3);
+        assert_eq!(a.outcomes.completed(), 4);
+        assert_eq!(
+            a.status_codes().collect::<Vec<_>>(),
+            vec![(200, 2), (503, 1)]
+        );
+    }
+
+    #[test]
+    fn clamps_out_of_range_latencies() {
+        let mut r = IntervalRecorder::new();
+        r.record_success(Duration::ZERO, 200);
+        r.record_success(Duration::from_secs(10_000), 200);
+        assert_eq!(r.latency.min(), 1);
+        assert!(r.latency.max() >= HIGHEST_MICROS);
+        assert_eq!(r.status_codes().next(), Some((200, 2)));
+    }
+}
