@@ -14,3 +14,7 @@ pub mod engine;
 pub mod plan;
 pub mod recorder;
 pub mod schedule;
+pub mod session;
+pub mod wire;
+
+pub use session::{AgentConfig, SessionError, run_agent};

@@ -1,1 +1,3 @@
-//! Stampede coordinator.
+//! Stampede's coordinator.
+pub mod plan;
+pub mod scenario;

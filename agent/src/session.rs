@@ -1,0 +1,383 @@
+//! The agent's side of the session with its coordinator: dial, register,
+//! take an assignment, start on the common start time, stream interval
+//! reports, and reconnect with capped back-off when the link goes.
+//!
+//! One task owns the session state; the engine runs in its own task and hands
+//! interval records over a channel.
+
+use crate::engine::{self, EngineError, EngineOptions, EngineSummary, IntervalRecord};
+use crate::plan::LoadPlan;
+use crate::wire;
+use stampede_proto::histogram::Encoding;
+use stampede_proto::v1::{
+    self, agent_message, agent_session_client::AgentSessionClient, coordinator_message,
+};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// How an agent joins and behaves. Built by the CLI (or a test).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The coordinator's gRPC URL, e.g. `http://10.0.0.5:7700`.
+    pub coordinator: String,
+    pub region: String,
+    pub zone: String,
+    pub agent_id: uuid::Uuid,
+    pub engine: EngineOptions,
+    pub histogram_encoding: Encoding,
+    /// Exit after one run instead of waiting for the next.
+    pub once: bool,
+    pub heartbeat_every: Duration,
+    /// Longest wait between reconnect attempts.
+    pub max_backoff: Duration,
+}
+
+impl AgentConfig {
+    pub fn new(coordinator: impl Into<String>, region: impl Into<String>) -> Self {
+        Self {
+            coordinator: coordinator.into(),
+            region: region.into(),
+            zone: String::new(),
+            agent_id: uuid::Uuid::new_v4(),
+            engine: EngineOptions::default(),
+            histogram_encoding: Encoding::default(),
+            once: false,
+            heartbeat_every: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot reach coordinator {url}: {source}")]
+    Connect {
+        url: String,
+        source: tonic::transport::Error,
+    },
+    #[error("coordinator {0} is not a valid URL")]
+    BadUrl(String),
+    #[error("session stream failed: {0}")]
+    Stream(#[from] tonic::Status),
+    #[error("coordinator refused this agent: {0}")]
+    Refused(String),
+    #[error("coordinator closed the session")]
+    Closed,
+}
+
+/// How a session ended without error.
+enum SessionEnd {
+    /// The run finished and this agent was started for one run.
+    Done,
+    /// Shut down from outside.
+    Cancelled,
+}
+
+/// Runs the agent until `cancel` fires (or, with `once`, until one run ends).
+/// Connection failures are retried with capped exponential back-off; a
+/// refusal by the coordinator is final (it would refuse again).
+pub async fn run_agent(config: AgentConfig, cancel: CancellationToken) -> Result<(), SessionError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match session(&config, &cancel).await {
+            Ok(SessionEnd::Done | SessionEnd::Cancelled) => return Ok(()),
+            Err(e @ (SessionError::Refused(_) | SessionError::BadUrl(_))) => return Err(e),
+            Err(e) => warn!(error = %e, retry_in = ?backoff, "session with coordinator lost"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(config.max_backoff);
+    }
+}
+
+/// What the agent is doing in its current session.
+enum State {
+    Idle,
+    Assigned {
+        run_id: String,
+        plan: LoadPlan,
+        addrs: Vec<SocketAddr>,
+    },
+    Running(Run),
+}
+
+struct Run {
+    run_id: String,
+    start_unix_nanos: i64,
+    stop: CancellationToken,
+    records: mpsc::Receiver<IntervalRecord>,
+    engine: JoinHandle<Result<EngineSummary, EngineError>>,
+    intervals_sent: u32,
+}
+
+async fn session(
+    config: &AgentConfig,
+    cancel: &CancellationToken,
+) -> Result<SessionEnd, SessionError> {
+    let endpoint = tonic::transport::Endpoint::from_shared(config.coordinator.clone())
+        .map_err(|_| SessionError::BadUrl(config.coordinator.clone()))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|source| SessionError::Connect {
+            url: config.coordinator.clone(),
+            source,
+        })?;
+    let mut client = AgentSessionClient::new(channel);
+    let (tx, rx) = mpsc::channel::<v1::AgentMessage>(64);
+    let agent_id = config.agent_id.to_string();
+    let send = |kind| v1::AgentMessage { kind: Some(kind) };
+    tx.send(send(agent_message::Kind::Register(v1::Register {
+        agent_id: agent_id.clone(),
+        region: config.region.clone(),
+        zone: config.zone.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        cores: config.engine.threads as u32,
+        hostname: hostname(),
+    })))
+    .await
+    .map_err(|_| SessionError::Closed)?;
+    let mut inbound = client.join(ReceiverStream::new(rx)).await?.into_inner();
+
+    let mut state = State::Idle;
+    let mut heartbeat = tokio::time::interval(config.heartbeat_every);
+    let result = loop {
+        let records = match &mut state {
+            State::Running(run) => Some(&mut run.records),
+            _ => None,
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => break Ok(SessionEnd::Cancelled),
+            _ = heartbeat.tick() => {
+                let beat = v1::Heartbeat { sent_unix_nanos: unix_nanos(SystemTime::now()) };
+                if tx.send(send(agent_message::Kind::Heartbeat(beat))).await.is_err() {
+                    break Err(SessionError::Closed);
+                }
+            }
+            record = recv_or_pending(records) => {
+                let State::Running(run) = &mut state else { continue };
+                match record {
+                    Some(record) => {
+                        match wire::interval_report(&run.run_id, &agent_id, run.start_unix_nanos, &record, config.histogram_encoding) {
+                            Ok(report) => {
+                                run.intervals_sent += 1;
+                                if tx.send(send(agent_message::Kind::IntervalReport(report))).await.is_err() {
+                                    break Err(SessionError::Closed);
+                                }
+                            }
+                            Err(e) => warn!(error = %e, "cannot encode interval report"),
+                        }
+                    }
+                    None => {
+                        // The engine is done and every record is sent.
+                        let State::Running(run) = std::mem::replace(&mut state, State::Idle) else { continue };
+                        let error = match run.engine.await {
+                            Ok(Ok(summary)) => {
+                                info!(run_id = %run.run_id, requests = summary.outcomes.completed(), "load finished");
+                                String::new()
+                            }
+                            Ok(Err(e)) => e.to_string(),
+                            Err(e) => format!("engine task failed: {e}"),
+                        };
+                        let fin = v1::FinalReport { run_id: run.run_id, agent_id: agent_id.clone(), intervals_sent: run.intervals_sent, error };
+                        if tx.send(send(agent_message::Kind::FinalReport(fin))).await.is_err() {
+                            break Err(SessionError::Closed);
+                        }
+                    }
+                }
+            }
+            message = inbound.message() => {
+                let kind = match message {
+                    Ok(Some(v1::CoordinatorMessage { kind: Some(kind) })) => kind,
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break Err(SessionError::Closed),
+                    Err(status) => break Err(SessionError::Stream(status)),
+                };
+                match handle(kind, &mut state, config, &tx).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Finished) => break Ok(SessionEnd::Done),
+                    Err(e) => break Err(e),
+                }
+            }
+        }
+    };
+    // Leaving the session: a run in progress must not go on unattended.
+    if let State::Running(run) = state {
+        run.stop.cancel();
+        let _ = run.engine.await;
+    }
+    result
+}
+
+enum Flow {
+    Continue,
+    Finished,
+}
+
+async fn handle(
+    kind: coordinator_message::Kind,
+    state: &mut State,
+    config: &AgentConfig,
+    tx: &mpsc::Sender<v1::AgentMessage>,
+) -> Result<Flow, SessionError> {
+    let send = |kind| v1::AgentMessage { kind: Some(kind) };
+    match kind {
+        coordinator_message::Kind::Registered(r) => {
+            info!(coordinator_version = %r.coordinator_version, region = %config.region, "registered with coordinator");
+        }
+        coordinator_message::Kind::Refused(r) => return Err(SessionError::Refused(r.reason)),
+        coordinator_message::Kind::Assignment(a) => {
+            if matches!(state, State::Running(_)) {
+                let reason = "a run is already in progress on this agent".to_owned();
+                let msg = agent_message::Kind::AssignmentRejected(v1::AssignmentRejected {
+                    run_id: a.run_id,
+                    reason,
+                });
+                tx.send(send(msg)).await.map_err(|_| SessionError::Closed)?;
+                return Ok(Flow::Continue);
+            }
+            let reply = match accept(a.slice).await {
+                Ok((plan, addrs)) => {
+                    info!(run_id = %a.run_id, model = ?plan.model, url = %plan.request.url, "assignment accepted");
+                    *state = State::Assigned {
+                        run_id: a.run_id.clone(),
+                        plan,
+                        addrs,
+                    };
+                    agent_message::Kind::AssignmentAccepted(v1::AssignmentAccepted {
+                        run_id: a.run_id,
+                    })
+                }
+                Err(reason) => {
+                    warn!(run_id = %a.run_id, %reason, "assignment rejected");
+                    agent_message::Kind::AssignmentRejected(v1::AssignmentRejected {
+                        run_id: a.run_id,
+                        reason,
+                    })
+                }
+            };
+            tx.send(send(reply))
+                .await
+                .map_err(|_| SessionError::Closed)?;
+        }
+        coordinator_message::Kind::Start(start) => {
+            let State::Assigned { run_id, .. } = &*state else {
+                warn!(run_id = %start.run_id, "start for a run this agent was not assigned; ignored");
+                return Ok(Flow::Continue);
+            };
+            if *run_id != start.run_id {
+                warn!(run_id = %start.run_id, "start for another run; ignored");
+                return Ok(Flow::Continue);
+            }
+            let State::Assigned {
+                run_id,
+                plan,
+                addrs,
+            } = std::mem::replace(state, State::Idle)
+            else {
+                return Ok(Flow::Continue);
+            };
+            let start_at = instant_of(start.start_unix_nanos);
+            let stop = CancellationToken::new();
+            let (records_tx, records) = mpsc::channel(16);
+            info!(%run_id, starts_in = ?start_at.saturating_duration_since(tokio::time::Instant::now()), "run starting");
+            let engine = tokio::spawn(engine::run(
+                plan,
+                addrs,
+                config.engine,
+                start_at,
+                stop.clone(),
+                records_tx,
+            ));
+            *state = State::Running(Run {
+                run_id,
+                start_unix_nanos: start.start_unix_nanos,
+                stop,
+                records,
+                engine,
+                intervals_sent: 0,
+            });
+        }
+        coordinator_message::Kind::Stop(stop) => {
+            if let State::Running(run) = state {
+                if run.run_id == stop.run_id {
+                    warn!(run_id = %run.run_id, reason = %stop.reason, "coordinator stopped the run");
+                    run.stop.cancel();
+                }
+            } else {
+                *state = State::Idle;
+            }
+        }
+        coordinator_message::Kind::RunFinished(f) => {
+            info!(run_id = %f.run_id, "run finished");
+            if config.once {
+                return Ok(Flow::Finished);
+            }
+        }
+    }
+    Ok(Flow::Continue)
+}
+
+/// Checks an assignment and resolves its target (once, here, so that the
+/// request loop never waits on DNS).
+async fn accept(slice: Option<v1::LoadSlice>) -> Result<(LoadPlan, Vec<SocketAddr>), String> {
+    let slice = slice.ok_or("assignment has no slice")?;
+    let plan = wire::plan_from_slice(slice).map_err(|e| e.to_string())?;
+    let url = &plan.request.url;
+    let host = url.host_str().ok_or("target URL has no host")?;
+    let port = url
+        .port_or_known_default()
+        .ok_or("target URL has no port")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("{host} resolves to no address"));
+    }
+    Ok((plan, addrs))
+}
+
+async fn recv_or_pending(
+    records: Option<&mut mpsc::Receiver<IntervalRecord>>,
+) -> Option<IntervalRecord> {
+    match records {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn unix_nanos(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The monotonic instant at which the wall clock reads `unix_nanos`.
+fn instant_of(unix_nanos_at: i64) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let delta = unix_nanos_at.saturating_sub(unix_nanos(SystemTime::now()));
+    if delta >= 0 {
+        now + Duration::from_nanos(delta as u64)
+    } else {
+        now.checked_sub(Duration::from_nanos(delta.unsigned_abs()))
+            .unwrap_or(now)
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}

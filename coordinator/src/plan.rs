@@ -1,0 +1,331 @@
+//! How load is split across regions and agents: a pure function from a
+//! scenario and the registered agents to one [`LoadPlan`] per agent.
+//!
+//! Each region gets its explicit rate, or a weighted share of what remains;
+//! agents within a region share it equally. Connections (integers) are
+//! apportioned by largest remainder, so the sums are exact: the agents'
+//! connections add up to the scenario's, and their rates to its rate.
+
+use crate::scenario::{Model, Scenario, Share};
+use stampede_agent::plan::{LoadPlan, RequestTemplate, WorkloadModel};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// One agent's part of the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentAssignment {
+    pub agent_id: Uuid,
+    pub region: String,
+    pub plan: LoadPlan,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("region {0:?} has no agents")]
+    EmptyRegion(String),
+    #[error("agent {agent} is in region {region:?}, which the scenario does not list")]
+    UnknownRegion { agent: Uuid, region: String },
+    #[error("{connections} connections cannot give each of the {agents} agents one")]
+    TooFewConnections { connections: u32, agents: usize },
+}
+
+/// Each region's share of the load, as a fraction of the whole (sums to 1).
+pub fn region_fractions(scenario: &Scenario) -> BTreeMap<String, f64> {
+    let weight_sum: f64 = scenario
+        .regions
+        .iter()
+        .filter_map(|r| match r.share {
+            Share::Weight(w) => Some(w),
+            Share::Rate(_) => None,
+        })
+        .sum();
+    let explicit: f64 = scenario
+        .regions
+        .iter()
+        .filter_map(|r| match r.share {
+            Share::Rate(rate) => Some(rate),
+            Share::Weight(_) => None,
+        })
+        .sum();
+    let total_rate = match scenario.load.model {
+        Model::Open { rate } => rate,
+        Model::Closed => 0.0,
+    };
+    scenario
+        .regions
+        .iter()
+        .map(|r| {
+            let fraction = match r.share {
+                Share::Rate(rate) => rate / total_rate,
+                Share::Weight(w) if total_rate > 0.0 => {
+                    (total_rate - explicit) / total_rate * w / weight_sum
+                }
+                Share::Weight(w) => w / weight_sum,
+            };
+            (r.name.clone(), fraction)
+        })
+        .collect()
+}
+
+/// Splits the scenario over `agents` (id, region). Agents are assigned in
+/// the order given within each region.
+pub fn plan(
+    scenario: &Scenario,
+    agents: &[(Uuid, String)],
+) -> Result<Vec<AgentAssignment>, PlanError> {
+    let mut by_region: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
+    for (id, region) in agents {
+        if scenario.region(region).is_none() {
+            return Err(PlanError::UnknownRegion {
+                agent: *id,
+                region: region.clone(),
+            });
+        }
+        by_region.entry(region.as_str()).or_default().push(*id);
+    }
+    if (scenario.load.connections as usize) < agents.len() {
+        return Err(PlanError::TooFewConnections {
+            connections: scenario.load.connections,
+            agents: agents.len(),
+        });
+    }
+    let fractions = region_fractions(scenario);
+    let mut weights = Vec::new();
+    let mut minimums = Vec::new();
+    for region in &scenario.regions {
+        let ids = by_region
+            .get(region.name.as_str())
+            .ok_or_else(|| PlanError::EmptyRegion(region.name.clone()))?;
+        weights.push(fractions[&region.name]);
+        minimums.push(ids.len() as u32);
+    }
+    let region_connections = apportion(scenario.load.connections, &weights, &minimums);
+
+    let mut out = Vec::with_capacity(agents.len());
+    for (region, connections) in scenario.regions.iter().zip(region_connections) {
+        let ids = &by_region[region.name.as_str()];
+        let per_agent = apportion(connections, &vec![1.0; ids.len()], &vec![1; ids.len()]);
+        let request = RequestTemplate {
+            method: scenario.target.method.clone(),
+            url: scenario.target.url_for(&region.name).clone(),
+            headers: scenario.target.headers.clone(),
+            body: scenario.target.body.clone(),
+        };
+        for (id, connections) in ids.iter().zip(per_agent) {
+            let model = match scenario.load.model {
+                Model::Closed => WorkloadModel::Closed { connections },
+                Model::Open { rate } => WorkloadModel::Open {
+                    rate_per_second: rate * fractions[&region.name] / ids.len() as f64,
+                    connections,
+                },
+            };
+            out.push(AgentAssignment {
+                agent_id: *id,
+                region: region.name.clone(),
+                plan: LoadPlan {
+                    request: request.clone(),
+                    model,
+                    duration: scenario.load.duration,
+                    interval: scenario.load.interval,
+                    timeout: scenario.target.timeout,
+                    graceful_stop: scenario.load.graceful_stop,
+                },
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Splits `total` into integers proportional to `weights`, each at least its
+/// minimum, summing exactly to `total` (largest-remainder method). The
+/// caller guarantees `sum(minimums) <= total`.
+pub fn apportion(total: u32, weights: &[f64], minimums: &[u32]) -> Vec<u32> {
+    let weight_sum: f64 = weights.iter().sum();
+    let ideal: Vec<f64> = weights
+        .iter()
+        .map(|w| {
+            if weight_sum > 0.0 {
+                f64::from(total) * w / weight_sum
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut alloc: Vec<u32> = ideal
+        .iter()
+        .zip(minimums)
+        .map(|(i, m)| (i.floor() as u32).max(*m))
+        .collect();
+    let mut assigned: u32 = alloc.iter().sum();
+    // Under: give the rest to the largest shortfalls.
+    while assigned < total {
+        let i = (0..alloc.len())
+            .max_by(|&a, &b| {
+                (ideal[a] - f64::from(alloc[a])).total_cmp(&(ideal[b] - f64::from(alloc[b])))
+            })
+            .unwrap_or(0);
+        alloc[i] += 1;
+        assigned += 1;
+    }
+    // Over (minimums pushed us past): take from the largest surpluses.
+    while assigned > total {
+        let Some(i) = (0..alloc.len())
+            .filter(|&i| alloc[i] > minimums[i])
+            .max_by(|&a, &b| {
+                (f64::from(alloc[a]) - ideal[a]).total_cmp(&(f64::from(alloc[b]) - ideal[b]))
+            })
+        else {
+            break;
+        };
+        alloc[i] -= 1;
+        assigned -= 1;
+    }
+    alloc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{Load, RegionSpec, Target};
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    fn scenario(model: Model, connections: u32, regions: Vec<(&str, u32, Share)>) -> Scenario {
+        Scenario {
+            name: "t".into(),
+            target: Target {
+                method: "GET".into(),
+                url: url::Url::parse("http://127.0.0.1:1/").expect("url"),
+                headers: vec![],
+                body: vec![],
+                timeout: Duration::from_secs(1),
+                region_urls: BTreeMap::from([(
+                    "b".to_owned(),
+                    url::Url::parse("http://127.0.0.1:2/").expect("url"),
+                )]),
+            },
+            load: Load {
+                model,
+                connections,
+                duration: Duration::from_secs(1),
+                interval: Duration::from_secs(1),
+                graceful_stop: Duration::from_secs(1),
+            },
+            regions: regions
+                .into_iter()
+                .map(|(name, agents, share)| RegionSpec {
+                    name: name.into(),
+                    agents,
+                    share,
+                })
+                .collect(),
+            start_delay: Duration::from_secs(1),
+            agent_wait_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn agents(spec: &[(&str, u32)]) -> Vec<(Uuid, String)> {
+        spec.iter()
+            .flat_map(|(r, n)| (0..*n).map(move |_| (Uuid::new_v4(), r.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn splits_rates_by_weight_and_explicit_rate() {
+        let s = scenario(
+            Model::Open { rate: 1000.0 },
+            20,
+            vec![
+                ("a", 2, Share::Weight(3.0)),
+                ("b", 1, Share::Weight(1.0)),
+                ("c", 1, Share::Rate(200.0)),
+            ],
+        );
+        let plan = plan(&s, &agents(&[("a", 2), ("b", 1), ("c", 1)])).expect("plans");
+        let rate = |region: &str| -> f64 {
+            plan.iter()
+                .filter(|a| a.region == region)
+                .map(|a| match a.plan.model {
+                    WorkloadModel::Open {
+                        rate_per_second, ..
+                    } => rate_per_second,
+                    WorkloadModel::Closed { .. } => 0.0,
+                })
+                .sum()
+        };
+        assert!((rate("a") - 600.0).abs() < 1e-9);
+        assert!((rate("b") - 200.0).abs() < 1e-9);
+        assert!((rate("c") - 200.0).abs() < 1e-9);
+        assert_eq!(
+            plan.iter().map(|a| a.plan.model.connections()).sum::<u32>(),
+            20
+        );
+        assert_eq!(
+            plan.iter()
+                .find(|a| a.region == "b")
+                .map(|a| a.plan.request.url.port()),
+            Some(Some(2))
+        );
+    }
+
+    #[test]
+    fn refuses_missing_and_unknown_regions() {
+        let s = scenario(
+            Model::Closed,
+            10,
+            vec![("a", 1, Share::Weight(1.0)), ("b", 1, Share::Weight(1.0))],
+        );
+        assert_eq!(
+            plan(&s, &agents(&[("a", 1)])),
+            Err(PlanError::EmptyRegion("b".into()))
+        );
+        assert!(matches!(
+            plan(&s, &agents(&[("a", 1), ("b", 1), ("z", 1)])),
+            Err(PlanError::UnknownRegion { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn apportion_is_exact_and_respects_minimums(
+            total in 0u32..10_000,
+            weights in prop::collection::vec(0.01f64..100.0, 1..12),
+        ) {
+            let minimums: Vec<u32> = weights.iter().map(|_| 1).collect();
+            prop_assume!(total as usize >= weights.len());
+            let alloc = apportion(total, &weights, &minimums);
+            prop_assert_eq!(alloc.iter().sum::<u32>(), total);
+            let sum: f64 = weights.iter().sum();
+            for (a, w) in alloc.iter().zip(&weights) {
+                prop_assert!(*a >= 1);
+                let ideal = f64::from(total) * w / sum;
+                // Never more than one off its ideal unless lifted by the minimum.
+                prop_assert!((f64::from(*a) - ideal).abs() < 1.0 + 1e-9 || *a == 1);
+            }
+        }
+
+        #[test]
+        fn plan_preserves_sums(
+            rate in 1.0f64..500_000.0,
+            spec in prop::collection::vec((1u32..5, 0.1f64..10.0), 1..6),
+            extra in 0u32..200,
+        ) {
+            let names: Vec<String> = (0..spec.len()).map(|i| format!("r{i}")).collect();
+            let agent_count: u32 = spec.iter().map(|(n, _)| n).sum();
+            let s = scenario(
+                Model::Open { rate },
+                agent_count + extra,
+                names.iter().zip(&spec).map(|(n, (a, w))| (n.as_str(), *a, Share::Weight(*w))).collect(),
+            );
+            let list: Vec<(&str, u32)> = names.iter().zip(&spec).map(|(n, (a, _))| (n.as_str(), *a)).collect();
+            let plan = plan(&s, &agents(&list)).expect("plans");
+            prop_assert_eq!(plan.len() as u32, agent_count);
+            prop_assert_eq!(plan.iter().map(|a| a.plan.model.connections()).sum::<u32>(), agent_count + extra);
+            let total: f64 = plan.iter().map(|a| match a.plan.model {
+                WorkloadModel::Open { rate_per_second, .. } => rate_per_second,
+                WorkloadModel::Closed { .. } => 0.0,
+            }).sum();
+            prop_assert!((total - rate).abs() <= rate * 1e-9);
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The scenario file as written: loose types (durations as strings, optional
+//! fields), unknown fields refused. [`super::validate`] turns it into a
+//! [`super::Scenario`].
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    pub name: Option<String>,
+    pub target: TargetSection,
+    pub load: LoadSection,
+    pub regions: Vec<RegionSection>,
+    /// How long before the common start time the coordinator sends `Start`,
+    /// so every agent has it in time (default 2s).
+    pub start_delay: Option<String>,
+    /// How long to wait for the expected agents to register (default 60s).
+    pub agent_wait_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    pub url: String,
+    pub method: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    pub timeout: Option<String>,
+    /// Per agent region, the URL its agents use instead of `url` (a
+    /// multi-region deployment with an endpoint per region).
+    #[serde(default)]
+    pub region_urls: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSection {
+    /// `open` (a fixed arrival rate) or `closed` (fixed concurrency).
+    pub model: String,
+    /// Open model: total requests per second across all regions.
+    pub rate: Option<f64>,
+    /// Total connections across all agents (closed: the concurrency).
+    pub connections: Option<i64>,
+    pub duration: String,
+    pub interval: Option<String>,
+    pub graceful_stop: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionSection {
+    pub name: String,
+    /// Agents expected from this region (default 1).
+    pub agents: Option<i64>,
+    /// Relative share of the load (default 1).
+    pub weight: Option<f64>,
+    /// Open model: this region's rate, instead of a weighted share.
+    pub rate: Option<f64>,
+}

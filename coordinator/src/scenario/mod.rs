@@ -1,0 +1,177 @@
+//! How a scenario is read and checked.
+//!
+//! A scenario file (YAML or TOML) is read through `config`, so any field can
+//! be overridden from the environment: `STAMPEDE_LOAD__RATE=5000` sets
+//! `load.rate` (`__` separates levels). It is then validated into a typed
+//! [`Scenario`]; every error names the file, the field and why.
+
+mod file;
+mod validate;
+
+pub use validate::validate;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// A checked scenario, ready to plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub name: String,
+    pub target: Target,
+    pub load: Load,
+    pub regions: Vec<RegionSpec>,
+    pub start_delay: Duration,
+    pub agent_wait_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub method: String,
+    pub url: url::Url,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+    /// Region name → URL for that region's agents (else `url`).
+    pub region_urls: BTreeMap<String, url::Url>,
+}
+
+impl Target {
+    /// The URL agents of `region` send to.
+    pub fn url_for(&self, region: &str) -> &url::Url {
+        self.region_urls.get(region).unwrap_or(&self.url)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Model {
+    /// Fixed concurrency: `connections` loops sending back to back.
+    Closed,
+    /// Fixed arrival rate (total across regions), requests per second.
+    Open { rate: f64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Load {
+    pub model: Model,
+    /// Total across all agents.
+    pub connections: u32,
+    pub duration: Duration,
+    pub interval: Duration,
+    pub graceful_stop: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionSpec {
+    pub name: String,
+    pub agents: u32,
+    pub share: Share,
+}
+
+/// How much of the load a region takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Share {
+    /// Relative weight among the weighted regions.
+    Weight(f64),
+    /// A fixed rate (open model only).
+    Rate(f64),
+}
+
+impl Scenario {
+    pub fn region(&self, name: &str) -> Option<&RegionSpec> {
+        self.regions.iter().find(|r| r.name == name)
+    }
+
+    pub fn total_agents(&self) -> u32 {
+        self.regions.iter().map(|r| r.agents).sum()
+    }
+}
+
+/// A scenario error: which file, which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {field}: {why}")]
+pub struct ScenarioError {
+    pub file: String,
+    pub field: String,
+    pub why: String,
+}
+
+/// Top-level keys that environment overrides may set. Other `STAMPEDE_*`
+/// variables (the CLI's own settings) are not scenario fields.
+const OVERRIDABLE: [&str; 6] = [
+    "name",
+    "target",
+    "load",
+    "regions",
+    "start_delay",
+    "agent_wait_timeout",
+];
+
+/// Reads, merges environment overrides into, and validates a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let env = std::env::vars().collect();
+    load_with_env(path, env)
+}
+
+/// [`load`] with an explicit environment (tests pass their own).
+pub fn load_with_env(
+    path: &Path,
+    env: BTreeMap<String, String>,
+) -> Result<Scenario, ScenarioError> {
+    let file = path.display().to_string();
+    let error = |field: &str, why: String| ScenarioError {
+        file: file.clone(),
+        field: field.to_owned(),
+        why,
+    };
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        Some("yaml" | "yml") => config::FileFormat::Yaml,
+        Some("toml") => config::FileFormat::Toml,
+        _ => {
+            return Err(error(
+                "(file)",
+                "unknown format: use a .yaml, .yml or .toml file".into(),
+            ));
+        }
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| error("(file)", format!("cannot read: {e}")))?;
+    let overrides: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| {
+            k.strip_prefix("STAMPEDE_")
+                .and_then(|rest| rest.split("__").next())
+                .is_some_and(|top| OVERRIDABLE.contains(&top.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    let config = config::Config::builder()
+        .add_source(config::File::from_str(&text, format))
+        .add_source(
+            config::Environment::with_prefix("STAMPEDE")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(overrides)),
+        )
+        .build()
+        .map_err(|e| error("(file)", e.to_string()))?;
+    let raw: file::ScenarioFile = serde_path_to_error::deserialize(config).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "(top level)".to_owned()
+        } else {
+            path
+        };
+        error(&field, e.into_inner().to_string())
+    })?;
+    validate(raw).map_err(|(field, why)| error(&field, why))
+}
+
+/// Parses a duration such as `15s`, `500ms`, `1m 30s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. 15s, 500ms, 2m"))
+}
+
+#[cfg(test)]
+mod tests;

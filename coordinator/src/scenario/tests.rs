@@ -1,0 +1,166 @@
+use super::*;
+use std::io::Write;
+
+const GOOD: &str = r#"
+name: checkout
+target:
+  url: http://127.0.0.1:8080/api
+  headers:
+    accept: application/json
+  region_urls:
+    eu-west: http://127.0.0.1:8081/api
+load:
+  model: open
+  rate: 3000
+  duration: 15s
+regions:
+  - name: us-east
+    agents: 2
+    weight: 2
+  - name: eu-west
+  - name: ap-south
+    rate: 500
+"#;
+
+fn write(ext: &str, text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new()
+        .suffix(ext)
+        .tempfile()
+        .expect("temp file");
+    f.write_all(text.as_bytes()).expect("write");
+    f
+}
+
+fn load_text(text: &str) -> Result<Scenario, ScenarioError> {
+    let f = write(".yaml", text);
+    load_with_env(f.path(), BTreeMap::new())
+}
+
+#[test]
+fn reads_a_good_scenario_with_defaults() {
+    let s = load_text(GOOD).expect("valid");
+    assert_eq!(s.name, "checkout");
+    assert_eq!(s.load.model, Model::Open { rate: 3000.0 });
+    assert_eq!(s.load.interval, Duration::from_secs(1));
+    assert_eq!(s.target.method, "GET");
+    assert_eq!(s.total_agents(), 4);
+    assert_eq!(s.target.url_for("eu-west").port(), Some(8081));
+    assert_eq!(s.target.url_for("us-east").port(), Some(8080));
+    assert_eq!(s.regions[2].share, Share::Rate(500.0));
+    assert_eq!(s.load.connections, 30);
+}
+
+#[test]
+fn reads_toml_too() {
+    let f = write(
+        ".toml",
+        "[target]\nurl = \"http://127.0.0.1:1/\"\n[load]\nmodel = \"closed\"\nconnections = 4\nduration = \"2s\"\n[[regions]]\nname = \"local\"\n",
+    );
+    let s = load_with_env(f.path(), BTreeMap::new()).expect("valid");
+    assert_eq!(s.load.model, Model::Closed);
+    assert_eq!(s.load.connections, 4);
+}
+
+#[test]
+fn environment_overrides_fields() {
+    let f = write(".yaml", GOOD);
+    let env = BTreeMap::from([
+        ("STAMPEDE_LOAD__RATE".to_owned(), "6000".to_owned()),
+        ("STAMPEDE_LOAD__DURATION".to_owned(), "1m".to_owned()),
+        // Not a scenario key: ignored, not an "unknown field".
+        ("STAMPEDE_LOG".to_owned(), "debug".to_owned()),
+    ]);
+    let s = load_with_env(f.path(), env).expect("valid");
+    assert_eq!(s.load.model, Model::Open { rate: 6000.0 });
+    assert_eq!(s.load.duration, Duration::from_secs(60));
+}
+
+/// Each bad input fails with its own field and reason, naming the file.
+#[test]
+fn bad_inputs_name_file_field_and_why() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "unknown field",
+            "load:\n",
+            "load:\n  bogus: 1\n",
+            "unknown field `bogus`",
+        ),
+        ("negative rate", "rate: 3000", "rate: -5", "load.rate"),
+        (
+            "unknown region",
+            "eu-west: http://127.0.0.1:8081/api",
+            "eu-wset: http://127.0.0.1:8081/api",
+            "unknown region \"eu-wset\"",
+        ),
+        (
+            "bad duration",
+            "duration: 15s",
+            "duration: soon",
+            "load.duration",
+        ),
+        ("bad model", "model: open", "model: ajar", "load.model"),
+        (
+            "bad scheme",
+            "url: http://127.0.0.1:8080/api",
+            "url: ftp://127.0.0.1/",
+            "target.url",
+        ),
+        ("zero agents", "agents: 2", "agents: 0", "regions[0].agents"),
+        (
+            "duplicate region",
+            "name: ap-south",
+            "name: us-east",
+            "listed twice",
+        ),
+        (
+            "bad region name",
+            "name: ap-south",
+            "name: AP_South",
+            "regions[2].name",
+        ),
+        (
+            "weight and rate",
+            "rate: 500",
+            "rate: 500\n    weight: 1",
+            "regions[2].rate",
+        ),
+        ("wrong type", "rate: 3000", "rate: lots", "load.rate"),
+    ];
+    for (label, from, to, expect) in cases {
+        assert!(GOOD.contains(from), "{label}: fixture lacks {from:?}");
+        let text = GOOD.replacen(from, to, 1);
+        let f = write(".yaml", &text);
+        let e = load_with_env(f.path(), BTreeMap::new()).expect_err(label);
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&f.path().display().to_string()),
+            "{label}: {shown}"
+        );
+        assert!(
+            shown.contains(expect),
+            "{label}: expected {expect:?} in {shown}"
+        );
+    }
+}
+
+#[test]
+fn unknown_field_is_located() {
+    let e =
+        load_text(&GOOD.replacen("load:\n", "load:\n  bogus: 1\n", 1)).expect_err("unknown field");
+    assert_eq!(e.field, "load.bogus");
+}
+
+#[test]
+fn open_rate_must_cover_explicit_region_rates() {
+    let e = load_text(&GOOD.replacen("rate: 3000", "rate: 400", 1)).expect_err("too small");
+    assert_eq!(e.field, "load.rate");
+}
+
+#[test]
+fn missing_file_and_format_are_clear() {
+    let e = load_with_env(Path::new("/nonexistent/x.yaml"), BTreeMap::new()).expect_err("missing");
+    assert!(e.why.contains("cannot read"), "{e}");
+    let f = write(".ini", "x");
+    let e = load_with_env(f.path(), BTreeMap::new()).expect_err("format");
+    assert!(e.why.contains("unknown format"), "{e}");
+}

@@ -1,0 +1,294 @@
+//! Turns a [`ScenarioFile`] into a [`Scenario`], or says which field is wrong
+//! and why.
+
+use super::file::ScenarioFile;
+use super::{Load, Model, RegionSpec, Scenario, Share, Target, parse_duration};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A field path and the reason it is wrong.
+pub type FieldError = (String, String);
+
+fn err<T>(field: impl Into<String>, why: impl Into<String>) -> Result<T, FieldError> {
+    Err((field.into(), why.into()))
+}
+
+fn duration(field: &str, text: Option<&str>, default: Duration) -> Result<Duration, FieldError> {
+    match text {
+        None => Ok(default),
+        Some(t) => parse_duration(t).map_err(|why| (field.to_owned(), why)),
+    }
+}
+
+fn positive_duration(
+    field: &str,
+    text: Option<&str>,
+    default: Duration,
+) -> Result<Duration, FieldError> {
+    let d = duration(field, text, default)?;
+    if d.is_zero() {
+        return err(field, "must be longer than zero");
+    }
+    Ok(d)
+}
+
+/// Region names become labels, URL parts and metric labels: keep them tame.
+fn check_region_name(field: &str, name: &str) -> Result<(), FieldError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        err(
+            field,
+            format!(
+                "{name:?} is not a valid region name (lowercase letters, digits and '-', at most 63)"
+            ),
+        )
+    }
+}
+
+fn http_url(field: &str, text: &str) -> Result<url::Url, FieldError> {
+    let url = url::Url::parse(text)
+        .map_err(|e| (field.to_owned(), format!("{text:?} is not a URL ({e})")))?;
+    if url.scheme() != "http" {
+        return err(
+            field,
+            format!("scheme {:?} is not supported yet (http only)", url.scheme()),
+        );
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return err(field, format!("{text:?} has no host"));
+    }
+    Ok(url)
+}
+
+pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
+    let name = raw.name.unwrap_or_else(|| "scenario".to_owned());
+    if name.trim().is_empty() {
+        return err("name", "must not be empty");
+    }
+
+    // Regions first: other sections refer to them.
+    if raw.regions.is_empty() {
+        return err("regions", "list at least one region");
+    }
+    let mut regions = Vec::with_capacity(raw.regions.len());
+    for (i, r) in raw.regions.iter().enumerate() {
+        let at = |f: &str| format!("regions[{i}].{f}");
+        check_region_name(&at("name"), &r.name)?;
+        if regions.iter().any(|x: &RegionSpec| x.name == r.name) {
+            return err(at("name"), format!("region {:?} is listed twice", r.name));
+        }
+        let agents = r.agents.unwrap_or(1);
+        if !(1..=10_000).contains(&agents) {
+            return err(
+                at("agents"),
+                format!("{agents} agents: must be between 1 and 10000"),
+            );
+        }
+        let share = match (r.weight, r.rate) {
+            (Some(_), Some(_)) => return err(at("rate"), "give a weight or a rate, not both"),
+            (_, Some(rate)) if !(rate.is_finite() && rate > 0.0) => {
+                return err(
+                    at("rate"),
+                    format!("{rate}: must be a positive number of requests per second"),
+                );
+            }
+            (_, Some(rate)) => Share::Rate(rate),
+            (Some(w), None) if !(w.is_finite() && w > 0.0) => {
+                return err(at("weight"), format!("{w}: must be a positive number"));
+            }
+            (w, None) => Share::Weight(w.unwrap_or(1.0)),
+        };
+        regions.push(RegionSpec {
+            name: r.name.clone(),
+            agents: agents as u32,
+            share,
+        });
+    }
+    let total_agents: u32 = regions.iter().map(|r| r.agents).sum();
+
+    let t = &raw.target;
+    let url = http_url("target.url", &t.url)?;
+    let method = t
+        .method
+        .clone()
+        .unwrap_or_else(|| "GET".to_owned())
+        .to_ascii_uppercase();
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return err("target.method", format!("{method:?} is not an HTTP method"));
+    }
+    for (k, v) in &t.headers {
+        let field = format!("target.headers.{k}");
+        if k.is_empty() || k.bytes().any(|b| !b.is_ascii_graphic() || b == b':') {
+            return err(field, "is not a valid header name");
+        }
+        if v.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return err(field, "header values cannot contain line breaks");
+        }
+    }
+    let mut region_urls = BTreeMap::new();
+    for (region, text) in &t.region_urls {
+        let field = format!("target.region_urls.{region}");
+        if !regions.iter().any(|r| &r.name == region) {
+            let known: Vec<&str> = regions.iter().map(|r| r.name.as_str()).collect();
+            return err(
+                field,
+                format!(
+                    "unknown region {region:?}; the scenario's regions are {}",
+                    known.join(", ")
+                ),
+            );
+        }
+        region_urls.insert(region.clone(), http_url(&field, text)?);
+    }
+    let target = Target {
+        method,
+        url,
+        headers: t
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        body: t.body.clone().unwrap_or_default().into_bytes(),
+        timeout: positive_duration(
+            "target.timeout",
+            t.timeout.as_deref(),
+            Duration::from_secs(10),
+        )?,
+        region_urls,
+    };
+
+    let l = &raw.load;
+    let explicit_rates: f64 = regions
+        .iter()
+        .map(|r| match r.share {
+            Share::Rate(rate) => rate,
+            Share::Weight(_) => 0.0,
+        })
+        .sum();
+    let any_weighted = regions.iter().any(|r| matches!(r.share, Share::Weight(_)));
+    let model = match l.model.as_str() {
+        "closed" => {
+            if l.rate.is_some() {
+                return err(
+                    "load.rate",
+                    "the closed model has no rate; use `model: open` or remove it",
+                );
+            }
+            if let Some(i) = regions
+                .iter()
+                .position(|r| matches!(r.share, Share::Rate(_)))
+            {
+                return err(
+                    format!("regions[{i}].rate"),
+                    "the closed model has no rate; use a weight",
+                );
+            }
+            Model::Closed
+        }
+        "open" => {
+            let rate = match l.rate {
+                Some(rate) if !(rate.is_finite() && rate > 0.0) => {
+                    return err(
+                        "load.rate",
+                        format!("{rate}: must be a positive number of requests per second"),
+                    );
+                }
+                Some(rate) => rate,
+                None if !any_weighted => explicit_rates,
+                None => {
+                    return err(
+                        "load.rate",
+                        "the open model needs a rate (requests per second)",
+                    );
+                }
+            };
+            if explicit_rates > rate * (1.0 + 1e-9) || (any_weighted && explicit_rates >= rate) {
+                return err(
+                    "load.rate",
+                    format!(
+                        "{rate} req/s does not cover the regions' explicit rates ({explicit_rates} req/s) plus the weighted regions"
+                    ),
+                );
+            }
+            if l.rate.is_some() && !any_weighted && (explicit_rates - rate).abs() > rate * 1e-9 {
+                return err(
+                    "load.rate",
+                    format!(
+                        "{rate} req/s differs from the sum of the regions' rates ({explicit_rates} req/s)"
+                    ),
+                );
+            }
+            Model::Open { rate }
+        }
+        other => {
+            return err(
+                "load.model",
+                format!("{other:?}: expected `open` or `closed`"),
+            );
+        }
+    };
+    let connections = match l.connections {
+        None => total_agents.max(match model {
+            Model::Closed => 10,
+            Model::Open { rate } => ((rate / 100.0).ceil() as u32).clamp(1, 1000),
+        }),
+        Some(c) if c < i64::from(total_agents) => {
+            return err(
+                "load.connections",
+                format!("{c}: needs at least one per agent ({total_agents} agents)"),
+            );
+        }
+        Some(c) if c > 1_000_000 => {
+            return err("load.connections", format!("{c}: at most 1000000"));
+        }
+        Some(c) => c as u32,
+    };
+    let duration = positive_duration("load.duration", Some(&l.duration), Duration::ZERO)?;
+    let interval = positive_duration(
+        "load.interval",
+        l.interval.as_deref(),
+        Duration::from_secs(1),
+    )?;
+    if interval < Duration::from_millis(100) {
+        return err("load.interval", "must be at least 100ms");
+    }
+    if duration > Duration::from_secs(7 * 24 * 3600) {
+        return err("load.duration", "at most 7 days");
+    }
+    let load = Load {
+        model,
+        connections,
+        duration,
+        interval,
+        graceful_stop: self::duration(
+            "load.graceful_stop",
+            l.graceful_stop.as_deref(),
+            target.timeout.min(Duration::from_secs(5)),
+        )?,
+    };
+
+    Ok(Scenario {
+        name,
+        target,
+        load,
+        regions,
+        start_delay: positive_duration(
+            "start_delay",
+            raw.start_delay.as_deref(),
+            Duration::from_secs(2),
+        )?,
+        agent_wait_timeout: positive_duration(
+            "agent_wait_timeout",
+            raw.agent_wait_timeout.as_deref(),
+            Duration::from_secs(60),
+        )?,
+    })
+}
