@@ -1,3 +1,5 @@
 //! Stampede's coordinator.
+pub mod merge;
 pub mod plan;
 pub mod scenario;
+pub mod wire;

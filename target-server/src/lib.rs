@@ -1,1 +1,51 @@
-//! The built-in target.
+//! The built-in target: a small, fast HTTP/1.1 server for load tests to aim at.
+//!
+//! Stampede needs something to hit that behaves predictably, so that what a test measures is the load
+//! generator and not the target. This server answers every request after a configurable delay (fixed, or
+//! drawn from a distribution), and one server can stand in for several regions at different network
+//! distances. It counts what it served, so tests can check that a load generator lost nothing and counted
+//! nothing twice.
+//!
+//! # Requests
+//!
+//! * **Region**: the path prefix `/region/<name>` (`/region/eu-west`, `/region/eu-west/any/path?x=1`),
+//!   else the header `x-stampede-region: <name>`. A region missing from
+//!   [`TargetConfig::region_delays`] gets the default delay but is still counted under its name.
+//! * **Load path**: anything outside `/__stampede/`. Answered after the region's delay (and any stall)
+//!   with `200`, `content-type: text/plain` and a body of exactly [`TargetConfig::body_bytes`] bytes.
+//!   Request bodies are read and discarded so that keep-alive survives POST loads.
+//! * **`/status/<code>`** (also under a region prefix, e.g. `/region/us-east/status/503`): the same, but
+//!   answered with `<code>` (200..=599; anything else gets 400). Counted as served too.
+//! * **Admin**, never delayed, stalled or counted: `GET /__stampede/stats` returns a JSON
+//!   [`StatsSnapshot`]; `POST /__stampede/stall?for=1s` opens a stall window now.
+//!
+//! # Counting
+//!
+//! A load-path request is counted when its response is produced, i.e. after its delay; one whose client
+//! went away before that is not. Requests naming no region are counted under the region name `""`, so
+//! the per-region counts add up to the total.
+//!
+//! # Stalls
+//!
+//! See [`StallSpec`]: a window during which every arriving load-path request is held until the window
+//! closes, to test a load generator's coordinated-omission correction.
+
+mod config;
+mod delay;
+mod error;
+mod handler;
+mod region;
+mod route;
+mod server;
+mod stall;
+mod stats;
+
+pub use config::{DEFAULT_BODY_BYTES, StallSpec, TargetConfig};
+pub use delay::{DelayParseError, DelaySpec};
+pub use error::TargetError;
+pub use region::{
+    MAX_REGION_NAME_LEN, RegionDelayParseError, check_region_name, parse_region_delay,
+};
+pub use route::{ADMIN_PATH_PREFIX, REGION_HEADER, REGION_PATH_PREFIX};
+pub use server::{SHUTDOWN_GRACE, TargetServer};
+pub use stats::{MAX_UNKNOWN_REGIONS, OVERFLOW_REGION, StatsSnapshot, TargetStats};

@@ -1,0 +1,356 @@
+//! Where histograms are merged.
+//!
+//! Agents' interval reports are added — histogram counts added bucket by
+//! bucket, never percentiles averaged — into per-agent, per-region and global
+//! totals, both cumulative and per interval. Percentiles of a merged
+//! histogram are therefore exactly those of the union of every sample the
+//! agents recorded (within HDR precision, which the agents already applied).
+//!
+//! Memory: an interval's histograms stay in memory only while agents may
+//! still report it; once closed it keeps its encoded histograms (a few KB)
+//! and summary. State grows with intervals × (regions + 1), not requests.
+
+use hdrhistogram::Histogram;
+use stampede_proto::histogram::{self, Encoding, new_latency_histogram};
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+/// Outcome counts, as merged on the coordinator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    pub success: u64,
+    pub connect_error: u64,
+    pub timeout: u64,
+    pub status_4xx: u64,
+    pub status_5xx: u64,
+    pub other_error: u64,
+    pub interrupted: u64,
+}
+
+impl Outcomes {
+    pub fn failed(&self) -> u64 {
+        self.connect_error + self.timeout + self.status_4xx + self.status_5xx + self.other_error
+    }
+
+    /// Completed requests: successes and failures.
+    pub fn requests(&self) -> u64 {
+        self.success + self.failed()
+    }
+
+    fn add(&mut self, o: &Outcomes) {
+        self.success += o.success;
+        self.connect_error += o.connect_error;
+        self.timeout += o.timeout;
+        self.status_4xx += o.status_4xx;
+        self.status_5xx += o.status_5xx;
+        self.other_error += o.other_error;
+        self.interrupted += o.interrupted;
+    }
+}
+
+/// Everything that adds up: histograms and counters for one scope.
+#[derive(Debug, Clone)]
+pub struct Totals {
+    pub latency: Histogram<u64>,
+    pub errors: Histogram<u64>,
+    pub outcomes: Outcomes,
+    pub status_codes: BTreeMap<u16, u64>,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Self {
+            latency: new_latency_histogram(),
+            errors: new_latency_histogram(),
+            outcomes: Outcomes::default(),
+            status_codes: BTreeMap::new(),
+            bytes_received: 0,
+            bytes_sent: 0,
+        }
+    }
+}
+
+impl Totals {
+    /// Adds `other` into `self`. Both hold histograms of the agreed shape
+    /// (decoding guarantees it), so adding cannot fail.
+    pub fn add(&mut self, other: &Totals) {
+        let _ = self.latency.add(&other.latency);
+        let _ = self.errors.add(&other.errors);
+        self.outcomes.add(&other.outcomes);
+        for (code, n) in &other.status_codes {
+            *self.status_codes.entry(*code).or_default() += n;
+        }
+        self.bytes_received += other.bytes_received;
+        self.bytes_sent += other.bytes_sent;
+    }
+}
+
+/// One agent's report for one interval, decoded.
+#[derive(Debug, Clone)]
+pub struct AgentInterval {
+    pub agent_id: Uuid,
+    pub index: u32,
+    pub start_unix_nanos: i64,
+    pub end_unix_nanos: i64,
+    pub totals: Totals,
+    pub last: bool,
+}
+
+/// Totals kept compact once their interval is closed: histograms encoded
+/// (V2 deflate, a few KB) instead of two full bucket arrays (~190 KB each).
+#[derive(Debug, Clone)]
+pub struct SealedTotals {
+    latency: Vec<u8>,
+    errors: Vec<u8>,
+    outcomes: Outcomes,
+    status_codes: BTreeMap<u16, u64>,
+    bytes_received: u64,
+    bytes_sent: u64,
+}
+
+impl SealedTotals {
+    fn seal(t: &Totals) -> Self {
+        // Encoding our own well-formed histogram into a Vec cannot fail.
+        let encode = |h| histogram::encode(h, Encoding::Deflate).unwrap_or_default();
+        Self {
+            latency: encode(&t.latency),
+            errors: encode(&t.errors),
+            outcomes: t.outcomes,
+            status_codes: t.status_codes.clone(),
+            bytes_received: t.bytes_received,
+            bytes_sent: t.bytes_sent,
+        }
+    }
+
+    /// Decodes back into full totals (for reports, or a late report).
+    pub fn unseal(&self) -> Totals {
+        let decode = |b: &[u8]| histogram::decode(b).unwrap_or_else(|_| new_latency_histogram());
+        Totals {
+            latency: decode(&self.latency),
+            errors: decode(&self.errors),
+            outcomes: self.outcomes,
+            status_codes: self.status_codes.clone(),
+            bytes_received: self.bytes_received,
+            bytes_sent: self.bytes_sent,
+        }
+    }
+
+    /// Size of the encoded histograms, bytes.
+    pub fn encoded_len(&self) -> usize {
+        self.latency.len() + self.errors.len()
+    }
+}
+
+/// A closed interval: global and per-region totals.
+#[derive(Debug, Clone)]
+pub struct ClosedInterval {
+    pub index: u32,
+    pub start_unix_nanos: i64,
+    pub end_unix_nanos: i64,
+    pub global: SealedTotals,
+    pub regions: BTreeMap<String, SealedTotals>,
+}
+
+struct OpenInterval {
+    start_unix_nanos: i64,
+    end_unix_nanos: i64,
+    global: Totals,
+    regions: BTreeMap<String, Totals>,
+}
+
+/// Where an agent stands in the run.
+#[derive(Debug, Clone)]
+pub struct AgentProgress {
+    pub region: String,
+    pub totals: Totals,
+    /// Highest interval index received (agents send in order).
+    pub last_index: Option<u32>,
+    pub intervals: u32,
+    /// Sent its last interval, or is gone: it will report nothing more.
+    pub done: bool,
+}
+
+/// The merged state of one run.
+pub struct RunMerge {
+    pub global: Totals,
+    pub regions: BTreeMap<String, Totals>,
+    pub agents: BTreeMap<Uuid, AgentProgress>,
+    open: BTreeMap<u32, OpenInterval>,
+    closed: Vec<ClosedInterval>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    #[error("report from agent {0}, which is not part of this run")]
+    UnknownAgent(Uuid),
+    #[error("agent {agent} sent interval {index} after interval {previous}")]
+    OutOfOrder {
+        agent: Uuid,
+        index: u32,
+        previous: u32,
+    },
+    #[error("agent {0} reported after its last interval")]
+    AfterLast(Uuid),
+}
+
+impl RunMerge {
+    /// `agents`: every agent of the run with its region.
+    pub fn new(agents: impl IntoIterator<Item = (Uuid, String)>) -> Self {
+        let mut regions = BTreeMap::new();
+        let agents = agents
+            .into_iter()
+            .map(|(id, region)| {
+                regions
+                    .entry(region.clone())
+                    .or_insert_with(Totals::default);
+                let progress = AgentProgress {
+                    region,
+                    totals: Totals::default(),
+                    last_index: None,
+                    intervals: 0,
+                    done: false,
+                };
+                (id, progress)
+            })
+            .collect();
+        Self {
+            global: Totals::default(),
+            regions,
+            agents,
+            open: BTreeMap::new(),
+            closed: Vec::new(),
+        }
+    }
+
+    /// Adds one agent interval everywhere it counts, then closes the
+    /// intervals no agent can still report.
+    pub fn add(&mut self, report: AgentInterval) -> Result<(), MergeError> {
+        let agent = self
+            .agents
+            .get_mut(&report.agent_id)
+            .ok_or(MergeError::UnknownAgent(report.agent_id))?;
+        if agent.done {
+            return Err(MergeError::AfterLast(report.agent_id));
+        }
+        if let Some(previous) = agent.last_index {
+            if report.index <= previous {
+                return Err(MergeError::OutOfOrder {
+                    agent: report.agent_id,
+                    index: report.index,
+                    previous,
+                });
+            }
+        }
+        agent.last_index = Some(report.index);
+        agent.intervals += 1;
+        agent.done = report.last;
+        agent.totals.add(&report.totals);
+        let region = agent.region.clone();
+
+        self.global.add(&report.totals);
+        self.regions
+            .entry(region.clone())
+            .or_default()
+            .add(&report.totals);
+        if let Some(closed) = self.closed.iter_mut().find(|c| c.index == report.index) {
+            // Late for an interval already closed (its agent had been given
+            // up on): still counted, nothing lost.
+            let mut global = closed.global.unseal();
+            global.add(&report.totals);
+            closed.global = SealedTotals::seal(&global);
+            let mut regional = closed
+                .regions
+                .get(&region)
+                .map(SealedTotals::unseal)
+                .unwrap_or_default();
+            regional.add(&report.totals);
+            closed.regions.insert(region, SealedTotals::seal(&regional));
+        } else {
+            let open = self
+                .open
+                .entry(report.index)
+                .or_insert_with(|| OpenInterval {
+                    start_unix_nanos: report.start_unix_nanos,
+                    end_unix_nanos: report.end_unix_nanos,
+                    global: Totals::default(),
+                    regions: BTreeMap::new(),
+                });
+            open.start_unix_nanos = open.start_unix_nanos.min(report.start_unix_nanos);
+            open.end_unix_nanos = open.end_unix_nanos.max(report.end_unix_nanos);
+            open.global.add(&report.totals);
+            open.regions.entry(region).or_default().add(&report.totals);
+        }
+        self.close_ready();
+        Ok(())
+    }
+
+    /// Marks an agent as reporting nothing more (finished or lost).
+    pub fn agent_done(&mut self, agent_id: Uuid) {
+        if let Some(agent) = self.agents.get_mut(&agent_id) {
+            agent.done = true;
+        }
+        self.close_ready();
+    }
+
+    /// True when every agent has sent its last interval (or is gone).
+    pub fn all_done(&self) -> bool {
+        self.agents.values().all(|a| a.done)
+    }
+
+    /// Closes every open interval, in order (end of run).
+    pub fn close_all(&mut self) {
+        while let Some((index, open)) = self.open.pop_first() {
+            self.closed.push(close(index, open));
+        }
+    }
+
+    /// Closed intervals so far, in order.
+    pub fn intervals(&self) -> &[ClosedInterval] {
+        &self.closed
+    }
+
+    /// Closes open intervals, oldest first, that every agent still
+    /// reporting has already passed.
+    fn close_ready(&mut self) {
+        while let Some((&index, _)) = self.open.first_key_value() {
+            let waiting = self
+                .agents
+                .values()
+                .any(|a| !a.done && a.last_index.is_none_or(|last| last < index));
+            if waiting {
+                return;
+            }
+            if let Some((index, open)) = self.open.pop_first() {
+                self.closed.push(close(index, open));
+            }
+        }
+    }
+
+    /// Agents that have not finished, by region (for progress messages).
+    pub fn pending_agents(&self) -> BTreeSet<Uuid> {
+        self.agents
+            .iter()
+            .filter(|(_, a)| !a.done)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+fn close(index: u32, open: OpenInterval) -> ClosedInterval {
+    ClosedInterval {
+        index,
+        start_unix_nanos: open.start_unix_nanos,
+        end_unix_nanos: open.end_unix_nanos,
+        global: SealedTotals::seal(&open.global),
+        regions: open
+            .regions
+            .iter()
+            .map(|(name, t)| (name.clone(), SealedTotals::seal(t)))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! Merge correctness: whatever way samples are split across agents, regions
+//! and intervals, and sent through the wire, the merged histograms equal one
+//! histogram holding every sample.
+
+use super::*;
+use crate::wire;
+use proptest::prelude::*;
+use stampede_proto::histogram::{Encoding, encode};
+use stampede_proto::v1;
+
+const QUANTILES: [f64; 8] = [0.0, 0.5, 0.9, 0.95, 0.99, 0.999, 0.9999, 1.0];
+
+/// What an agent would send for one interval.
+fn wire_report(
+    agent: Uuid,
+    index: u32,
+    samples: &[u64],
+    last: bool,
+    encoding: Encoding,
+) -> v1::IntervalReport {
+    let mut h = new_latency_histogram();
+    for &s in samples {
+        h.record(s).expect("in range");
+    }
+    v1::IntervalReport {
+        run_id: "run".into(),
+        agent_id: agent.to_string(),
+        index,
+        start_unix_nanos: i64::from(index) * 1_000_000_000,
+        end_unix_nanos: i64::from(index + 1) * 1_000_000_000,
+        latency_histogram: encode(&h, encoding).expect("encodes"),
+        error_histogram: Vec::new(),
+        outcomes: Some(v1::OutcomeCounts {
+            success: samples.len() as u64,
+            ..Default::default()
+        }),
+        status_codes: [(200, samples.len() as u64)].into(),
+        bytes_received: 0,
+        bytes_sent: 0,
+        last,
+    }
+}
+
+fn assert_same_distribution(merged: &Histogram<u64>, reference: &Histogram<u64>) {
+    assert_eq!(merged.len(), reference.len());
+    for q in QUANTILES {
+        assert_eq!(
+            merged.value_at_quantile(q),
+            reference.value_at_quantile(q),
+            "quantile {q}"
+        );
+    }
+    assert_eq!(merged.max(), reference.max());
+    assert_eq!(merged.min(), reference.min());
+    assert_eq!(merged, reference);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn merged_percentiles_equal_those_of_the_union(
+        // (region, agent within region, interval, latency µs)
+        samples in prop::collection::vec((0usize..3, 0usize..3, 0u32..8, 1u64..120_000_000), 1..3000),
+        deflate in any::<bool>(),
+    ) {
+        let encoding = if deflate { Encoding::Deflate } else { Encoding::Plain };
+        let regions = ["us-east", "eu-west", "ap-south"];
+        let agents: Vec<(Uuid, String)> = regions
+            .iter()
+            .flat_map(|r| (0..3).map(move |_| (Uuid::new_v4(), r.to_string())))
+            .collect();
+        let mut merge = RunMerge::new(agents.clone());
+
+        let mut reference = new_latency_histogram();
+        let mut region_reference: BTreeMap<&str, Histogram<u64>> = BTreeMap::new();
+        let mut interval_reference: BTreeMap<u32, Histogram<u64>> = BTreeMap::new();
+        for &(r, a, i, v) in &samples {
+            reference.record(v).expect("in range");
+            region_reference.entry(regions[r]).or_insert_with(new_latency_histogram).record(v).expect("in range");
+            interval_reference.entry(i).or_insert_with(new_latency_histogram).record(v).expect("in range");
+            let _ = a;
+        }
+
+        // Every agent sends every interval 0..8 (some empty), in order.
+        for (n, (agent, _)) in agents.iter().enumerate() {
+            let (r, a) = (n / 3, n % 3);
+            for i in 0..8u32 {
+                let mine: Vec<u64> = samples.iter().filter(|s| s.0 == r && s.1 == a && s.2 == i).map(|s| s.3).collect();
+                let report = wire::agent_interval(wire_report(*agent, i, &mine, i == 7, encoding)).expect("decodes");
+                merge.add(report).expect("merges");
+            }
+        }
+        prop_assert!(merge.all_done());
+        merge.close_all();
+
+        assert_same_distribution(&merge.global.latency, &reference);
+        for (name, h) in &region_reference {
+            assert_same_distribution(&merge.regions[*name].latency, h);
+        }
+        prop_assert_eq!(merge.global.outcomes.success, samples.len() as u64);
+        prop_assert_eq!(merge.global.status_codes.get(&200).copied(), Some(samples.len() as u64));
+
+        let closed = merge.intervals();
+        prop_assert_eq!(closed.len(), 8);
+        let mut sum_of_intervals = new_latency_histogram();
+        for c in closed {
+            let totals = c.global.unseal();
+            if let Some(h) = interval_reference.get(&c.index) {
+                assert_same_distribution(&totals.latency, h);
+            } else {
+                prop_assert_eq!(totals.latency.len(), 0);
+            }
+            sum_of_intervals.add(&totals.latency).expect("same shape");
+        }
+        assert_same_distribution(&sum_of_intervals, &reference);
+        // Per-agent cumulative totals add up to the global one.
+        let agent_sum: u64 = merge.agents.values().map(|a| a.totals.latency.len()).sum();
+        prop_assert_eq!(agent_sum, reference.len());
+    }
+}
+
+#[test]
+fn intervals_close_only_when_every_running_agent_passed_them() {
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut merge = RunMerge::new([(a, "x".to_owned()), (b, "y".to_owned())]);
+    let add = |m: &mut RunMerge, id, i, last| {
+        m.add(
+            wire::agent_interval(wire_report(id, i, &[100, 200], last, Encoding::Deflate))
+                .expect("decodes"),
+        )
+    };
+    add(&mut merge, a, 0, false).expect("ok");
+    add(&mut merge, a, 1, false).expect("ok");
+    assert!(
+        merge.intervals().is_empty(),
+        "b has not reported interval 0"
+    );
+    add(&mut merge, b, 0, false).expect("ok");
+    assert_eq!(merge.intervals().len(), 1);
+    // b is lost: interval 1 no longer waits for it.
+    merge.agent_done(b);
+    assert_eq!(merge.intervals().len(), 2);
+    assert_eq!(
+        merge.intervals()[1]
+            .regions
+            .get("y")
+            .map(|t| t.unseal().outcomes.success),
+        None
+    );
+    assert!(matches!(
+        add(&mut merge, a, 1, false),
+        Err(MergeError::OutOfOrder { .. })
+    ));
+    assert!(matches!(
+        add(&mut merge, Uuid::new_v4(), 2, false),
+        Err(MergeError::UnknownAgent(_))
+    ));
+}

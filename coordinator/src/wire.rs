@@ -1,0 +1,75 @@
+//! Conversions between the protocol's types and the coordinator's own, at
+//! the edge. Everything arriving here comes from a peer and is checked.
+
+use crate::merge::{AgentInterval, Outcomes, Totals};
+use stampede_proto::histogram::{self, HistogramCodecError};
+use stampede_proto::v1;
+use uuid::Uuid;
+
+/// Most distinct status codes one interval report may carry.
+const MAX_STATUS_CODES: usize = 600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("agent id {0:?} is not a uuid")]
+    AgentId(String),
+    #[error("{which} histogram: {source}")]
+    Histogram {
+        which: &'static str,
+        source: HistogramCodecError,
+    },
+    #[error("{0} status codes in one report (at most {MAX_STATUS_CODES})")]
+    TooManyStatusCodes(usize),
+    #[error("interval end precedes its start")]
+    Backwards,
+}
+
+/// Decodes an interval report from an agent.
+pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, ReportError> {
+    let agent_id = Uuid::parse_str(&report.agent_id)
+        .map_err(|_| ReportError::AgentId(report.agent_id.clone()))?;
+    if report.status_codes.len() > MAX_STATUS_CODES {
+        return Err(ReportError::TooManyStatusCodes(report.status_codes.len()));
+    }
+    if report.end_unix_nanos < report.start_unix_nanos {
+        return Err(ReportError::Backwards);
+    }
+    let latency =
+        histogram::decode(&report.latency_histogram).map_err(|source| ReportError::Histogram {
+            which: "latency",
+            source,
+        })?;
+    let errors =
+        histogram::decode(&report.error_histogram).map_err(|source| ReportError::Histogram {
+            which: "error",
+            source,
+        })?;
+    let o = report.outcomes.unwrap_or_default();
+    Ok(AgentInterval {
+        agent_id,
+        index: report.index,
+        start_unix_nanos: report.start_unix_nanos,
+        end_unix_nanos: report.end_unix_nanos,
+        totals: Totals {
+            latency,
+            errors,
+            outcomes: Outcomes {
+                success: o.success,
+                connect_error: o.connect_error,
+                timeout: o.timeout,
+                status_4xx: o.status_4xx,
+                status_5xx: o.status_5xx,
+                other_error: o.other_error,
+                interrupted: o.interrupted,
+            },
+            status_codes: report
+                .status_codes
+                .into_iter()
+                .map(|(code, n)| (u16::try_from(code).unwrap_or(u16::MAX), n))
+                .collect(),
+            bytes_received: report.bytes_received,
+            bytes_sent: report.bytes_sent,
+        },
+        last: report.last,
+    })
+}

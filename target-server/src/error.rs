@@ -1,0 +1,28 @@
+//! Errors a target server can report to its caller.
+
+use std::net::SocketAddr;
+
+/// Why a target server could not start or keep serving.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The listening socket could not be bound (address in use, no permission, ...).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address from the config.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bound socket could not report its address.
+    #[error("cannot read the target's listening address: {0}")]
+    LocalAddr(#[source] std::io::Error),
+    /// A configured region name could never be selected by a request.
+    #[error("invalid region name {name:?} in the target config: {reason}")]
+    InvalidRegion {
+        /// The name as configured.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}

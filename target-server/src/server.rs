@@ -1,0 +1,167 @@
+//! The listener and connection loop: accept, serve HTTP/1.1 with keep-alive, stop on cancellation.
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::TargetConfig;
+use crate::error::TargetError;
+use crate::handler::Handler;
+use crate::region::check_region_name;
+use crate::stats::TargetStats;
+
+/// After cancellation, how long `run` lets in-flight requests finish before dropping their connections.
+///
+/// Idle keep-alive connections close at once; this only bounds requests still waiting out a delay or a
+/// stall, so that stopping a target never hangs on a long stall.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Pause after a failed `accept` (typically out of file descriptors), so the loop does not spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A bound, not yet running, target server.
+///
+/// Binding and running are separate so the caller can learn the port (when listening on port 0) and
+/// take a stats handle before it starts serving.
+#[derive(Debug)]
+pub struct TargetServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    handler: Arc<Handler>,
+}
+
+impl TargetServer {
+    /// Checks the config and binds the listening socket.
+    pub async fn bind(config: TargetConfig) -> Result<TargetServer, TargetError> {
+        for name in config.region_delays.keys() {
+            check_region_name(name).map_err(|reason| TargetError::InvalidRegion {
+                name: name.clone(),
+                reason,
+            })?;
+        }
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| TargetError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(TargetError::LocalAddr)?;
+        Ok(TargetServer {
+            listener,
+            local_addr,
+            handler: Arc::new(Handler::new(&config)),
+        })
+    }
+
+    /// The address actually bound (with the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle on the served-request counters; it stays valid after the server stops.
+    pub fn stats(&self) -> TargetStats {
+        self.handler.stats().clone()
+    }
+
+    /// Serves until `cancel` fires, then stops accepting and returns promptly.
+    ///
+    /// On cancellation idle keep-alive connections are closed at once, and requests in flight get up to
+    /// [`SHUTDOWN_GRACE`] to be answered before their connections are dropped.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), TargetError> {
+        let TargetServer {
+            listener,
+            local_addr,
+            handler,
+        } = self;
+        let mut builder = http1::Builder::new();
+        // The timer enables hyper's header-read timeout, so a silent client cannot hold a connection forever;
+        // pipeline_flush batches the answers to pipelined requests into fewer writes.
+        builder
+            .keep_alive(true)
+            .timer(TokioTimer::new())
+            .pipeline_flush(true);
+
+        tracing::info!(%local_addr, "stampede target listening");
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                // Reap finished connection tasks so the set does not grow with the total connection count.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let task = serve(stream, peer, builder.clone(), Arc::clone(&handler), cancel.clone());
+                        connections.spawn(task);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::select! {
+                            () = cancel.cancelled() => break,
+                            () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => {}
+                        }
+                    }
+                },
+            }
+        }
+        drop(listener);
+
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::debug!(
+                open = connections.len(),
+                "dropping connections still busy after the grace period"
+            );
+            connections.shutdown().await;
+        }
+        tracing::info!(%local_addr, "stampede target stopped");
+        Ok(())
+    }
+}
+
+/// Serves one connection until the client closes it or the server is cancelled.
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    builder: http1::Builder,
+    handler: Arc<Handler>,
+    cancel: CancellationToken,
+) {
+    // Responses are small and latency is what is measured: never let Nagle hold one back.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+    }
+    // One RNG per connection: no sharing, no locking. It is only borrowed inside `plan`, never across an await.
+    let rng = RefCell::new(fastrand::Rng::new());
+    let service = service_fn(move |req| {
+        let handler = Arc::clone(&handler);
+        let plan = handler.plan(&req, &mut rng.borrow_mut());
+        async move { Ok::<_, Infallible>(handler.respond(req, plan).await) }
+    });
+    let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service));
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(error) = result {
+        // Clients resetting or timing out is routine under load; not worth more than debug.
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}
