@@ -102,7 +102,7 @@ enum State {
     Idle,
     Assigned {
         run_id: String,
-        plan: LoadPlan,
+        plan: Box<LoadPlan>,
         addrs: Vec<SocketAddr>,
     },
     Running(Run),
@@ -250,7 +250,7 @@ async fn handle(
                     info!(run_id = %a.run_id, model = ?plan.model, url = %plan.request.url, "assignment accepted");
                     *state = State::Assigned {
                         run_id: a.run_id.clone(),
-                        plan,
+                        plan: Box::new(plan),
                         addrs,
                     };
                     agent_message::Kind::AssignmentAccepted(v1::AssignmentAccepted {
@@ -291,7 +291,7 @@ async fn handle(
             let (records_tx, records) = mpsc::channel(16);
             info!(%run_id, starts_in = ?start_at.saturating_duration_since(tokio::time::Instant::now()), "run starting");
             let engine = tokio::spawn(engine::run(
-                plan,
+                *plan,
                 addrs,
                 config.engine,
                 start_at,

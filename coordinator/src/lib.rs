@@ -1,5 +1,23 @@
-//! Stampede's coordinator.
+//! Stampede's coordinator, and the `stampede` command line.
+//!
+//! - [`scenario`]: how a scenario is read and checked.
+//! - [`plan`]: how load is split across regions and agents.
+//! - [`run`]: the run actor that owns a run's state.
+//! - [`service`]: the gRPC face agents talk to; [`cluster`] wires it to a run.
+//! - [`merge`]: where histograms are merged.
+//! - [`report`]: the JSON report and the terminal table.
+//! - [`demo`], [`bench`]: everything in one process.
+//! - [`cli`], [`commands`]: the command line.
+
+pub mod bench;
+pub mod cli;
+pub mod cluster;
+pub mod commands;
+pub mod demo;
 pub mod merge;
 pub mod plan;
+pub mod report;
+pub mod run;
 pub mod scenario;
+pub mod service;
 pub mod wire;

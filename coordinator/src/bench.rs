@@ -1,0 +1,83 @@
+//! `stampede bench URL`: ad hoc mode, as with wrk or oha. An embedded
+//! coordinator and one agent in this process, over real gRPC on loopback —
+//! the same engine, merge and report as a cluster run.
+
+use crate::cluster::run_coordinator;
+use crate::report::model::RunReport;
+use crate::scenario::{Load, Model, RegionSpec, Scenario, Share, Target};
+use stampede_agent::engine::EngineOptions;
+use stampede_agent::{AgentConfig, run_agent};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub url: url::Url,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub connections: u32,
+    pub duration: Duration,
+    /// Open model at this rate; closed model when `None`.
+    pub rate: Option<f64>,
+    pub threads: usize,
+    pub timeout: Duration,
+}
+
+/// The region name ad hoc runs report under.
+pub const LOCAL_REGION: &str = "local";
+
+pub fn scenario(o: &BenchOptions) -> Scenario {
+    Scenario {
+        name: format!("bench {}", o.url),
+        target: Target {
+            method: o.method.clone(),
+            url: o.url.clone(),
+            headers: o.headers.clone(),
+            body: o.body.clone(),
+            timeout: o.timeout,
+            region_urls: Default::default(),
+        },
+        load: Load {
+            model: o.rate.map_or(Model::Closed, |rate| Model::Open { rate }),
+            connections: o.connections,
+            duration: o.duration,
+            interval: Duration::from_secs(1),
+            graceful_stop: o.timeout.min(Duration::from_secs(5)),
+        },
+        regions: vec![RegionSpec {
+            name: LOCAL_REGION.into(),
+            agents: 1,
+            share: Share::Weight(1.0),
+        }],
+        start_delay: Duration::from_millis(200),
+        agent_wait_timeout: Duration::from_secs(10),
+    }
+}
+
+pub async fn run_bench(
+    options: BenchOptions,
+    cancel: CancellationToken,
+) -> Result<RunReport, crate::run::RunError> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| crate::run::RunError::Server(e.to_string()))?;
+    let url = format!(
+        "http://{}",
+        listener
+            .local_addr()
+            .map_err(|e| crate::run::RunError::Server(e.to_string()))?
+    );
+    let mut agent = AgentConfig::new(url, LOCAL_REGION);
+    agent.once = true;
+    agent.engine = EngineOptions {
+        threads: options.threads.max(1),
+    };
+    let agent_stop = cancel.child_token();
+    let agent_task = tokio::spawn(run_agent(agent, agent_stop.clone()));
+    let result = run_coordinator(scenario(&options), listener, cancel).await;
+    agent_stop.cancel();
+    let _ = agent_task.await;
+    result
+}

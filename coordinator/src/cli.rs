@@ -1,0 +1,150 @@
+//! The `stampede` command line: clap parses, the library runs.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stampede",
+    version,
+    about = "Distributed load generation: a coordinator, agents in many regions, exact merged percentiles."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything on this machine: a built-in target, a coordinator and three agents in simulated regions.
+    Demo(DemoArgs),
+    /// Ad hoc load test of one URL (like wrk or oha): an embedded coordinator and one agent.
+    Bench(BenchArgs),
+    /// Run a scenario: wait for its agents, split the load, merge their results.
+    Coordinator(CoordinatorArgs),
+    /// Join a coordinator and drive the load it assigns.
+    Agent(AgentArgs),
+    /// Serve the built-in HTTP target (per-region delays, a served-requests counter).
+    Target(TargetArgs),
+    /// Re-print a saved JSON report (percentiles recomputed from its histograms).
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How long the load runs.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Total requests per second across the three regions.
+    #[arg(long, default_value_t = 600.0)]
+    pub rate: f64,
+    /// Where to write the JSON report (default: stampede-report-<run id>.json).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The URL to load (http://…).
+    pub url: String,
+    /// Connections to keep open (closed model: the concurrency).
+    #[arg(short = 'c', long, default_value_t = 50)]
+    pub connections: u32,
+    /// How long to run.
+    #[arg(short = 'd', long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Open model: requests per second, latency measured from each request's intended send time.
+    #[arg(short = 'R', long)]
+    pub rate: Option<f64>,
+    /// Worker threads.
+    #[arg(short = 't', long, default_value_t = 1)]
+    pub threads: usize,
+    /// HTTP method.
+    #[arg(short = 'm', long, default_value = "GET")]
+    pub method: String,
+    /// Extra header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// Request body.
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Print the JSON report to stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// Scenario file (.yaml, .yml or .toml). Fields can be overridden with STAMPEDE_<SECTION>__<FIELD>.
+    #[arg(short, long, env = "STAMPEDE_SCENARIO_FILE")]
+    pub scenario: PathBuf,
+    /// Address agents dial.
+    #[arg(long, env = "STAMPEDE_LISTEN", default_value = "0.0.0.0:7700")]
+    pub listen: String,
+    /// Where to write the JSON report (default: stampede-report-<run id>.json).
+    #[arg(long, env = "STAMPEDE_REPORT")]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The coordinator's URL, e.g. http://coordinator:7700.
+    #[arg(long, env = "STAMPEDE_COORDINATOR")]
+    pub coordinator: String,
+    /// This agent's region (must be one the scenario lists).
+    #[arg(long, env = "STAMPEDE_AGENT_REGION")]
+    pub region: String,
+    /// This agent's zone (informational).
+    #[arg(long, env = "STAMPEDE_AGENT_ZONE", default_value = "")]
+    pub zone: String,
+    /// Worker threads (default: all cores).
+    #[arg(long, env = "STAMPEDE_AGENT_THREADS")]
+    pub threads: Option<usize>,
+    /// Exit after one run (for Kubernetes Jobs) instead of waiting for the next.
+    #[arg(long, env = "STAMPEDE_AGENT_ONCE")]
+    pub once: bool,
+    /// Histogram encoding on the wire: deflate or plain.
+    #[arg(long, default_value = "deflate")]
+    pub histogram_encoding: stampede_proto::histogram::Encoding,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Address to serve on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Delay for requests naming no configured region: 5ms, uniform(5ms,10ms), normal(40ms,5ms), exponential(20ms).
+    #[arg(long, default_value = "0ms")]
+    pub delay: stampede_target::DelaySpec,
+    /// Per-region delay, REGION=DELAY (repeatable), selected by path /region/REGION or header x-stampede-region.
+    #[arg(long = "region-delay", value_parser = parse_region_delay)]
+    pub region_delays: Vec<(String, stampede_target::DelaySpec)>,
+    /// Response body size in bytes.
+    #[arg(long, default_value_t = stampede_target::DEFAULT_BODY_BYTES)]
+    pub body_bytes: usize,
+    /// Stall every response once, when this many requests have arrived (for coordinated-omission tests).
+    #[arg(long, requires = "stall_for")]
+    pub stall_after_requests: Option<u64>,
+    /// How long the stall lasts.
+    #[arg(long, value_parser = humantime::parse_duration, requires = "stall_after_requests")]
+    pub stall_for: Option<std::time::Duration>,
+}
+
+fn parse_region_delay(s: &str) -> Result<(String, stampede_target::DelaySpec), String> {
+    stampede_target::parse_region_delay(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A JSON report written by a run.
+    pub file: PathBuf,
+    /// Print the (re-analysed) JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}

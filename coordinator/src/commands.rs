@@ -1,0 +1,211 @@
+//! What each subcommand does, at the binary's edge: turn arguments into
+//! library calls, print results, map failures to a message and exit code.
+
+use crate::bench::{BenchOptions, run_bench};
+use crate::cli::{AgentArgs, BenchArgs, CoordinatorArgs, DemoArgs, ReportArgs, TargetArgs};
+use crate::cluster::run_coordinator;
+use crate::demo::{DemoOptions, run_demo};
+use crate::report::{self, model::RunReport, table};
+use anyhow::{Context, bail};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tokio_util::sync::CancellationToken;
+
+/// Logs to stderr; `STAMPEDE_LOG` (or `RUST_LOG`) sets the filter, default `info`.
+pub fn init_logging() {
+    let filter = std::env::var("STAMPEDE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::warn!("shutdown requested");
+        t.cancel();
+    });
+    token
+}
+
+/// Prints a line on stdout at once (tests and scripts read it).
+fn announce(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn report_path(explicit: Option<PathBuf>, report: &RunReport) -> PathBuf {
+    explicit.unwrap_or_else(|| PathBuf::from(format!("stampede-report-{}.json", report.run_id)))
+}
+
+fn finish(report: &RunReport, path: &Path) -> anyhow::Result<()> {
+    report::write(report, path)?;
+    announce(&table::render(report));
+    announce(&format!("report: {}", path.display()));
+    Ok(())
+}
+
+pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        bail!("--rate must be a positive number of requests per second");
+    }
+    announce(&format!(
+        "stampede demo: built-in target, a coordinator and agents in us-east (5 ms), eu-west (40 ms), ap-south (120 ms); {} req/s for {}",
+        args.rate,
+        humantime::format_duration(args.duration)
+    ));
+    let options = DemoOptions {
+        duration: args.duration,
+        rate: args.rate,
+    };
+    let (report, served) = run_demo(options, shutdown_token()).await?;
+    let path = report_path(args.report, &report);
+    finish(&report, &path)?;
+    announce(&format!(
+        "target served {served} requests; the report counts {}",
+        report.global.requests
+    ));
+    Ok(())
+}
+
+pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let url = url::Url::parse(&args.url).with_context(|| format!("{:?} is not a URL", args.url))?;
+    if url.scheme() != "http" {
+        bail!("{}: only http:// URLs are supported so far", args.url);
+    }
+    if args.connections == 0 {
+        bail!("-c/--connections must be at least 1");
+    }
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            bail!("-R/--rate must be a positive number of requests per second");
+        }
+    }
+    if args.duration.is_zero() {
+        bail!("-d/--duration must be longer than zero");
+    }
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+                .filter(|(n, _)| !n.is_empty())
+                .with_context(|| format!("header {h:?} is not `Name: value`"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let options = BenchOptions {
+        url,
+        method: args.method.to_ascii_uppercase(),
+        headers,
+        body: args.body.unwrap_or_default().into_bytes(),
+        connections: args.connections,
+        duration: args.duration,
+        rate: args.rate,
+        threads: args.threads,
+        timeout: args.timeout,
+    };
+    let report = run_bench(options, shutdown_token()).await?;
+    if let Some(path) = &args.report {
+        report::write(&report, path)?;
+    }
+    if args.json {
+        announce(&serde_json::to_string_pretty(&report)?);
+    } else {
+        announce(&table::render(&report));
+    }
+    Ok(())
+}
+
+pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
+    // Validate everything before listening: bad input sends no load.
+    let scenario = crate::scenario::load(&args.scenario)?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    announce(&format!(
+        "coordinator listening on {}",
+        listener.local_addr()?
+    ));
+    let report = run_coordinator(scenario, listener, shutdown_token()).await?;
+    let path = report_path(args.report, &report);
+    finish(&report, &path)
+}
+
+pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let mut config = stampede_agent::AgentConfig::new(args.coordinator, args.region);
+    config.zone = args.zone;
+    config.once = args.once;
+    config.histogram_encoding = args.histogram_encoding;
+    if let Some(threads) = args.threads {
+        if threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        config.engine.threads = threads;
+    }
+    announce(&format!(
+        "agent {} joining {} as region {}",
+        config.agent_id, config.coordinator, config.region
+    ));
+    stampede_agent::run_agent(config, shutdown_token()).await?;
+    Ok(())
+}
+
+pub async fn target(args: TargetArgs) -> anyhow::Result<()> {
+    let config = stampede_target::TargetConfig {
+        listen: args.listen,
+        default_delay: args.delay,
+        region_delays: args.region_delays.into_iter().collect(),
+        body_bytes: args.body_bytes,
+        stall: match (args.stall_after_requests, args.stall_for) {
+            (Some(after_requests), Some(duration)) => Some(stampede_target::StallSpec {
+                after_requests,
+                duration,
+            }),
+            _ => None,
+        },
+    };
+    let server = stampede_target::TargetServer::bind(config).await?;
+    announce(&format!(
+        "target listening on http://{}",
+        server.local_addr()
+    ));
+    server.run(shutdown_token()).await?;
+    Ok(())
+}
+
+pub fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let report = report::read(&args.file)?;
+    if args.json {
+        announce(&serde_json::to_string_pretty(&report)?);
+    } else {
+        announce(&table::render(&report));
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Builds the [`RunReport`] from the merged state of a run.
+
+use super::model::*;
+use crate::merge::{RunMerge, Totals};
+use crate::scenario::{Model, Scenario};
+use base64::Engine;
+use hdrhistogram::Histogram;
+use stampede_proto::histogram::{
+    self, Encoding, HIGHEST_MICROS, LOWEST_MICROS, SIGNIFICANT_DIGITS,
+};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What the run actor knows about each agent besides its figures.
+#[derive(Debug, Clone)]
+pub struct AgentMeta {
+    pub zone: String,
+    pub hostname: String,
+    pub state: String,
+}
+
+pub struct ReportInput<'a> {
+    pub run_id: &'a str,
+    pub scenario: &'a Scenario,
+    pub merge: &'a RunMerge,
+    pub agents: &'a BTreeMap<uuid::Uuid, AgentMeta>,
+    pub start_unix_nanos: i64,
+    pub notes: Vec<String>,
+}
+
+pub fn build(input: ReportInput<'_>) -> RunReport {
+    let ReportInput {
+        run_id,
+        scenario,
+        merge,
+        agents,
+        start_unix_nanos,
+        notes,
+    } = input;
+    let duration = scenario.load.duration.as_secs_f64();
+    let fractions = crate::plan::region_fractions(scenario);
+    let total_rate = match scenario.load.model {
+        Model::Open { rate } => Some(rate),
+        Model::Closed => None,
+    };
+    let end_unix_nanos = merge
+        .intervals()
+        .iter()
+        .map(|i| i.end_unix_nanos)
+        .max()
+        .unwrap_or(start_unix_nanos);
+
+    let mut regions = Vec::new();
+    for spec in &scenario.regions {
+        let totals = merge.regions.get(&spec.name).cloned().unwrap_or_default();
+        let target = total_rate.map(|r| r * fractions.get(&spec.name).copied().unwrap_or(0.0));
+        regions.push(RegionReport {
+            name: spec.name.clone(),
+            agents: merge
+                .agents
+                .values()
+                .filter(|a| a.region == spec.name)
+                .count() as u32,
+            summary: scope_summary(&totals, target, duration),
+        });
+    }
+
+    let mut agent_reports = Vec::new();
+    for (id, progress) in &merge.agents {
+        let meta = agents.get(id);
+        let in_region = merge
+            .agents
+            .values()
+            .filter(|a| a.region == progress.region)
+            .count()
+            .max(1);
+        let target = total_rate.map(|r| {
+            r * fractions.get(&progress.region).copied().unwrap_or(0.0) / in_region as f64
+        });
+        agent_reports.push(AgentReport {
+            id: id.to_string(),
+            region: progress.region.clone(),
+            zone: meta.map(|m| m.zone.clone()).unwrap_or_default(),
+            hostname: meta.map(|m| m.hostname.clone()).unwrap_or_default(),
+            state: meta.map_or_else(|| "unknown".to_owned(), |m| m.state.clone()),
+            intervals: progress.intervals,
+            summary: scope_summary(&progress.totals, target, duration),
+        });
+    }
+
+    let intervals = merge
+        .intervals()
+        .iter()
+        .map(|closed| {
+            let seconds = (closed.end_unix_nanos - closed.start_unix_nanos).max(1) as f64 / 1e9;
+            IntervalReport {
+                index: closed.index,
+                start_s: (closed.start_unix_nanos - start_unix_nanos) as f64 / 1e9,
+                end_s: (closed.end_unix_nanos - start_unix_nanos) as f64 / 1e9,
+                global: interval_figures(&closed.global.unseal(), seconds),
+                regions: closed
+                    .regions
+                    .iter()
+                    .map(|(name, sealed)| {
+                        (name.clone(), interval_figures(&sealed.unseal(), seconds))
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+
+    let status = if notes.is_empty() {
+        RunStatus::Complete
+    } else {
+        RunStatus::Partial
+    };
+    RunReport {
+        schema_version: SCHEMA_VERSION,
+        tool: Tool {
+            name: "stampede".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        run_id: run_id.to_owned(),
+        status,
+        notes,
+        scenario: echo(scenario),
+        started_at: rfc3339(start_unix_nanos),
+        ended_at: rfc3339(end_unix_nanos),
+        histogram_format: HistogramFormat {
+            unit: "us".into(),
+            encoding: "hdr-v2-deflate-base64".into(),
+            lowest_discernible_value: LOWEST_MICROS,
+            highest_trackable_value: HIGHEST_MICROS,
+            significant_digits: SIGNIFICANT_DIGITS,
+        },
+        global: scope_summary(&merge.global, total_rate, duration),
+        regions,
+        agents: agent_reports,
+        intervals,
+    }
+}
+
+fn echo(s: &Scenario) -> ScenarioEcho {
+    ScenarioEcho {
+        name: s.name.clone(),
+        model: match s.load.model {
+            Model::Open { .. } => "open",
+            Model::Closed => "closed",
+        }
+        .into(),
+        rate: match s.load.model {
+            Model::Open { rate } => Some(rate),
+            Model::Closed => None,
+        },
+        connections: s.load.connections,
+        duration_s: s.load.duration.as_secs_f64(),
+        interval_s: s.load.interval.as_secs_f64(),
+        method: s.target.method.clone(),
+        url: s.target.url.to_string(),
+        region_urls: s
+            .target
+            .region_urls
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
+    }
+}
+
+pub fn scope_summary(t: &Totals, target_rps: Option<f64>, duration_s: f64) -> ScopeSummary {
+    let o = &t.outcomes;
+    ScopeSummary {
+        requests: o.requests(),
+        successes: o.success,
+        errors: ErrorCounts {
+            total: o.failed(),
+            connect: o.connect_error,
+            timeout: o.timeout,
+            status_4xx: o.status_4xx,
+            status_5xx: o.status_5xx,
+            other: o.other_error,
+        },
+        interrupted: o.interrupted,
+        status_codes: t
+            .status_codes
+            .iter()
+            .map(|(c, n)| (c.to_string(), *n))
+            .collect(),
+        bytes_received: t.bytes_received,
+        bytes_sent: t.bytes_sent,
+        target_rps,
+        achieved_rps: if duration_s > 0.0 {
+            o.requests() as f64 / duration_s
+        } else {
+            0.0
+        },
+        latency_us: latency_summary(&t.latency),
+        error_latency_us: latency_summary(&t.errors),
+        latency_histogram: encode_base64(&t.latency),
+        error_histogram: encode_base64(&t.errors),
+    }
+}
+
+fn interval_figures(t: &Totals, seconds: f64) -> IntervalFigures {
+    IntervalFigures {
+        requests: t.outcomes.requests(),
+        successes: t.outcomes.success,
+        errors: t.outcomes.failed(),
+        rps: t.outcomes.requests() as f64 / seconds,
+        latency_us: latency_summary(&t.latency),
+        latency_histogram: encode_base64(&t.latency),
+        error_histogram: encode_base64(&t.errors),
+    }
+}
+
+pub fn latency_summary(h: &Histogram<u64>) -> LatencySummary {
+    if h.is_empty() {
+        return LatencySummary::default();
+    }
+    LatencySummary {
+        count: h.len(),
+        min: h.min(),
+        mean: h.mean(),
+        stdev: h.stdev(),
+        p50: h.value_at_quantile(0.50),
+        p90: h.value_at_quantile(0.90),
+        p95: h.value_at_quantile(0.95),
+        p99: h.value_at_quantile(0.99),
+        p99_9: h.value_at_quantile(0.999),
+        max: h.max(),
+    }
+}
+
+/// HdrHistogram compressed V2, base64 (standard alphabet, padded): the
+/// `.hlog` form other HdrHistogram libraries read as it is.
+pub fn encode_base64(h: &Histogram<u64>) -> String {
+    let bytes = histogram::encode(h, Encoding::Deflate).unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistogramFieldError {
+    #[error("not base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+    #[error(transparent)]
+    Codec(#[from] histogram::HistogramCodecError),
+}
+
+pub fn decode_base64(text: &str) -> Result<Histogram<u64>, HistogramFieldError> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text)?;
+    Ok(histogram::decode(&bytes)?)
+}
+
+fn rfc3339(unix_nanos: i64) -> String {
+    let t = if unix_nanos >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(unix_nanos as u64)
+    } else {
+        UNIX_EPOCH
+    };
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The current wall clock in unix nanoseconds.
+pub fn unix_nanos_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,77 @@
+//! How results are shown and kept: the JSON report ([`model`], built by
+//! [`build`]) and the terminal table ([`table`]).
+
+pub mod build;
+pub mod model;
+pub mod table;
+
+use model::RunReport;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportFileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a Stampede report: {source}")]
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {scope}: histogram does not decode: {source}")]
+    Histogram {
+        path: String,
+        scope: String,
+        source: build::HistogramFieldError,
+    },
+}
+
+/// Writes the report as pretty JSON (to a temporary file, then renamed, so
+/// a reader never sees half a report).
+pub fn write(report: &RunReport, path: &Path) -> Result<(), ReportFileError> {
+    let io = |source| ReportFileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let text = serde_json::to_string_pretty(report).map_err(|e| io(std::io::Error::other(e)))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Reads a saved report and recomputes every latency summary from its
+/// stored histograms (so the figures shown are re-derived, not trusted).
+pub fn read(path: &Path) -> Result<RunReport, ReportFileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ReportFileError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    let mut report: RunReport =
+        serde_json::from_str(&text).map_err(|source| ReportFileError::Json {
+            path: shown.clone(),
+            source,
+        })?;
+    let reanalyse = |scope: String, s: &mut model::ScopeSummary| -> Result<(), ReportFileError> {
+        let err = |source| ReportFileError::Histogram {
+            path: shown.clone(),
+            scope: scope.clone(),
+            source,
+        };
+        s.latency_us =
+            build::latency_summary(&build::decode_base64(&s.latency_histogram).map_err(err)?);
+        s.error_latency_us =
+            build::latency_summary(&build::decode_base64(&s.error_histogram).map_err(err)?);
+        Ok(())
+    };
+    reanalyse("global".into(), &mut report.global)?;
+    for r in &mut report.regions {
+        reanalyse(format!("region {}", r.name), &mut r.summary)?;
+    }
+    for a in &mut report.agents {
+        reanalyse(format!("agent {}", a.id), &mut a.summary)?;
+    }
+    Ok(report)
+}

@@ -1,0 +1,166 @@
+//! The JSON report: what a run leaves behind. Its structure is documented by
+//! `docs/report.schema.json`; change both together and bump
+//! [`SCHEMA_VERSION`] when a field changes meaning.
+//!
+//! Histograms are stored in HdrHistogram's compressed V2 form, base64 — the
+//! form `.hlog` interval logs use — so reports can be re-merged and
+//! re-analysed later, by Stampede or any HdrHistogram library.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunReport {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub run_id: String,
+    /// `complete`, or `partial` when an agent was lost or the run was stopped.
+    pub status: RunStatus,
+    /// Why the run is partial, one line per cause.
+    pub notes: Vec<String>,
+    pub scenario: ScenarioEcho,
+    /// RFC 3339, UTC: the common start of interval 0, and the last interval's end.
+    pub started_at: String,
+    pub ended_at: String,
+    pub histogram_format: HistogramFormat,
+    pub global: ScopeSummary,
+    pub regions: Vec<RegionReport>,
+    pub agents: Vec<AgentReport>,
+    pub intervals: Vec<IntervalReport>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Complete,
+    Partial,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+/// The scenario as it was run (after defaults and overrides).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScenarioEcho {
+    pub name: String,
+    /// `open` or `closed`.
+    pub model: String,
+    /// Open model: target rate, requests/s across all regions.
+    pub rate: Option<f64>,
+    pub connections: u32,
+    pub duration_s: f64,
+    pub interval_s: f64,
+    pub method: String,
+    pub url: String,
+    pub region_urls: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistogramFormat {
+    /// Unit of every latency value: `us`.
+    pub unit: String,
+    /// `hdr-v2-deflate-base64`.
+    pub encoding: String,
+    pub lowest_discernible_value: u64,
+    pub highest_trackable_value: u64,
+    pub significant_digits: u8,
+}
+
+/// Figures for one scope (global, a region, an agent) over the whole run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScopeSummary {
+    /// Completed requests: successes plus failures.
+    pub requests: u64,
+    pub successes: u64,
+    pub errors: ErrorCounts,
+    /// Cut off by the end (or abort) of the run: neither success nor failure.
+    pub interrupted: u64,
+    /// Responses by HTTP status code.
+    pub status_codes: BTreeMap<String, u64>,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    /// Open model: the rate this scope was asked for.
+    pub target_rps: Option<f64>,
+    /// Completed requests per second of the nominal duration.
+    pub achieved_rps: f64,
+    /// Latency of successful requests.
+    pub latency_us: LatencySummary,
+    /// Latency of failed requests.
+    pub error_latency_us: LatencySummary,
+    pub latency_histogram: String,
+    pub error_histogram: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ErrorCounts {
+    pub total: u64,
+    pub connect: u64,
+    pub timeout: u64,
+    pub status_4xx: u64,
+    pub status_5xx: u64,
+    pub other: u64,
+}
+
+/// Percentiles from the merged histogram; all zero when it is empty.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub stdev: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub p99_9: u64,
+    pub max: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegionReport {
+    pub name: String,
+    pub agents: u32,
+    #[serde(flatten)]
+    pub summary: ScopeSummary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentReport {
+    pub id: String,
+    pub region: String,
+    pub zone: String,
+    pub hostname: String,
+    /// `finished`, `lost` (disconnected mid-run) or `unfinished` (no final report in time).
+    pub state: String,
+    pub intervals: u32,
+    #[serde(flatten)]
+    pub summary: ScopeSummary,
+}
+
+/// One interval: global and per-region figures.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IntervalReport {
+    pub index: u32,
+    /// Seconds from the run's start.
+    pub start_s: f64,
+    pub end_s: f64,
+    pub global: IntervalFigures,
+    pub regions: BTreeMap<String, IntervalFigures>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IntervalFigures {
+    pub requests: u64,
+    pub successes: u64,
+    pub errors: u64,
+    /// Completed requests per second of this interval.
+    pub rps: f64,
+    pub latency_us: LatencySummary,
+    pub latency_histogram: String,
+    pub error_histogram: String,
+}

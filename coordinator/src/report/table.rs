@@ -1,0 +1,135 @@
+//! The terminal table printed at the end of a run (and by `stampede report`).
+
+use super::model::{RunReport, RunStatus, ScopeSummary};
+use std::fmt::Write;
+
+/// Renders the per-region and global summary table.
+pub fn render(report: &RunReport) -> String {
+    let s = &report.scenario;
+    let mut out = String::new();
+    let load = match s.rate {
+        Some(rate) => format!("open model, {} req/s", trim_float(rate)),
+        None => "closed model".to_owned(),
+    };
+    let status = match report.status {
+        RunStatus::Complete => "complete",
+        RunStatus::Partial => "PARTIAL",
+    };
+    let _ = writeln!(
+        out,
+        "run {} \"{}\": {load}, {} connections, {}s, {} agents in {} regions, {status}",
+        report.run_id,
+        s.name,
+        s.connections,
+        trim_float(s.duration_s),
+        report.agents.len(),
+        report.regions.len(),
+    );
+    for note in &report.notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+    let _ = writeln!(out);
+
+    let header = [
+        "region",
+        "agents",
+        "requests",
+        "errors",
+        "rps (achieved / target)",
+        "p50",
+        "p90",
+        "p95",
+        "p99",
+        "p99.9",
+        "max",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for region in &report.regions {
+        rows.push(row(&region.name, region.agents as usize, &region.summary));
+    }
+    rows.push(row("global", report.agents.len(), &report.global));
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for (i, r) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c == 0 || c == 4 {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            } else {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            }
+            line.push_str("  ");
+        }
+        if i == rows.len() - 1 {
+            let _ = writeln!(out, "{}", "-".repeat(line.trim_end().len()));
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+
+    let g = &report.global;
+    if g.errors.total > 0 || g.interrupted > 0 {
+        let e = &g.errors;
+        let _ = writeln!(
+            out,
+            "\nerrors: {} connect, {} timeout, {} 4xx, {} 5xx, {} other; {} interrupted at the end",
+            e.connect, e.timeout, e.status_4xx, e.status_5xx, e.other, g.interrupted
+        );
+    }
+    out
+}
+
+fn row(name: &str, agents: usize, s: &ScopeSummary) -> Vec<String> {
+    let l = &s.latency_us;
+    let rps = match s.target_rps {
+        Some(t) => format!("{:.1} / {:.1}", s.achieved_rps, t),
+        None => format!("{:.1}", s.achieved_rps),
+    };
+    vec![
+        name.to_owned(),
+        agents.to_string(),
+        s.requests.to_string(),
+        s.errors.total.to_string(),
+        rps,
+        micros(l.p50),
+        micros(l.p90),
+        micros(l.p95),
+        micros(l.p99),
+        micros(l.p99_9),
+        micros(l.max),
+    ]
+}
+
+/// A latency in µs, shown in the unit that keeps it readable.
+pub fn micros(us: u64) -> String {
+    match us {
+        0 => "-".to_owned(),
+        1..=999 => format!("{us}µs"),
+        1_000..=999_999 => format!("{:.2}ms", us as f64 / 1e3),
+        _ => format!("{:.2}s", us as f64 / 1e6),
+    }
+}
+
+fn trim_float(x: f64) -> String {
+    if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_read_well() {
+        assert_eq!(micros(850), "850µs");
+        assert_eq!(micros(5_210), "5.21ms");
+        assert_eq!(micros(1_234_567), "1.23s");
+        assert_eq!(micros(0), "-");
+    }
+}

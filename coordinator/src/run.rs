@@ -1,0 +1,427 @@
+//! Who owns a run's state: one actor task. gRPC handlers only send it
+//! [`RunCommand`]s; it gathers agents, assigns slices, sends one common
+//! start time, merges interval reports, and builds the report.
+
+use crate::merge::RunMerge;
+use crate::plan::{self, PlanError};
+use crate::report::build::{self, AgentMeta, ReportInput};
+use crate::report::model::RunReport;
+use crate::report::table::micros;
+use crate::scenario::Scenario;
+use crate::wire;
+use stampede_proto::v1::{self, agent_message, coordinator_message};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+/// Where the actor sends messages for one agent.
+pub type Outbound = mpsc::Sender<Result<v1::CoordinatorMessage, tonic::Status>>;
+
+/// What the gRPC layer tells the run actor.
+#[derive(Debug)]
+pub enum RunCommand {
+    Register {
+        register: v1::Register,
+        outbound: Outbound,
+    },
+    FromAgent {
+        agent_id: Uuid,
+        message: agent_message::Kind,
+    },
+    Disconnected {
+        agent_id: Uuid,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("timed out after {waited:?} waiting for agents: {}", describe_missing(.missing))]
+    MissingAgents {
+        waited: Duration,
+        missing: Vec<(String, u32, u32)>,
+    },
+    #[error("agent {agent} ({region}) rejected its assignment: {reason}")]
+    Rejected {
+        agent: Uuid,
+        region: String,
+        reason: String,
+    },
+    #[error("agent {agent} ({region}) left before the run started")]
+    LostBeforeStart { agent: Uuid, region: String },
+    #[error("timed out waiting for agents to accept their assignments")]
+    AcceptTimeout,
+    #[error("cannot plan the run: {0}")]
+    Plan(#[from] PlanError),
+    #[error("cancelled before the run started")]
+    Cancelled,
+    #[error("the gRPC server failed: {0}")]
+    Server(String),
+}
+
+fn describe_missing(missing: &[(String, u32, u32)]) -> String {
+    missing
+        .iter()
+        .map(|(region, have, want)| format!("region {region} has {have} of {want}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// How long agents get to accept an assignment.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Slack after the run's nominal end (plus graceful stop) for final reports.
+const FINAL_REPORT_SLACK: Duration = Duration::from_secs(10);
+/// After an operator stop, how long to wait for agents' last reports.
+const STOP_COLLECT: Duration = Duration::from_secs(5);
+
+struct Member {
+    id: Uuid,
+    region: String,
+    zone: String,
+    hostname: String,
+    outbound: Outbound,
+    state: MemberState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MemberState {
+    Registered,
+    Accepted,
+    Running,
+    Finished,
+    Lost,
+}
+
+fn msg(kind: coordinator_message::Kind) -> Result<v1::CoordinatorMessage, tonic::Status> {
+    Ok(v1::CoordinatorMessage { kind: Some(kind) })
+}
+
+/// Runs one scenario to completion and returns its report.
+pub async fn run(
+    scenario: Scenario,
+    mut commands: mpsc::Receiver<RunCommand>,
+    cancel: CancellationToken,
+) -> Result<RunReport, RunError> {
+    let run_id = Uuid::new_v4().to_string();
+    let mut members: Vec<Member> = Vec::new();
+
+    // 1. Gather the expected agents of every region.
+    let wait_until = Instant::now() + scenario.agent_wait_timeout;
+    info!(scenario = %scenario.name, agents = scenario.total_agents(), "waiting for agents");
+    while !all_present(&scenario, &members) {
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(RunError::Cancelled),
+            _ = sleep_until(wait_until) => {
+                let missing = scenario.regions.iter().filter_map(|r| {
+                    let have = members.iter().filter(|m| m.region == r.name).count() as u32;
+                    (have < r.agents).then(|| (r.name.clone(), have, r.agents))
+                }).collect();
+                return Err(RunError::MissingAgents { waited: scenario.agent_wait_timeout, missing });
+            }
+            command = commands.recv() => match command {
+                Some(RunCommand::Register { register, outbound }) => admit(&scenario, &mut members, register, outbound).await,
+                Some(RunCommand::Disconnected { agent_id }) => {
+                    if let Some(pos) = members.iter().position(|m| m.id == agent_id) {
+                        let m = members.remove(pos);
+                        warn!(agent = %m.id, region = %m.region, "agent left while waiting; its place is open again");
+                    }
+                }
+                Some(RunCommand::FromAgent { .. }) => {}
+                None => return Err(RunError::Cancelled),
+            },
+        }
+    }
+
+    // 2. Assign every agent its slice; wait until all accepted.
+    let roster: Vec<(Uuid, String)> = members.iter().map(|m| (m.id, m.region.clone())).collect();
+    let assignments = plan::plan(&scenario, &roster)?;
+    for a in &assignments {
+        if let Some(m) = members.iter().find(|m| m.id == a.agent_id) {
+            let slice = stampede_agent::wire::slice_from_plan(&a.plan);
+            let assignment = v1::Assignment {
+                run_id: run_id.clone(),
+                slice: Some(slice),
+            };
+            let _ = m
+                .outbound
+                .send(msg(coordinator_message::Kind::Assignment(assignment)))
+                .await;
+        }
+    }
+    let accept_by = Instant::now() + ACCEPT_TIMEOUT;
+    while members.iter().any(|m| m.state != MemberState::Accepted) {
+        let command = tokio::select! {
+            _ = cancel.cancelled() => { finish_all(&members, &run_id).await; return Err(RunError::Cancelled) }
+            _ = sleep_until(accept_by) => { finish_all(&members, &run_id).await; return Err(RunError::AcceptTimeout) }
+            command = commands.recv() => command,
+        };
+        match command {
+            Some(RunCommand::FromAgent { agent_id, message }) => match message {
+                agent_message::Kind::AssignmentAccepted(a) if a.run_id == run_id => {
+                    if let Some(m) = members.iter_mut().find(|m| m.id == agent_id) {
+                        m.state = MemberState::Accepted;
+                    }
+                }
+                agent_message::Kind::AssignmentRejected(r) if r.run_id == run_id => {
+                    finish_all(&members, &run_id).await;
+                    let region = region_of(&members, agent_id);
+                    return Err(RunError::Rejected {
+                        agent: agent_id,
+                        region,
+                        reason: r.reason,
+                    });
+                }
+                _ => {}
+            },
+            Some(RunCommand::Disconnected { agent_id }) => {
+                finish_all(&members, &run_id).await;
+                let region = region_of(&members, agent_id);
+                return Err(RunError::LostBeforeStart {
+                    agent: agent_id,
+                    region,
+                });
+            }
+            Some(RunCommand::Register { outbound, .. }) => {
+                refuse(&outbound, "a run is being set up; try again later").await
+            }
+            None => return Err(RunError::Cancelled),
+        }
+    }
+
+    // 3. One common start time, far enough ahead that every agent has it.
+    let start_unix_nanos = build::unix_nanos_now() + scenario.start_delay.as_nanos() as i64;
+    for m in &mut members {
+        let start = v1::Start {
+            run_id: run_id.clone(),
+            start_unix_nanos,
+        };
+        let _ = m
+            .outbound
+            .send(msg(coordinator_message::Kind::Start(start)))
+            .await;
+        m.state = MemberState::Running;
+    }
+    info!(%run_id, starts_in = ?scenario.start_delay, duration = ?scenario.load.duration, "run starting");
+
+    // 4. Collect and merge until every agent is done (or the deadline).
+    let mut merge = RunMerge::new(roster);
+    let mut notes = Vec::new();
+    let mut deadline = Instant::now()
+        + scenario.start_delay
+        + scenario.load.duration
+        + scenario.load.graceful_stop
+        + FINAL_REPORT_SLACK;
+    let mut stopped = false;
+    let mut shown_intervals = 0;
+    while members.iter().any(|m| m.state == MemberState::Running) {
+        let command = tokio::select! {
+            _ = cancel.cancelled(), if !stopped => {
+                stopped = true;
+                warn!(%run_id, "stopping the run on request; collecting what agents have");
+                notes.push("the run was stopped before its end".to_owned());
+                for m in members.iter().filter(|m| m.state == MemberState::Running) {
+                    let stop = v1::Stop { run_id: run_id.clone(), reason: "stopped by the operator".into() };
+                    let _ = m.outbound.send(msg(coordinator_message::Kind::Stop(stop))).await;
+                }
+                deadline = deadline.min(Instant::now() + STOP_COLLECT);
+                continue;
+            }
+            _ = sleep_until(deadline) => {
+                for m in members.iter_mut().filter(|m| m.state == MemberState::Running) {
+                    warn!(agent = %m.id, region = %m.region, "no final report in time");
+                    notes.push(format!("agent {} ({}) sent no final report in time", m.id, m.region));
+                    m.state = MemberState::Lost;
+                    merge.agent_done(m.id);
+                }
+                break;
+            }
+            command = commands.recv() => command,
+        };
+        match command {
+            Some(RunCommand::FromAgent { agent_id, message }) => match message {
+                agent_message::Kind::IntervalReport(report) => {
+                    if report.run_id != run_id {
+                        warn!(agent = %agent_id, run = %report.run_id, "interval report for another run; refused");
+                        continue;
+                    }
+                    match wire::agent_interval(report) {
+                        Ok(interval) if interval.agent_id == agent_id => {
+                            if let Err(e) = merge.add(interval) {
+                                warn!(agent = %agent_id, error = %e, "interval report refused");
+                            }
+                        }
+                        Ok(_) => {
+                            warn!(agent = %agent_id, "interval report names another agent; refused")
+                        }
+                        Err(e) => {
+                            warn!(agent = %agent_id, error = %e, "malformed interval report refused")
+                        }
+                    }
+                }
+                agent_message::Kind::FinalReport(f) if f.run_id == run_id => {
+                    if let Some(m) = members.iter_mut().find(|m| m.id == agent_id) {
+                        m.state = MemberState::Finished;
+                    }
+                    if !f.error.is_empty() {
+                        warn!(agent = %agent_id, error = %f.error, "agent ended with an error");
+                        notes.push(format!("agent {agent_id} ended with an error: {}", f.error));
+                    }
+                    merge.agent_done(agent_id);
+                }
+                _ => {}
+            },
+            Some(RunCommand::Disconnected { agent_id }) => {
+                if let Some(m) = members
+                    .iter_mut()
+                    .find(|m| m.id == agent_id && m.state == MemberState::Running)
+                {
+                    warn!(agent = %m.id, region = %m.region, "agent lost mid-run; what it reported is kept");
+                    notes.push(format!("agent {} ({}) was lost mid-run", m.id, m.region));
+                    m.state = MemberState::Lost;
+                    merge.agent_done(agent_id);
+                }
+            }
+            Some(RunCommand::Register { outbound, .. }) => {
+                refuse(&outbound, "a run is in progress; try again later").await
+            }
+            None => break,
+        }
+        for closed in &merge.intervals()[shown_intervals..] {
+            let t = closed.global.unseal();
+            let seconds = (closed.end_unix_nanos - closed.start_unix_nanos).max(1) as f64 / 1e9;
+            let p = build::latency_summary(&t.latency);
+            info!(
+                interval = closed.index,
+                rps = format!("{:.1}", t.outcomes.requests() as f64 / seconds),
+                errors = t.outcomes.failed(),
+                p50 = %micros(p.p50),
+                p99 = %micros(p.p99),
+                "interval"
+            );
+        }
+        shown_intervals = merge.intervals().len();
+    }
+
+    // 5. Release the agents and write up.
+    merge.close_all();
+    finish_all(&members, &run_id).await;
+    let meta: BTreeMap<Uuid, AgentMeta> = members
+        .iter()
+        .map(|m| {
+            let state = match m.state {
+                MemberState::Finished => "finished",
+                MemberState::Lost => "lost",
+                _ => "unfinished",
+            };
+            (
+                m.id,
+                AgentMeta {
+                    zone: m.zone.clone(),
+                    hostname: m.hostname.clone(),
+                    state: state.into(),
+                },
+            )
+        })
+        .collect();
+    Ok(build::build(ReportInput {
+        run_id: &run_id,
+        scenario: &scenario,
+        merge: &merge,
+        agents: &meta,
+        start_unix_nanos,
+        notes,
+    }))
+}
+
+fn all_present(scenario: &Scenario, members: &[Member]) -> bool {
+    scenario
+        .regions
+        .iter()
+        .all(|r| members.iter().filter(|m| m.region == r.name).count() as u32 >= r.agents)
+}
+
+fn region_of(members: &[Member], id: Uuid) -> String {
+    members
+        .iter()
+        .find(|m| m.id == id)
+        .map(|m| m.region.clone())
+        .unwrap_or_default()
+}
+
+async fn refuse(outbound: &Outbound, reason: &str) {
+    let refused = v1::Refused {
+        reason: reason.into(),
+    };
+    let _ = outbound
+        .send(msg(coordinator_message::Kind::Refused(refused)))
+        .await;
+}
+
+/// Takes an agent into the run if its region still needs one.
+async fn admit(
+    scenario: &Scenario,
+    members: &mut Vec<Member>,
+    register: v1::Register,
+    outbound: Outbound,
+) {
+    let Ok(id) = Uuid::parse_str(&register.agent_id) else {
+        return refuse(
+            &outbound,
+            &format!("agent id {:?} is not a uuid", register.agent_id),
+        )
+        .await;
+    };
+    let Some(region) = scenario.region(&register.region) else {
+        let known: Vec<&str> = scenario.regions.iter().map(|r| r.name.as_str()).collect();
+        warn!(agent = %id, region = %register.region, "agent from a region the scenario does not list; refused");
+        let reason = format!(
+            "region {:?} is not in scenario {:?} (its regions: {})",
+            register.region,
+            scenario.name,
+            known.join(", ")
+        );
+        return refuse(&outbound, &reason).await;
+    };
+    if members.iter().any(|m| m.id == id) {
+        return refuse(&outbound, "an agent with this id is already registered").await;
+    }
+    let have = members.iter().filter(|m| m.region == region.name).count() as u32;
+    if have >= region.agents {
+        let reason = format!(
+            "region {} already has its {} agent(s)",
+            region.name, region.agents
+        );
+        return refuse(&outbound, &reason).await;
+    }
+    info!(agent = %id, region = %register.region, zone = %register.zone, host = %register.hostname,
+        version = %register.version, "agent registered ({} of {} in its region)", have + 1, region.agents);
+    let registered = v1::Registered {
+        coordinator_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let _ = outbound
+        .send(msg(coordinator_message::Kind::Registered(registered)))
+        .await;
+    members.push(Member {
+        id,
+        region: register.region,
+        zone: register.zone,
+        hostname: register.hostname,
+        outbound,
+        state: MemberState::Registered,
+    });
+}
+
+async fn finish_all(members: &[Member], run_id: &str) {
+    for m in members {
+        let done = v1::RunFinished {
+            run_id: run_id.into(),
+        };
+        let _ = m
+            .outbound
+            .send(msg(coordinator_message::Kind::RunFinished(done)))
+            .await;
+    }
+}
