@@ -1,0 +1,132 @@
+//! Helpers for tests that run `stampede` as separate OS processes.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A child process that is killed if the test ends before it does.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    lines: mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+/// Starts `stampede` with `args`, capturing stdout line by line.
+pub fn spawn(name: &str, args: &[&str]) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stampede"))
+        .args(args)
+        .env("STAMPEDE_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    Proc {
+        name: name.to_owned(),
+        child: Some(child),
+        lines,
+        stderr: Some(stderr),
+    }
+}
+
+impl Proc {
+    /// Waits for a stdout line starting with `prefix`; returns the rest.
+    pub fn line_after(&self, prefix: &str, within: Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.trim().to_owned();
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: no line starting with {prefix:?} within {within:?}",
+                    self.name
+                ),
+            }
+        }
+    }
+
+    /// Waits for the process to exit (killing it after `within`); returns
+    /// its status and everything it wrote to stderr.
+    pub fn wait(&mut self, within: Duration) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("not yet waited");
+        let (tx, rx) = mpsc::channel();
+        let pid = child.id();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = match rx.recv_timeout(within) {
+            Ok(status) => status.expect("wait"),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!("{} did not exit within {within:?}", self.name);
+            }
+        };
+        let stderr = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        (status, stderr)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts the built-in target on a free loopback port; returns it and its address.
+pub fn start_target(args: &[&str]) -> (Proc, SocketAddr) {
+    let mut all = vec!["target", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let target = spawn("target", &all);
+    let url = target.line_after("target listening on http://", Duration::from_secs(30));
+    let addr = url.parse().expect("target prints its address");
+    (target, addr)
+}
+
+/// The target's own count of served requests (GET /__stampede/stats).
+pub fn served(target: SocketAddr) -> serde_json::Value {
+    let mut stream = TcpStream::connect(target).expect("connect to target");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /__stampede/stats HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let body = response.split("\r\n\r\n").nth(1).expect("a body");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("stats body {body:?}: {e}"))
+}
