@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use stampede_proto::histogram::{HIGHEST_MICROS, LOWEST_MICROS, new_latency_histogram};
 use std::time::Duration;
 
-/// Highest status code we count individually; anything above counts as 599.
+/// Status codes are 100..=599 (the client refuses others as malformed).
 const STATUS_SLOTS: usize = 600;
 
 /// Why a request did not succeed.

@@ -20,6 +20,8 @@ pub enum ReportError {
     },
     #[error("{0} status codes in one report (at most {MAX_STATUS_CODES})")]
     TooManyStatusCodes(usize),
+    #[error("status code {0} is outside 100..=599")]
+    StatusCode(u32),
     #[error("interval end precedes its start")]
     Backwards,
 }
@@ -30,6 +32,13 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
         .map_err(|_| ReportError::AgentId(report.agent_id.clone()))?;
     if report.status_codes.len() > MAX_STATUS_CODES {
         return Err(ReportError::TooManyStatusCodes(report.status_codes.len()));
+    }
+    if let Some(code) = report
+        .status_codes
+        .keys()
+        .find(|c| !(100..=599).contains(*c))
+    {
+        return Err(ReportError::StatusCode(*code));
     }
     if report.end_unix_nanos < report.start_unix_nanos {
         return Err(ReportError::Backwards);
@@ -65,7 +74,7 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
             status_codes: report
                 .status_codes
                 .into_iter()
-                .map(|(code, n)| (u16::try_from(code).unwrap_or(u16::MAX), n))
+                .map(|(code, n)| (code as u16, n))
                 .collect(),
             bytes_received: report.bytes_received,
             bytes_sent: report.bytes_sent,

@@ -9,12 +9,19 @@ fn shipped_examples_are_valid() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).expect("deploy/scenarios exists") {
         let path = entry.expect("dir entry").path();
-        if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "toml")) {
+        if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "toml")
+        ) {
             let scenario = stampede_coordinator::scenario::load_with_env(&path, BTreeMap::new())
                 .unwrap_or_else(|e| panic!("{e}"));
             assert!(scenario.total_agents() >= 1);
             checked += 1;
         }
     }
-    assert!(checked >= 2, "found only {checked} examples in {}", dir.display());
+    assert!(
+        checked >= 2,
+        "found only {checked} examples in {}",
+        dir.display()
+    );
 }

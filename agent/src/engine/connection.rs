@@ -224,7 +224,15 @@ impl ConnectionLoop {
                     status => recorder.record_success(latency, status),
                 }
             }
-            Exchange::Failed(class) => self.record_failure(class, origin, None),
+            Exchange::Failed(class) => {
+                if class != FailureClass::Connect {
+                    // The request went out (or at least was written).
+                    self.recorder
+                        .borrow_mut()
+                        .record_bytes(self.ctx.request.len() as u64, 0);
+                }
+                self.record_failure(class, origin, None)
+            }
             Exchange::Interrupted => self.recorder.borrow_mut().record_interrupted(1),
         }
     }

@@ -56,7 +56,7 @@ fn assert_same_distribution(merged: &Histogram<u64>, reference: &Histogram<u64>)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     #[test]
     fn merged_percentiles_equal_those_of_the_union(

@@ -5,7 +5,7 @@ pub mod build;
 pub mod model;
 pub mod table;
 
-use model::RunReport;
+use model::{RunReport, SCHEMA_VERSION};
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +20,8 @@ pub enum ReportFileError {
         path: String,
         source: serde_json::Error,
     },
+    #[error("{path}: report schema version {found}; this build reads version {SCHEMA_VERSION}")]
+    Version { path: String, found: u32 },
     #[error("{path}: {scope}: histogram does not decode: {source}")]
     Histogram {
         path: String,
@@ -54,6 +56,12 @@ pub fn read(path: &Path) -> Result<RunReport, ReportFileError> {
             path: shown.clone(),
             source,
         })?;
+    if report.schema_version != SCHEMA_VERSION {
+        return Err(ReportFileError::Version {
+            path: shown,
+            found: report.schema_version,
+        });
+    }
     let reanalyse = |scope: String, s: &mut model::ScopeSummary| -> Result<(), ReportFileError> {
         let err = |source| ReportFileError::Histogram {
             path: shown.clone(),
@@ -72,6 +80,24 @@ pub fn read(path: &Path) -> Result<RunReport, ReportFileError> {
     }
     for a in &mut report.agents {
         reanalyse(format!("agent {}", a.id), &mut a.summary)?;
+    }
+    for interval in &mut report.intervals {
+        let scopes = std::iter::once(("global".to_owned(), &mut interval.global)).chain(
+            interval
+                .regions
+                .iter_mut()
+                .map(|(name, f)| (format!("region {name}"), f)),
+        );
+        for (scope, figures) in scopes {
+            let histogram = build::decode_base64(&figures.latency_histogram).map_err(|source| {
+                ReportFileError::Histogram {
+                    path: shown.clone(),
+                    scope: format!("interval {} {scope}", interval.index),
+                    source,
+                }
+            })?;
+            figures.latency_us = build::latency_summary(&histogram);
+        }
     }
     Ok(report)
 }

@@ -13,8 +13,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunReport {
+    /// Version of this structure ([`SCHEMA_VERSION`]).
     pub schema_version: u32,
     pub tool: Tool,
+    /// uuid of the run.
     pub run_id: String,
     /// `complete`, or `partial` when an agent was lost or the run was stopped.
     pub status: RunStatus,
@@ -135,7 +137,8 @@ pub struct AgentReport {
     pub region: String,
     pub zone: String,
     pub hostname: String,
-    /// `finished`, `lost` (disconnected mid-run) or `unfinished` (no final report in time).
+    /// `finished`, `lost` (disconnected mid-run), `unfinished` (no final report in time) or
+    /// `unknown` (no record of the agent's session).
     pub state: String,
     pub intervals: u32,
     #[serde(flatten)]

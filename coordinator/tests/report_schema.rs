@@ -1,0 +1,219 @@
+//! The JSON report of a real (short) demo run matches
+//! `docs/report.schema.json`, the schema is strict enough to catch a wrong
+//! report, and a saved report reads back with the same latency figures.
+
+use jsonschema::{Draft, Validator};
+use serde_json::{Value, json};
+use stampede_coordinator::demo::{DemoOptions, run_demo};
+use stampede_coordinator::report::{self, model::RunReport};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn schema_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/report.schema.json")
+}
+
+fn load_schema() -> Value {
+    let path = schema_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+fn validator(schema: &Value) -> Validator {
+    // The schema must itself be a valid draft 2020-12 schema.
+    if let Err(e) = jsonschema::draft202012::meta::validate(schema) {
+        panic!(
+            "the schema is not a valid draft 2020-12 schema: {e} (at {})",
+            e.instance_path()
+        );
+    }
+    jsonschema::options()
+        .with_draft(Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(schema)
+        .unwrap_or_else(|e| panic!("the schema does not compile: {e}"))
+}
+
+/// Every validation error, one per line, with where it is in the report.
+fn errors(validator: &Validator, instance: &Value) -> Vec<String> {
+    validator
+        .iter_errors(instance)
+        .map(|e| {
+            format!(
+                "at {:?} (schema {}): {e}",
+                e.instance_path().as_str(),
+                e.schema_path().as_str()
+            )
+        })
+        .collect()
+}
+
+/// A copy of `report` changed by `edit` must fail validation.
+fn assert_rejected(
+    validator: &Validator,
+    report: &Value,
+    what: &str,
+    edit: impl FnOnce(&mut Value),
+) {
+    let mut bad = report.clone();
+    edit(&mut bad);
+    assert!(
+        !validator.is_valid(&bad),
+        "the schema accepts a report with {what}"
+    );
+}
+
+fn assert_schema_strict(validator: &Validator, report: &Value) {
+    assert_rejected(validator, report, "an unknown top-level field", |r| {
+        r["surprise"] = json!(true);
+    });
+    assert_rejected(validator, report, "global.requests as a string", |r| {
+        r["global"]["requests"] = json!("3000");
+    });
+    assert_rejected(validator, report, "status \"bogus\"", |r| {
+        r["status"] = json!("bogus");
+    });
+    // The flattened scopes are closed too.
+    assert_rejected(validator, report, "an unknown field in global", |r| {
+        r["global"]["surprise"] = json!(1);
+    });
+    assert_rejected(validator, report, "an unknown field in a region", |r| {
+        r["regions"][0]["surprise"] = json!(1);
+    });
+    assert_rejected(validator, report, "an unknown field in an agent", |r| {
+        r["agents"][0]["surprise"] = json!(1);
+    });
+    assert_rejected(validator, report, "a region without its requests", |r| {
+        r["regions"][0]
+            .as_object_mut()
+            .expect("a region is an object")
+            .remove("requests");
+    });
+    assert_rejected(validator, report, "a negative count", |r| {
+        r["global"]["errors"]["timeout"] = json!(-1);
+    });
+    assert_rejected(validator, report, "a non-numeric status code key", |r| {
+        r["global"]["status_codes"]["OK"] = json!(1);
+    });
+    assert_rejected(validator, report, "a histogram that is not base64", |r| {
+        r["global"]["latency_histogram"] = json!("not base64!");
+    });
+    assert_rejected(validator, report, "an agent state \"asleep\"", |r| {
+        r["agents"][0]["state"] = json!("asleep");
+    });
+    // Formats are checked, not only the patterns that go with them.
+    assert_rejected(
+        validator,
+        report,
+        "started_at that is not a date-time",
+        |r| {
+            r["started_at"] = json!("2026-13-45T99:00:00Z");
+        },
+    );
+    assert_rejected(validator, report, "a run_id that is not a uuid", |r| {
+        r["run_id"] = json!("run-1");
+    });
+    assert_rejected(validator, report, "a complete run with notes", |r| {
+        r["notes"] = json!(["agent x was lost mid-run"]);
+    });
+}
+
+/// A saved report reads back with latency figures recomputed from its
+/// histograms; merging is exact, so they equal the ones it was written with.
+fn assert_round_trip(report: &RunReport) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("report.json");
+    report::write(report, &path).expect("report writes");
+    let back = report::read(&path).expect("report reads back");
+
+    assert_eq!(back.global.latency_us, report.global.latency_us, "global");
+    assert_eq!(
+        back.global.error_latency_us, report.global.error_latency_us,
+        "global errors"
+    );
+    assert_eq!(back.regions.len(), report.regions.len());
+    for (b, r) in back.regions.iter().zip(&report.regions) {
+        assert_eq!(b.name, r.name);
+        assert_eq!(
+            b.summary.latency_us, r.summary.latency_us,
+            "region {}",
+            r.name
+        );
+        assert_eq!(
+            b.summary.error_latency_us, r.summary.error_latency_us,
+            "region {} errors",
+            r.name
+        );
+    }
+    assert_eq!(back.agents.len(), report.agents.len());
+    for (b, a) in back.agents.iter().zip(&report.agents) {
+        assert_eq!(b.id, a.id);
+        assert_eq!(b.summary.latency_us, a.summary.latency_us, "agent {}", a.id);
+        assert_eq!(
+            b.summary.error_latency_us, a.summary.error_latency_us,
+            "agent {} errors",
+            a.id
+        );
+    }
+}
+
+fn assert_demo_invariants(report: &RunReport, served: u64) {
+    let names: Vec<&str> = report.regions.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["us-east", "eu-west", "ap-south"]);
+
+    let by_region: u64 = report.regions.iter().map(|r| r.summary.requests).sum();
+    assert!(report.global.requests > 0, "the demo completed no requests");
+    assert_eq!(
+        report.global.requests, by_region,
+        "global requests differ from the sum of the regions'"
+    );
+    assert_eq!(
+        report.global.requests, served,
+        "the report's requests differ from what the target served"
+    );
+
+    let p50 = |name: &str| {
+        report
+            .regions
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.summary.latency_us.p50)
+            .unwrap_or_else(|| panic!("no region {name}"))
+    };
+    let (us, eu, ap) = (p50("us-east"), p50("eu-west"), p50("ap-south"));
+    assert!(
+        us < eu && eu < ap,
+        "p50 latency is not ordered by region delay: us-east {us} µs, eu-west {eu} µs, ap-south {ap} µs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_report_matches_the_schema() {
+    let schema = load_schema();
+    let validator = validator(&schema);
+
+    let (report, served) = run_demo(
+        DemoOptions {
+            duration: Duration::from_secs(2),
+            rate: 300.0,
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect("the demo runs");
+
+    let instance = serde_json::to_value(&report).expect("the report serializes");
+    let found = errors(&validator, &instance);
+    assert!(
+        found.is_empty(),
+        "the demo report does not match {}:\n{}",
+        schema_path().display(),
+        found.join("\n")
+    );
+
+    assert_schema_strict(&validator, &instance);
+    assert_round_trip(&report);
+    assert_demo_invariants(&report, served);
+}
