@@ -105,3 +105,43 @@ fn an_agent_from_an_unlisted_region_is_refused_with_the_reason() {
     );
     assert_eq!(served(addr)["served"], 0);
 }
+
+#[test]
+fn missing_agents_time_out_naming_the_regions() {
+    let (_target, addr) = start_target(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("scenario.yaml");
+    std::fs::write(&path, scenario(addr) + "agent_wait_timeout: 4s\n").expect("write scenario");
+    let mut coordinator = spawn(
+        "coordinator",
+        &[
+            "coordinator",
+            "--scenario",
+            path.to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let listen = coordinator.line_after("coordinator listening on ", Duration::from_secs(30));
+    // One of the two regions shows up; eu-west never does.
+    let _agent = spawn(
+        "agent",
+        &[
+            "agent",
+            "--coordinator",
+            &format!("http://{listen}"),
+            "--region",
+            "us-east",
+            "--once",
+        ],
+    );
+    let (status, stderr) = coordinator.wait(Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(stderr.contains("waiting for agents"), "{stderr}");
+    assert!(stderr.contains("region eu-west has 0 of 1"), "{stderr}");
+    assert!(
+        !stderr.contains("region us-east has"),
+        "us-east was present: {stderr}"
+    );
+    assert_eq!(served(addr)["served"], 0);
+}
