@@ -74,7 +74,9 @@ pub async fn run_bench(
     agent.engine = EngineOptions {
         threads: options.threads.max(1),
     };
-    let agent_stop = cancel.child_token();
+    // Not a child of `cancel`: on Ctrl-C the coordinator stops the run and
+    // the agent flushes what it recorded before it is released.
+    let agent_stop = CancellationToken::new();
     let agent_task = tokio::spawn(run_agent(agent, agent_stop.clone()));
     let result = run_coordinator(scenario(&options), listener, cancel).await;
     agent_stop.cancel();

@@ -122,7 +122,9 @@ pub async fn run_demo(
         "http://{}",
         listener.local_addr().map_err(DemoError::Listen)?
     );
-    let agents_stop = cancel.child_token();
+    // Not a child of `cancel`: on Ctrl-C the coordinator stops the run and
+    // the agents flush what they recorded before they are released.
+    let agents_stop = CancellationToken::new();
     let agents: Vec<_> = REGIONS
         .iter()
         .map(|(region, _)| {

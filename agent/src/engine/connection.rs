@@ -188,23 +188,36 @@ impl ConnectionLoop {
             // then the wait is charged (coordinated-omission correction).
             let was_idle = Instant::now() < intended;
             if !self.wait_until(intended).await {
+                self.record_overdue(&schedule, k, due);
                 return;
             }
             if Instant::now() >= hard_stop {
                 // Owed requests we can no longer send in time.
-                self.recorder.borrow_mut().record_interrupted(due - k);
+                self.record_overdue(&schedule, k, due);
                 return;
             }
             let sent = Instant::now();
             match self.exchange(sent).await {
                 Exchange::Interrupted => {
-                    self.recorder.borrow_mut().record_interrupted(due - k);
+                    self.record_overdue(&schedule, k, due);
                     return;
                 }
                 // Latency counts from the intended send time, so time spent
                 // waiting behind a slow response is included.
                 outcome => self.record(outcome, if was_idle { sent } else { intended }),
             }
+        }
+    }
+
+    /// At a stop: request `k` and every later one already due by now count
+    /// as interrupted (requests not yet due were never owed).
+    fn record_overdue(&self, schedule: &ConstantRateSchedule, k: u64, due: u64) {
+        let elapsed = Instant::now().saturating_duration_since(self.ctx.start);
+        let owed = schedule
+            .due_before(elapsed + Duration::from_nanos(1))
+            .min(due);
+        if owed > k {
+            self.recorder.borrow_mut().record_interrupted(owed - k);
         }
     }
 

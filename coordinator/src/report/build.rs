@@ -37,18 +37,21 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
         start_unix_nanos,
         notes,
     } = input;
-    let duration = scenario.load.duration.as_secs_f64();
-    let fractions = crate::plan::region_fractions(scenario);
-    let total_rate = match scenario.load.model {
-        Model::Open { rate } => Some(rate),
-        Model::Closed => None,
-    };
     let end_unix_nanos = merge
         .intervals()
         .iter()
         .map(|i| i.end_unix_nanos)
         .max()
         .unwrap_or(start_unix_nanos);
+    // Rates are per second of the nominal duration, or of the time the run
+    // actually lasted when it was cut short.
+    let elapsed = (end_unix_nanos - start_unix_nanos).max(0) as f64 / 1e9;
+    let duration = scenario.load.duration.as_secs_f64().min(elapsed);
+    let fractions = crate::plan::region_fractions(scenario);
+    let total_rate = match scenario.load.model {
+        Model::Open { rate } => Some(rate),
+        Model::Closed => None,
+    };
 
     let mut regions = Vec::new();
     for spec in &scenario.regions {

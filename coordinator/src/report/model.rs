@@ -88,7 +88,8 @@ pub struct ScopeSummary {
     pub bytes_sent: u64,
     /// Open model: the rate this scope was asked for.
     pub target_rps: Option<f64>,
-    /// Completed requests per second of the nominal duration.
+    /// Completed requests per second of the nominal duration (of the time
+    /// the run lasted, if it was stopped early).
     pub achieved_rps: f64,
     /// Latency of successful requests.
     pub latency_us: LatencySummary,

@@ -75,7 +75,7 @@ pub fn render(report: &RunReport) -> String {
         let e = &g.errors;
         let _ = writeln!(
             out,
-            "\nerrors: {} connect, {} timeout, {} 4xx, {} 5xx, {} other; {} interrupted at the end",
+            "\nerrors: {} connect, {} timeout, {} 4xx, {} 5xx, {} other; {} interrupted (in flight or overdue when the run ended)",
             e.connect, e.timeout, e.status_4xx, e.status_5xx, e.other, g.interrupted
         );
     }
