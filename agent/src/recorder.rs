@@ -80,6 +80,9 @@ pub struct IntervalRecorder {
     /// Latency of failed requests, µs (kept apart so errors do not flatter or
     /// spoil the success percentiles).
     pub errors: Histogram<u64>,
+    /// Open model: how late each request left against its intended time.
+    /// Large values mean the generator, not the target, was the bottleneck.
+    pub schedule_lag: Histogram<u64>,
     pub outcomes: OutcomeCounts,
     /// Responses per status code, indexed by code.
     status_codes: Box<[u64; STATUS_SLOTS]>,
@@ -98,6 +101,7 @@ impl IntervalRecorder {
         Self {
             latency: new_latency_histogram(),
             errors: new_latency_histogram(),
+            schedule_lag: new_latency_histogram(),
             outcomes: OutcomeCounts::default(),
             status_codes: Box::new([0; STATUS_SLOTS]),
             bytes_received: 0,
@@ -119,6 +123,11 @@ impl IntervalRecorder {
         if let Some(status) = status {
             self.count_status(status);
         }
+    }
+
+    #[inline]
+    pub fn record_schedule_lag(&mut self, lag: Duration) {
+        self.schedule_lag.saturating_record(micros(lag));
     }
 
     #[inline]
@@ -153,6 +162,7 @@ impl IntervalRecorder {
         // Both histograms have the agreed shape, so `add` cannot go out of range.
         let _ = self.latency.add(&other.latency);
         let _ = self.errors.add(&other.errors);
+        let _ = self.schedule_lag.add(&other.schedule_lag);
         self.outcomes.add(&other.outcomes);
         for (mine, theirs) in self.status_codes.iter_mut().zip(other.status_codes.iter()) {
             *mine += theirs;

@@ -155,6 +155,11 @@ pub fn interval_report(
         bytes_received: data.bytes_received,
         bytes_sent: data.bytes_sent,
         last: record.last,
+        schedule_lag_histogram: if data.schedule_lag.is_empty() {
+            Vec::new()
+        } else {
+            histogram::encode(&data.schedule_lag, encoding)?
+        },
     })
 }
 

@@ -53,6 +53,8 @@ impl Outcomes {
 pub struct Totals {
     pub latency: Histogram<u64>,
     pub errors: Histogram<u64>,
+    /// Open model: how late requests left against their intended time.
+    pub schedule_lag: Histogram<u64>,
     pub outcomes: Outcomes,
     pub status_codes: BTreeMap<u16, u64>,
     pub bytes_received: u64,
@@ -64,6 +66,7 @@ impl Default for Totals {
         Self {
             latency: new_latency_histogram(),
             errors: new_latency_histogram(),
+            schedule_lag: new_latency_histogram(),
             outcomes: Outcomes::default(),
             status_codes: BTreeMap::new(),
             bytes_received: 0,
@@ -78,6 +81,7 @@ impl Totals {
     pub fn add(&mut self, other: &Totals) {
         let _ = self.latency.add(&other.latency);
         let _ = self.errors.add(&other.errors);
+        let _ = self.schedule_lag.add(&other.schedule_lag);
         self.outcomes.add(&other.outcomes);
         for (code, n) in &other.status_codes {
             *self.status_codes.entry(*code).or_default() += n;
@@ -104,6 +108,7 @@ pub struct AgentInterval {
 pub struct SealedTotals {
     latency: Vec<u8>,
     errors: Vec<u8>,
+    schedule_lag: Vec<u8>,
     outcomes: Outcomes,
     status_codes: BTreeMap<u16, u64>,
     bytes_received: u64,
@@ -117,6 +122,7 @@ impl SealedTotals {
         Self {
             latency: encode(&t.latency),
             errors: encode(&t.errors),
+            schedule_lag: encode(&t.schedule_lag),
             outcomes: t.outcomes,
             status_codes: t.status_codes.clone(),
             bytes_received: t.bytes_received,
@@ -130,6 +136,7 @@ impl SealedTotals {
         Totals {
             latency: decode(&self.latency),
             errors: decode(&self.errors),
+            schedule_lag: decode(&self.schedule_lag),
             outcomes: self.outcomes,
             status_codes: self.status_codes.clone(),
             bytes_received: self.bytes_received,
@@ -139,7 +146,7 @@ impl SealedTotals {
 
     /// Size of the encoded histograms, bytes.
     pub fn encoded_len(&self) -> usize {
-        self.latency.len() + self.errors.len()
+        self.latency.len() + self.errors.len() + self.schedule_lag.len()
     }
 }
 

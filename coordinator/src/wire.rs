@@ -53,6 +53,12 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
             which: "error",
             source,
         })?;
+    let schedule_lag = histogram::decode(&report.schedule_lag_histogram).map_err(|source| {
+        ReportError::Histogram {
+            which: "schedule lag",
+            source,
+        }
+    })?;
     let o = report.outcomes.unwrap_or_default();
     Ok(AgentInterval {
         agent_id,
@@ -62,6 +68,7 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
         totals: Totals {
             latency,
             errors,
+            schedule_lag,
             outcomes: Outcomes {
                 success: o.success,
                 connect_error: o.connect_error,

@@ -197,6 +197,9 @@ impl ConnectionLoop {
                 return;
             }
             let sent = Instant::now();
+            self.recorder
+                .borrow_mut()
+                .record_schedule_lag(sent.saturating_duration_since(intended));
             match self.exchange(sent).await {
                 Exchange::Interrupted => {
                     self.record_overdue(&schedule, k, due);

@@ -29,6 +29,8 @@ fn wire_report(
         start_unix_nanos: i64::from(index) * 1_000_000_000,
         end_unix_nanos: i64::from(index + 1) * 1_000_000_000,
         latency_histogram: encode(&h, encoding).expect("encodes"),
+        // The same samples as schedule lag: it must merge just as exactly.
+        schedule_lag_histogram: encode(&h, encoding).expect("encodes"),
         error_histogram: Vec::new(),
         outcomes: Some(v1::OutcomeCounts {
             success: samples.len() as u64,
@@ -95,6 +97,7 @@ proptest! {
         merge.close_all();
 
         assert_same_distribution(&merge.global.latency, &reference);
+        assert_same_distribution(&merge.global.schedule_lag, &reference);
         for (name, h) in &region_reference {
             assert_same_distribution(&merge.regions[*name].latency, h);
         }

@@ -198,8 +198,10 @@ pub fn scope_summary(t: &Totals, target_rps: Option<f64>, duration_s: f64) -> Sc
         },
         latency_us: latency_summary(&t.latency),
         error_latency_us: latency_summary(&t.errors),
+        schedule_lag_us: latency_summary(&t.schedule_lag),
         latency_histogram: encode_base64(&t.latency),
         error_histogram: encode_base64(&t.errors),
+        schedule_lag_histogram: encode_base64(&t.schedule_lag),
     }
 }
 

@@ -72,6 +72,8 @@ pub fn read(path: &Path) -> Result<RunReport, ReportFileError> {
             build::latency_summary(&build::decode_base64(&s.latency_histogram).map_err(err)?);
         s.error_latency_us =
             build::latency_summary(&build::decode_base64(&s.error_histogram).map_err(err)?);
+        s.schedule_lag_us =
+            build::latency_summary(&build::decode_base64(&s.schedule_lag_histogram).map_err(err)?);
         Ok(())
     };
     reanalyse("global".into(), &mut report.global)?;

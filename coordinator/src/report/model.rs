@@ -95,8 +95,12 @@ pub struct ScopeSummary {
     pub latency_us: LatencySummary,
     /// Latency of failed requests.
     pub error_latency_us: LatencySummary,
+    /// Open model: how late requests left against their intended send time
+    /// (generator health; all zero in the closed model).
+    pub schedule_lag_us: LatencySummary,
     pub latency_histogram: String,
     pub error_histogram: String,
+    pub schedule_lag_histogram: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]

@@ -71,6 +71,16 @@ pub fn render(report: &RunReport) -> String {
     }
 
     let g = &report.global;
+    let lag = &g.schedule_lag_us;
+    if lag.count > 0 {
+        let _ = writeln!(
+            out,
+            "\nschedule lag (how late requests left against their intended time): p50 {}, p99 {}, max {}",
+            micros(lag.p50),
+            micros(lag.p99),
+            micros(lag.max)
+        );
+    }
     if g.errors.total > 0 || g.interrupted > 0 {
         let e = &g.errors;
         let _ = writeln!(
