@@ -7,6 +7,7 @@
 //! connection and re-armed, not allocated per request.
 
 use super::http1::{Http1Connection, PreparedRequest, ResponseInfo};
+use super::pacer::Pacer;
 use crate::plan::{LoadPlan, WorkloadModel};
 use crate::recorder::{FailureClass, IntervalRecorder};
 use crate::schedule::ConstantRateSchedule;
@@ -58,8 +59,10 @@ pub(crate) struct ConnectionLoop {
     timeout: Pin<Box<Sleep>>,
     /// Fires at the hard stop, once.
     hard_stop: Pin<Box<Sleep>>,
-    /// Re-armed to wait for the next send time.
+    /// Re-armed for coarse waits (the start, connect back-off).
     pace: Pin<Box<Sleep>>,
+    /// Open model: the worker's fine timer and this connection's slot in it.
+    pacer: Option<(Rc<Pacer>, usize)>,
 }
 
 /// How one exchange ended.
@@ -76,6 +79,7 @@ impl ConnectionLoop {
         recorder: Rc<RefCell<IntervalRecorder>>,
         index: u32,
         cancel: CancellationToken,
+        pacer: Option<Rc<Pacer>>,
     ) -> Self {
         let addr = ctx.addrs[index as usize % ctx.addrs.len()];
         let hard_stop = ctx.hard_stop();
@@ -90,6 +94,10 @@ impl ConnectionLoop {
             timeout: Box::pin(sleep_until(hard_stop)),
             hard_stop: Box::pin(sleep_until(hard_stop)),
             pace: Box::pin(sleep_until(hard_stop)),
+            pacer: pacer.map(|p| {
+                let slot = p.slot();
+                (p, slot)
+            }),
         }
     }
 
@@ -133,6 +141,26 @@ impl ConnectionLoop {
             biased;
             _ = self.cancelled.as_mut() => false,
             _ = self.pace.as_mut() => true,
+        }
+    }
+
+    /// Waits until a send time, with sub-millisecond precision when the
+    /// worker has a pacer; false if cancelled first.
+    async fn wait_paced(&mut self, at: Instant) -> bool {
+        if self.cancel.is_cancelled() {
+            return false;
+        }
+        if Instant::now() >= at {
+            return true;
+        }
+        let wait = match &self.pacer {
+            Some((pacer, slot)) => pacer.until(*slot, at),
+            None => return self.wait_until(at).await,
+        };
+        tokio::select! {
+            biased;
+            _ = self.cancelled.as_mut() => false,
+            _ = wait => true,
         }
     }
 
@@ -187,7 +215,7 @@ impl ConnectionLoop {
             // past its send time, the connection was held up by the target:
             // then the wait is charged (coordinated-omission correction).
             let was_idle = Instant::now() < intended;
-            if !self.wait_until(intended).await {
+            if !self.wait_paced(intended).await {
                 self.record_overdue(&schedule, k, due);
                 return;
             }

@@ -11,6 +11,7 @@ mod aggregate;
 mod chunked;
 mod connection;
 pub mod http1;
+mod pacer;
 mod worker;
 
 use crate::plan::LoadPlan;

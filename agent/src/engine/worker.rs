@@ -7,6 +7,8 @@
 //! and sends the full one to the engine's aggregator.
 
 use super::connection::{ConnectionLoop, RunContext};
+use super::pacer::Pacer;
+use crate::plan::WorkloadModel;
 use crate::recorder::IntervalRecorder;
 use std::cell::RefCell;
 use std::ops::Range;
@@ -55,9 +57,28 @@ async fn worker_loop(
     out: UnboundedSender<WorkerInterval>,
 ) {
     let recorder = Rc::new(RefCell::new(IntervalRecorder::new()));
+    let pacer = match ctx.plan.model {
+        WorkloadModel::Open { .. } => match Pacer::new() {
+            Ok(pacer) => {
+                tokio::task::spawn_local(pacer.clone().drive());
+                Some(pacer)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no timerfd: send times fall back to tokio's 1 ms timer");
+                None
+            }
+        },
+        WorkloadModel::Closed { .. } => None,
+    };
     let mut connections = JoinSet::new();
     for index in spec.connections.clone() {
-        let conn = ConnectionLoop::new(ctx.clone(), recorder.clone(), index, cancel.clone());
+        let conn = ConnectionLoop::new(
+            ctx.clone(),
+            recorder.clone(),
+            index,
+            cancel.clone(),
+            pacer.clone(),
+        );
         connections.spawn_local(conn.run());
     }
 
