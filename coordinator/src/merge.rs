@@ -11,7 +11,7 @@
 //! and summary. State grows with intervals × (regions + 1), not requests.
 
 use hdrhistogram::Histogram;
-use stampede_proto::histogram::{self, Encoding, new_latency_histogram};
+use stampede_proto::histogram::{self, Encoding, SparseHistogram, new_latency_histogram};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
@@ -76,6 +76,19 @@ impl Default for Totals {
 }
 
 impl Totals {
+    /// Adds one agent interval into `self`: O(non-zero buckets).
+    pub fn add_interval(&mut self, r: &AgentInterval) {
+        r.latency.add_to(&mut self.latency);
+        r.errors.add_to(&mut self.errors);
+        r.schedule_lag.add_to(&mut self.schedule_lag);
+        self.outcomes.add(&r.outcomes);
+        for (code, n) in &r.status_codes {
+            *self.status_codes.entry(*code).or_default() += n;
+        }
+        self.bytes_received += r.bytes_received;
+        self.bytes_sent += r.bytes_sent;
+    }
+
     /// Adds `other` into `self`. Both hold histograms of the agreed shape
     /// (decoding guarantees it), so adding cannot fail.
     pub fn add(&mut self, other: &Totals) {
@@ -91,14 +104,21 @@ impl Totals {
     }
 }
 
-/// One agent's report for one interval, decoded.
+/// One agent's report for one interval, decoded. Histograms stay sparse
+/// (non-zero buckets only) so adding them into several totals is cheap.
 #[derive(Debug, Clone)]
 pub struct AgentInterval {
     pub agent_id: Uuid,
     pub index: u32,
     pub start_unix_nanos: i64,
     pub end_unix_nanos: i64,
-    pub totals: Totals,
+    pub latency: SparseHistogram,
+    pub errors: SparseHistogram,
+    pub schedule_lag: SparseHistogram,
+    pub outcomes: Outcomes,
+    pub status_codes: BTreeMap<u16, u64>,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
     pub last: bool,
 }
 
@@ -253,26 +273,26 @@ impl RunMerge {
         agent.last_index = Some(report.index);
         agent.intervals += 1;
         agent.done = report.last;
-        agent.totals.add(&report.totals);
+        agent.totals.add_interval(&report);
         let region = agent.region.clone();
 
-        self.global.add(&report.totals);
+        self.global.add_interval(&report);
         self.regions
             .entry(region.clone())
             .or_default()
-            .add(&report.totals);
+            .add_interval(&report);
         if let Some(closed) = self.closed.iter_mut().find(|c| c.index == report.index) {
             // Late for an interval already closed (its agent had been given
             // up on): still counted, nothing lost.
             let mut global = closed.global.unseal();
-            global.add(&report.totals);
+            global.add_interval(&report);
             closed.global = SealedTotals::seal(&global);
             let mut regional = closed
                 .regions
                 .get(&region)
                 .map(SealedTotals::unseal)
                 .unwrap_or_default();
-            regional.add(&report.totals);
+            regional.add_interval(&report);
             closed.regions.insert(region, SealedTotals::seal(&regional));
         } else {
             let open = self
@@ -286,8 +306,11 @@ impl RunMerge {
                 });
             open.start_unix_nanos = open.start_unix_nanos.min(report.start_unix_nanos);
             open.end_unix_nanos = open.end_unix_nanos.max(report.end_unix_nanos);
-            open.global.add(&report.totals);
-            open.regions.entry(region).or_default().add(&report.totals);
+            open.global.add_interval(&report);
+            open.regions
+                .entry(region)
+                .or_default()
+                .add_interval(&report);
         }
         self.close_ready();
         Ok(())

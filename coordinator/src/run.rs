@@ -2,13 +2,14 @@
 //! [`RunCommand`]s; it gathers agents, assigns slices, sends one common
 //! start time, merges interval reports, and builds the report.
 
+use crate::merge::AgentInterval;
 use crate::merge::RunMerge;
 use crate::plan::{self, PlanError};
 use crate::report::build::{self, AgentMeta, ReportInput};
 use crate::report::model::RunReport;
 use crate::report::table::micros;
 use crate::scenario::Scenario;
-use crate::wire;
+use crate::wire::ReportError;
 use stampede_proto::v1::{self, agent_message, coordinator_message};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,6 +32,12 @@ pub enum RunCommand {
     FromAgent {
         agent_id: Uuid,
         message: agent_message::Kind,
+    },
+    /// An interval report, already decoded by the session task.
+    Interval {
+        agent_id: Uuid,
+        run_id: String,
+        interval: Result<AgentInterval, ReportError>,
     },
     Disconnected {
         agent_id: Uuid,
@@ -129,7 +136,7 @@ pub async fn run(
                         warn!(agent = %m.id, region = %m.region, "agent left while waiting; its place is open again");
                     }
                 }
-                Some(RunCommand::FromAgent { .. }) => {}
+                Some(RunCommand::FromAgent { .. } | RunCommand::Interval { .. }) => {}
                 None => return Err(RunError::Cancelled),
             },
         }
@@ -187,6 +194,7 @@ pub async fn run(
             Some(RunCommand::Register { outbound, .. }) => {
                 refuse(&outbound, "a run is being set up; try again later").await
             }
+            Some(RunCommand::Interval { .. }) => {}
             None => return Err(RunError::Cancelled),
         }
     }
@@ -242,25 +250,6 @@ pub async fn run(
         };
         match command {
             Some(RunCommand::FromAgent { agent_id, message }) => match message {
-                agent_message::Kind::IntervalReport(report) => {
-                    if report.run_id != run_id {
-                        warn!(agent = %agent_id, run = %report.run_id, "interval report for another run; refused");
-                        continue;
-                    }
-                    match wire::agent_interval(report) {
-                        Ok(interval) if interval.agent_id == agent_id => {
-                            if let Err(e) = merge.add(interval) {
-                                warn!(agent = %agent_id, error = %e, "interval report refused");
-                            }
-                        }
-                        Ok(_) => {
-                            warn!(agent = %agent_id, "interval report names another agent; refused")
-                        }
-                        Err(e) => {
-                            warn!(agent = %agent_id, error = %e, "malformed interval report refused")
-                        }
-                    }
-                }
                 agent_message::Kind::FinalReport(f) if f.run_id == run_id => {
                     if let Some(m) = members.iter_mut().find(|m| m.id == agent_id) {
                         m.state = MemberState::Finished;
@@ -273,6 +262,29 @@ pub async fn run(
                 }
                 _ => {}
             },
+            Some(RunCommand::Interval {
+                agent_id,
+                run_id: report_run,
+                interval,
+            }) => {
+                if report_run != run_id {
+                    warn!(agent = %agent_id, run = %report_run, "interval report for another run; refused");
+                    continue;
+                }
+                match interval {
+                    Ok(interval) if interval.agent_id == agent_id => {
+                        if let Err(e) = merge.add(interval) {
+                            warn!(agent = %agent_id, error = %e, "interval report refused");
+                        }
+                    }
+                    Ok(_) => {
+                        warn!(agent = %agent_id, "interval report names another agent; refused")
+                    }
+                    Err(e) => {
+                        warn!(agent = %agent_id, error = %e, "malformed interval report refused")
+                    }
+                }
+            }
             Some(RunCommand::Disconnected { agent_id }) => {
                 if let Some(m) = members
                     .iter_mut()
@@ -293,8 +305,12 @@ pub async fn run(
             let t = closed.global.unseal();
             let seconds = (closed.end_unix_nanos - closed.start_unix_nanos).max(1) as f64 / 1e9;
             let p = build::latency_summary(&t.latency);
+            // How long after its end the interval could be closed: the time
+            // the last agent's report took to arrive and be merged.
+            let closed_after_ms = (build::unix_nanos_now() - closed.end_unix_nanos) as f64 / 1e6;
             info!(
                 interval = closed.index,
+                closed_after_ms = format!("{closed_after_ms:.1}"),
                 rps = format!("{:.1}", t.outcomes.requests() as f64 / seconds),
                 errors = t.outcomes.failed(),
                 p50 = %micros(p.p50),

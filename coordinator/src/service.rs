@@ -2,6 +2,7 @@
 //! messages into [`RunCommand`]s for the run actor. It holds no run state.
 
 use crate::run::RunCommand;
+use crate::wire;
 use stampede_proto::v1::{self, agent_message, agent_session_server::AgentSession};
 use std::pin::Pin;
 use tokio::sync::mpsc;
@@ -59,6 +60,23 @@ impl AgentSession for AgentSessionService {
         tokio::spawn(async move {
             loop {
                 match inbound.message().await {
+                    Ok(Some(v1::AgentMessage {
+                        kind: Some(agent_message::Kind::IntervalReport(report)),
+                    })) => {
+                        // Decode here, on this session's task, so that a
+                        // thousand agents' histograms are not decoded one by
+                        // one inside the run actor.
+                        let run_id = report.run_id.clone();
+                        let interval = wire::agent_interval(report);
+                        let command = RunCommand::Interval {
+                            agent_id,
+                            run_id,
+                            interval,
+                        };
+                        if commands.send(command).await.is_err() {
+                            break;
+                        }
+                    }
                     Ok(Some(v1::AgentMessage {
                         kind: Some(message),
                     })) => {

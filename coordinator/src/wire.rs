@@ -1,7 +1,7 @@
 //! Conversions between the protocol's types and the coordinator's own, at
 //! the edge. Everything arriving here comes from a peer and is checked.
 
-use crate::merge::{AgentInterval, Outcomes, Totals};
+use crate::merge::{AgentInterval, Outcomes};
 use stampede_proto::histogram::{self, HistogramCodecError};
 use stampede_proto::v1;
 use uuid::Uuid;
@@ -43,49 +43,34 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
     if report.end_unix_nanos < report.start_unix_nanos {
         return Err(ReportError::Backwards);
     }
-    let latency =
-        histogram::decode(&report.latency_histogram).map_err(|source| ReportError::Histogram {
-            which: "latency",
-            source,
-        })?;
-    let errors =
-        histogram::decode(&report.error_histogram).map_err(|source| ReportError::Histogram {
-            which: "error",
-            source,
-        })?;
-    let schedule_lag = histogram::decode(&report.schedule_lag_histogram).map_err(|source| {
-        ReportError::Histogram {
-            which: "schedule lag",
-            source,
-        }
-    })?;
+    let decode = |which, bytes: &[u8]| {
+        histogram::decode_sparse(bytes).map_err(|source| ReportError::Histogram { which, source })
+    };
     let o = report.outcomes.unwrap_or_default();
     Ok(AgentInterval {
         agent_id,
         index: report.index,
         start_unix_nanos: report.start_unix_nanos,
         end_unix_nanos: report.end_unix_nanos,
-        totals: Totals {
-            latency,
-            errors,
-            schedule_lag,
-            outcomes: Outcomes {
-                success: o.success,
-                connect_error: o.connect_error,
-                timeout: o.timeout,
-                status_4xx: o.status_4xx,
-                status_5xx: o.status_5xx,
-                other_error: o.other_error,
-                interrupted: o.interrupted,
-            },
-            status_codes: report
-                .status_codes
-                .into_iter()
-                .map(|(code, n)| (code as u16, n))
-                .collect(),
-            bytes_received: report.bytes_received,
-            bytes_sent: report.bytes_sent,
+        latency: decode("latency", &report.latency_histogram)?,
+        errors: decode("error", &report.error_histogram)?,
+        schedule_lag: decode("schedule lag", &report.schedule_lag_histogram)?,
+        outcomes: Outcomes {
+            success: o.success,
+            connect_error: o.connect_error,
+            timeout: o.timeout,
+            status_4xx: o.status_4xx,
+            status_5xx: o.status_5xx,
+            other_error: o.other_error,
+            interrupted: o.interrupted,
         },
+        status_codes: report
+            .status_codes
+            .into_iter()
+            .map(|(code, n)| (code as u16, n))
+            .collect(),
+        bytes_received: report.bytes_received,
+        bytes_sent: report.bytes_sent,
         last: report.last,
     })
 }

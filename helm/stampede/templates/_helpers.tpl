@@ -1,0 +1,183 @@
+{{/* Names: <release>-stampede, or the release name when it already contains the chart name. */}}
+{{- define "stampede.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "stampede.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A child object's name; fails rather than truncating, so two names never collide. */}}
+{{- define "stampede.childName" -}}
+{{- $name := printf "%s-%s" (include "stampede.fullname" .root) .suffix -}}
+{{- if gt (len $name) 63 -}}
+{{- fail (printf "the name %q is longer than 63 characters: shorten the release name or set fullnameOverride" $name) -}}
+{{- end -}}
+{{- $name -}}
+{{- end -}}
+
+{{- define "stampede.coordinatorName" -}}
+{{- include "stampede.childName" (dict "root" . "suffix" "coordinator") -}}
+{{- end -}}
+
+{{- define "stampede.targetName" -}}
+{{- include "stampede.childName" (dict "root" . "suffix" "target") -}}
+{{- end -}}
+
+{{- define "stampede.scenarioConfigMapName" -}}
+{{- if .Values.scenario.existingConfigMap -}}
+{{- .Values.scenario.existingConfigMap -}}
+{{- else -}}
+{{- include "stampede.childName" (dict "root" . "suffix" "scenario") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "stampede.scenarioKey" -}}
+{{- if .Values.scenario.existingConfigMap -}}
+{{- .Values.scenario.existingConfigMapKey -}}
+{{- else -}}
+scenario.yaml
+{{- end -}}
+{{- end -}}
+
+{{- define "stampede.reportFile" -}}
+{{- .Values.report.fileName | default (printf "%s-report.json" (include "stampede.fullname" .)) -}}
+{{- end -}}
+
+{{/* The URL agents dial. */}}
+{{- define "stampede.coordinatorUrl" -}}
+{{- if .Values.agents.coordinatorUrl -}}
+{{- .Values.agents.coordinatorUrl -}}
+{{- else if .Values.coordinator.enabled -}}
+{{- printf "http://%s:%d" (include "stampede.coordinatorName" .) (int .Values.service.port) -}}
+{{- else -}}
+{{- fail "agents.coordinatorUrl: set it to the coordinator agents should join (coordinator.enabled is false, so this release has none)" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "stampede.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "stampede.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "stampede.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "stampede.labels" -}}
+helm.sh/chart: {{ include "stampede.chart" . }}
+{{ include "stampede.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: stampede
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "stampede.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod-level settings shared by every pod. */}}
+{{- define "stampede.podCommon" -}}
+automountServiceAccountToken: false
+enableServiceLinks: false
+{{- with .Values.serviceAccountName }}
+serviceAccountName: {{ . }}
+{{- end }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.podSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Checks that need more than the schema: unique region names, something to run. */}}
+{{- define "stampede.checks" -}}
+{{- $seen := dict -}}
+{{- range .Values.regions -}}
+{{- if hasKey $seen .name -}}
+{{- fail (printf "regions: %q is listed twice" .name) -}}
+{{- end -}}
+{{- $_ := set $seen .name true -}}
+{{- if and (hasKey . "weight") (hasKey . "rate") -}}
+{{- fail (printf "regions: %q gives both a weight and a rate; give one" .name) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (not .Values.coordinator.enabled) (not .Values.agents.coordinatorUrl) -}}
+{{- fail "agents.coordinatorUrl: set it to the coordinator agents should join (coordinator.enabled is false, so this release has none)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The scenario file the coordinator reads: scenario.inline plus `regions` generated from .Values.regions
+(agents = replicas), and the built-in target's URLs when target.url is empty.
+*/}}
+{{- define "stampede.scenario" -}}
+{{- $s := deepCopy (.Values.scenario.inline | default dict) -}}
+{{- if hasKey $s "regions" -}}
+{{- fail "scenario.inline.regions: list regions under the top-level `regions` value (name, replicas, weight or rate); the chart generates the scenario's regions from it so that agents and scenario agree" -}}
+{{- end -}}
+{{- $target := deepCopy ($s.target | default dict) -}}
+{{- $urls := deepCopy ($target.region_urls | default dict) -}}
+{{- $builtin := false -}}
+{{- if not $target.url -}}
+{{- if not .Values.target.enabled -}}
+{{- fail "scenario.inline.target.url: set the URL to load, or target.enabled=true to load the built-in target" -}}
+{{- end -}}
+{{- $builtin = true -}}
+{{- $_ := set $target "url" (printf "http://%s:%d/" (include "stampede.targetName" .) (int .Values.target.port)) -}}
+{{- end -}}
+{{- $regions := list -}}
+{{- range .Values.regions -}}
+{{- $r := dict "name" .name "agents" (int .replicas) -}}
+{{- if hasKey . "weight" -}}{{- $_ := set $r "weight" .weight -}}{{- end -}}
+{{- if hasKey . "rate" -}}{{- $_ := set $r "rate" .rate -}}{{- end -}}
+{{- $regions = append $regions $r -}}
+{{- if .url -}}
+{{- $_ := set $urls .name .url -}}
+{{- else if and $builtin (not (hasKey $urls .name)) -}}
+{{- $_ := set $urls .name (printf "%sregion/%s" $target.url .name) -}}
+{{- end -}}
+{{- end -}}
+{{- if $urls -}}
+{{- $_ := set $target "region_urls" $urls -}}
+{{- end -}}
+{{- $_ := set $s "target" $target -}}
+{{- $_ := set $s "regions" $regions -}}
+{{- toYaml $s -}}
+{{- end -}}
+
+{{/* A container's env: STAMPEDE_LOG and NO_COLOR (plain log lines), then .env; a name in .env replaces the default. */}}
+{{- define "stampede.env" -}}
+{{- $names := dict -}}
+{{- range .env }}{{ $_ := set $names .name true }}{{ end -}}
+{{- if not (hasKey $names "STAMPEDE_LOG") }}
+- name: STAMPEDE_LOG
+  value: {{ .root.Values.logLevel | quote }}
+{{- end }}
+{{- if not (hasKey $names "NO_COLOR") }}
+- name: NO_COLOR
+  value: "1"
+{{- end }}
+{{- with .env }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
