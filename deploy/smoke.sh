@@ -36,7 +36,7 @@ run_timeout="${STAMPEDE_SMOKE_TIMEOUT:-180}"
 project="stampede-smoke-$$"
 demo="$project-demo"
 compose_file="$repo/deploy/compose/compose.yaml"
-work="$(mktemp -d)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/stampede-smoke.XXXXXX")"
 started=$SECONDS
 
 dc() { "${compose[@]}" -p "$project" -f "$compose_file" "$@"; }
@@ -78,19 +78,23 @@ echo "== image: stampede demo --duration 3s (no network: the container's loopbac
 docker run -d --name "$demo" --network none "$image" demo --duration 3s >/dev/null
 uid=""
 for _ in $(seq 1 50); do
-  uid="$(docker top "$demo" -eo uid 2>/dev/null | awk 'NR > 1 {print $1; exit}')" && [[ -n "$uid" ]] && break
+  uid="$(docker top "$demo" -o uid,pid 2>/dev/null | awk 'NR > 1 {print $1; exit}')" && [[ -n "$uid" ]] && break
   sleep 0.1
 done
 demo_rc="$(timeout 60 docker wait "$demo")" || fail "demo did not finish within 60 s"
-docker logs "$demo" 2>/dev/null | sed 's/^/      /'
-((demo_rc == 0)) || { docker logs "$demo" 2>&1 | tail -n 20; fail "demo exited $demo_rc"; }
+docker logs "$demo" >"$work/demo.out" 2>"$work/demo.err"
+sed 's/^/      /' "$work/demo.out"
+((demo_rc == 0)) || { tail -n 20 "$work/demo.err"; fail "demo exited $demo_rc"; }
 [[ "$uid" == 65532 ]] || fail "demo ran as uid '$uid', expected 65532"
-docker logs "$demo" 2>/dev/null | grep -q '^report: ' || fail "demo wrote no report"
+grep -q '^report: ' "$work/demo.out" || fail "demo wrote no report"
 echo "ok    demo exited 0 as uid $uid and wrote its report"
 docker rm -f "$demo" >/dev/null
 
 echo "== compose: target, coordinator and agents in us-east, eu-west, ap-south (${compose[*]})"
-dc up -d --quiet-pull 2>&1 | sed 's/^/      /'
+if ! timeout 120 "${compose[@]}" -p "$project" -f "$compose_file" up -d >"$work/up.log" 2>&1; then
+  sed 's/^/      /' "$work/up.log"
+  fail "compose up failed"
+fi
 coordinator="$(dc ps -aq coordinator)"
 [[ -n "$coordinator" ]] || fail "no coordinator container"
 echo "      waiting up to ${run_timeout} s for the coordinator to exit"

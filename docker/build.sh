@@ -35,7 +35,7 @@ if readelf -lW "$bin" | grep -q 'INTERP' || readelf -dW "$bin" | grep -q '(NEEDE
   exit 1
 fi
 
-ctx="$(mktemp -d)"
+ctx="$(mktemp -d "${TMPDIR:-/tmp}/stampede-image.XXXXXX")"
 trap 'rm -rf "$ctx"' EXIT
 mkdir -p "$ctx/rootfs/etc" "$ctx/rootfs/report" "$ctx/rootfs/tmp"
 chmod 0755 "$ctx/rootfs/report"
@@ -51,10 +51,18 @@ chmod 0755 "$ctx/stampede"
 cp "$repo/docker/Dockerfile.prebuilt" "$ctx/Dockerfile"
 
 version="$("$ctx/stampede" --version | awk '{print $2}')"
+previous="$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)"
 echo "== docker build $image (stampede $version, $(du -h "$ctx/stampede" | cut -f1) binary)"
+# The labels change only with the binary (created = its build time), so an unchanged binary
+# rebuilds to the same image instead of a new one.
 docker build --quiet -t "$image" \
   --build-arg VERSION="$version" \
   --build-arg REVISION="${STAMPEDE_REVISION:-unknown}" \
-  --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  --build-arg CREATED="$(date -u -r "$bin" +%Y-%m-%dT%H:%M:%SZ)" \
   "$ctx" >/dev/null
+current="$(docker image inspect -f '{{.Id}}' "$image")"
+if [[ -n "$previous" && "$previous" != "$current" ]]; then
+  # The image this tag named before, now untagged: remove it unless something still uses it.
+  docker rmi "$previous" >/dev/null 2>&1 || true
+fi
 docker image inspect -f '{{.Id}} {{.Config.User}} {{.Size}} bytes' "$image" | sed "s|^|$image |"

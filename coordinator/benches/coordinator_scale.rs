@@ -3,6 +3,7 @@
 //!     cargo bench -p stampede-coordinator --bench coordinator_scale               # 1000 agents, 20 s
 //!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --smoke    # 50 agents, 3 s
 //!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --agents 500 --seconds 30
+//!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --deflate  # deflate-encoded histograms
 //!
 //! Runs the real `stampede coordinator` as its own process (on CPU 0 when the
 //! machine has two), and simulates agents in this process: each one dials
@@ -27,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 struct Options {
+    encoding: Encoding,
     agents: usize,
     seconds: u64,
     regions: usize,
@@ -40,6 +42,11 @@ fn options() -> Options {
     }
     let smoke = args.iter().any(|a| a == "--smoke");
     Options {
+        encoding: if args.iter().any(|a| a == "--deflate") {
+            Encoding::Deflate
+        } else {
+            Encoding::Plain
+        },
         agents: value(&args, "--agents").unwrap_or(if smoke { 50 } else { 1000 }),
         seconds: value(&args, "--seconds").unwrap_or(if smoke { 3 } else { 20 }),
         regions: value(&args, "--regions").unwrap_or(4),
@@ -47,7 +54,7 @@ fn options() -> Options {
 }
 
 /// A realistic interval's histograms: log-normal latencies (median 20 ms).
-fn sample_histograms(seed: u64) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+fn sample_histograms(seed: u64, encoding: Encoding) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let mut state = seed | 1;
     let mut uniform = move || {
         state ^= state >> 12;
@@ -69,7 +76,7 @@ fn sample_histograms(seed: u64) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let latency = fill(20_000, 20_000.0, 0.6);
     let errors = fill(200, 50_000.0, 1.0);
     let lag = fill(20_000, 30.0, 1.0);
-    let enc = |h: &Histogram<u64>| encode(h, Encoding::Deflate).expect("encodes");
+    let enc = |h: &Histogram<u64>| encode(h, encoding).expect("encodes");
     (enc(&latency), enc(&errors), enc(&lag))
 }
 
@@ -293,8 +300,8 @@ fn main() {
         .build()
         .expect("runtime");
     let url = format!("http://{addr}");
-    let histograms = sample_histograms(7);
-    let (report_bytes, cpu, wall) = runtime.block_on(async {
+    let histograms = sample_histograms(7, o.encoding);
+    let (report_bytes, cpu, wall, sim_cpu) = runtime.block_on(async {
         let mut tasks = Vec::new();
         for (region, n) in &regions {
             for _ in 0..*n {
@@ -309,6 +316,7 @@ fn main() {
         // from (about) then to the end.
         let t0 = Instant::now();
         let cpu0 = cpu_seconds(pid);
+        let own0 = cpu_seconds(std::process::id());
         let mut bytes = 0;
         for t in tasks {
             match t.await {
@@ -317,7 +325,13 @@ fn main() {
                 Err(e) => panic!("simulated agent panicked: {e}"),
             }
         }
-        (bytes, cpu_seconds(pid) - cpu0, t0.elapsed().as_secs_f64())
+        let own = cpu_seconds(std::process::id()) - own0;
+        (
+            bytes,
+            cpu_seconds(pid) - cpu0,
+            t0.elapsed().as_secs_f64(),
+            own,
+        )
     });
     let peak_rss_mb = status_kb(pid, "VmHWM:") as f64 / 1024.0;
     let status = coordinator.wait().expect("coordinator exits");
@@ -337,7 +351,8 @@ fn main() {
         o.seconds
     );
     println!(
-        "  interval report on the wire        {report_bytes} bytes (3 deflate V2 histograms + counts)"
+        "  interval report on the wire        {report_bytes} bytes (3 {} V2 histograms + counts)",
+        format!("{:?}", o.encoding).to_lowercase()
     );
     println!(
         "  reports merged                     {reports:.0} ({:.0}/s)",
@@ -350,6 +365,10 @@ fn main() {
     println!(
         "  coordinator CPU per report         {:.0} µs",
         cpu / reports * 1e6
+    );
+    println!(
+        "  simulated agents' CPU (this process) {sim_cpu:.2} s = {:.1}% of one core (the senders share the machine)",
+        sim_cpu / wall * 100.0
     );
     println!(
         "  merge latency (interval end → closed)  p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} intervals",

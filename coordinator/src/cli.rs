@@ -109,8 +109,8 @@ pub struct AgentArgs {
     /// Exit after one run (for Kubernetes Jobs) instead of waiting for the next.
     #[arg(long, env = "STAMPEDE_AGENT_ONCE")]
     pub once: bool,
-    /// Histogram encoding on the wire: deflate or plain.
-    #[arg(long, default_value = "deflate")]
+    /// Histogram encoding on the wire: plain (default: cheapest for the coordinator) or deflate (half the bytes).
+    #[arg(long, default_value = "plain")]
     pub histogram_encoding: stampede_proto::histogram::Encoding,
 }
 

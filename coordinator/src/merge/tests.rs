@@ -96,13 +96,13 @@ proptest! {
         prop_assert!(merge.all_done());
         merge.close_all();
 
-        assert_same_distribution(&merge.global.latency, &reference);
-        assert_same_distribution(&merge.global.schedule_lag, &reference);
+        assert_same_distribution(&merge.global().latency, &reference);
+        assert_same_distribution(&merge.global().schedule_lag, &reference);
         for (name, h) in &region_reference {
             assert_same_distribution(&merge.regions[*name].latency, h);
         }
-        prop_assert_eq!(merge.global.outcomes.success, samples.len() as u64);
-        prop_assert_eq!(merge.global.status_codes.get(&200).copied(), Some(samples.len() as u64));
+        prop_assert_eq!(merge.global().outcomes.success, samples.len() as u64);
+        prop_assert_eq!(merge.global().status_codes.get(&200).copied(), Some(samples.len() as u64));
 
         let closed = merge.intervals();
         prop_assert_eq!(closed.len(), 8);

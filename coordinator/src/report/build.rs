@@ -87,7 +87,7 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
             hostname: meta.map(|m| m.hostname.clone()).unwrap_or_default(),
             state: meta.map_or_else(|| "unknown".to_owned(), |m| m.state.clone()),
             intervals: progress.intervals,
-            summary: scope_summary(&progress.totals, target, duration),
+            summary: scope_summary(&progress.totals.to_totals(), target, duration),
         });
     }
 
@@ -136,7 +136,7 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
             highest_trackable_value: HIGHEST_MICROS,
             significant_digits: SIGNIFICANT_DIGITS,
         },
-        global: scope_summary(&merge.global, total_rate, duration),
+        global: scope_summary(&merge.global(), total_rate, duration),
         regions,
         agents: agent_reports,
         intervals,
