@@ -4,6 +4,7 @@
 //!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --smoke    # 50 agents, 3 s
 //!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --agents 500 --seconds 30
 //!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --deflate  # deflate-encoded histograms
+//!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --no-pin   # coordinator may use every core
 //!
 //! Runs the real `stampede coordinator` as its own process (on CPU 0 when the
 //! machine has two), and simulates agents in this process: each one dials
@@ -244,7 +245,9 @@ fn main() {
     std::fs::write(&scenario, yaml).expect("write scenario");
 
     let binary = env!("CARGO_BIN_EXE_stampede");
-    let mut command = if std::path::Path::new("/usr/bin/taskset").exists()
+    let pin = !std::env::args().any(|a| a == "--no-pin");
+    let mut command = if pin
+        && std::path::Path::new("/usr/bin/taskset").exists()
         && std::thread::available_parallelism().map_or(1, |n| n.get()) > 1
     {
         let mut c = Command::new("taskset");
