@@ -3,6 +3,7 @@
 
     bench/compare.py            # full: 10 s per tool, median of 3 runs
     bench/compare.py --smoke    # 2 s, one run each: what CI runs so this never rots
+    bench/compare.py --soak 600 # agent RSS over a 10-minute fixed-rate run, and report size per hour
 
 A target (nginx with one worker, or Stampede's own `target`) is pinned to
 CPU 0, and each load generator in turn to CPU 1. For each generator the
@@ -198,6 +199,51 @@ def table(rows, header):
         print(line(r))
 
 
+def soak(args):
+    """One long open-model run: is the agent's memory flat, how big is the report?"""
+    rate = min(args.rate, 5000)
+    target = Target(args.target, args.stampede)
+    report = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
+    try:
+        argv = pinned(1, [args.stampede, "bench", target.url, "-c", str(args.connections), "-d", f"{args.soak}s",
+                          "-t", "1", "-R", str(rate), "--report", report])
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        samples = []
+        started = time.monotonic()
+        while proc.poll() is None:
+            if time.monotonic() - started > args.soak + 120:
+                proc.kill()
+                raise RuntimeError("soak run did not end")
+            rss = 0
+            try:
+                with open(f"/proc/{proc.pid}/status") as f:
+                    rss = next((int(l.split()[1]) for l in f if l.startswith("VmRSS:")), 0)
+            except OSError:
+                pass
+            if rss:
+                samples.append((time.monotonic() - started, rss))
+            time.sleep(10)  # sampling interval, not synchronisation
+        if proc.returncode != 0:
+            raise RuntimeError(f"stampede exited {proc.returncode}")
+        with open(report) as f:
+            data = json.load(f)
+        size = os.path.getsize(report)
+        intervals = len(data["intervals"])
+        regions = len(data["regions"])
+    finally:
+        target.stop()
+        if os.path.exists(report):
+            os.unlink(report)
+    # Ignore the first minute (allocator warm-up, connection set-up).
+    steady = [kb for t, kb in samples if t >= 60] or [kb for _, kb in samples]
+    print(f"soak: {rate} req/s for {args.soak} s, {len(samples)} RSS samples")
+    print(f"  agent RSS after 1 min {steady[0] / 1024:.1f} MB, at the end {steady[-1] / 1024:.1f} MB, "
+          f"max {max(steady) / 1024:.1f} MB: {(steady[-1] - steady[0]) / steady[0] * 100:+.1f}% over the run")
+    print(f"  report {size / 1024:.0f} KB for {intervals} intervals x {regions} region(s): "
+          f"{size / intervals:.0f} bytes per interval -> {size / intervals * 3600 / 1024 / 1024:.1f} MB per hour "
+          f"(grows with intervals x (regions + 1))")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="2 s runs, one repetition (CI)")
@@ -207,6 +253,7 @@ def main():
     p.add_argument("--rate", type=int, default=20000, help="open-model rate (default 20000 req/s)")
     p.add_argument("--target", choices=["nginx", "stampede"], default="nginx")
     p.add_argument("--stampede", default=os.path.join(ROOT, "target", "release", "stampede"))
+    p.add_argument("--soak", type=int, metavar="SECONDS", help="instead: one long open-model run, sampling RSS")
     args = p.parse_args()
     if args.smoke:
         args.duration, args.reps = 2, 1
@@ -217,6 +264,9 @@ def main():
         print("building stampede (release)…", flush=True)
         subprocess.run(["cargo", "build", "--release", "-p", "stampede-coordinator"], cwd=ROOT, check=True)
 
+    if args.soak:
+        soak(args)
+        return
     timeout = args.duration + 60
     print(f"machine: {os.cpu_count()} CPUs; target {args.target} on CPU 0, generators on CPU 1; "
           f"{args.duration} s per run, median of {args.reps}")
