@@ -28,6 +28,15 @@ pub enum Command {
     Target(TargetArgs),
     /// Re-print a saved JSON report (percentiles recomputed from its histograms).
     Report(ReportArgs),
+    /// Check a scenario file without sending any load (exit 0 if it is valid).
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Scenario files (.yaml, .yml or .toml); STAMPEDE_* overrides apply as for a run.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,9 @@
 //! library calls, print results, map failures to a message and exit code.
 
 use crate::bench::{BenchOptions, run_bench};
-use crate::cli::{AgentArgs, BenchArgs, CoordinatorArgs, DemoArgs, ReportArgs, TargetArgs};
+use crate::cli::{
+    AgentArgs, BenchArgs, CoordinatorArgs, DemoArgs, ReportArgs, TargetArgs, ValidateArgs,
+};
 use crate::cluster::run_coordinator;
 use crate::demo::{DemoOptions, run_demo};
 use crate::report::{self, model::RunReport, table};
@@ -206,6 +208,26 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
         announce(&serde_json::to_string_pretty(&report)?);
     } else {
         announce(&table::render(&report));
+    }
+    Ok(())
+}
+
+pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for file in &args.files {
+        match crate::scenario::load(file) {
+            Ok(scenario) => announce(&format!("ok: {}: {}", file.display(), scenario.describe())),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} scenario file(s) are invalid",
+            args.files.len()
+        );
     }
     Ok(())
 }

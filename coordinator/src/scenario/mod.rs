@@ -6,6 +6,7 @@
 //! [`Scenario`]; every error names the file, the field and why.
 
 mod file;
+mod locate;
 mod validate;
 
 pub use validate::validate;
@@ -78,6 +79,36 @@ pub enum Share {
 }
 
 impl Scenario {
+    /// One line saying what the scenario will do.
+    pub fn describe(&self) -> String {
+        let load = match self.load.model {
+            Model::Open { rate } => format!("open model, {rate} req/s"),
+            Model::Closed => "closed model".to_owned(),
+        };
+        let regions: Vec<String> = self
+            .regions
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} ({} agent{})",
+                    r.name,
+                    r.agents,
+                    if r.agents == 1 { "" } else { "s" }
+                )
+            })
+            .collect();
+        format!(
+            "scenario {:?}: {load}, {} connections, {} in {}s intervals, {} {}, regions {}",
+            self.name,
+            self.load.connections,
+            humantime::format_duration(self.load.duration),
+            self.load.interval.as_secs_f64(),
+            self.target.method,
+            self.target.url,
+            regions.join(", ")
+        )
+    }
+
     pub fn region(&self, name: &str) -> Option<&RegionSpec> {
         self.regions.iter().find(|r| r.name == name)
     }
@@ -87,11 +118,13 @@ impl Scenario {
     }
 }
 
-/// A scenario error: which file, which field, and why.
+/// A scenario error: which file (and line, when it can be found), which
+/// field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {field}: {why}")]
+#[error("{file}{}: {field}: {why}", .line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct ScenarioError {
     pub file: String,
+    pub line: Option<usize>,
     pub field: String,
     pub why: String,
 }
@@ -121,6 +154,7 @@ pub fn load_with_env(
     let file = path.display().to_string();
     let error = |field: &str, why: String| ScenarioError {
         file: file.clone(),
+        line: None,
         field: field.to_owned(),
         why,
     };
@@ -155,6 +189,10 @@ pub fn load_with_env(
         )
         .build()
         .map_err(|e| error("(file)", e.to_string()))?;
+    let locate = |field: &str| match format {
+        config::FileFormat::Toml => locate::toml_line(&text, field),
+        _ => locate::yaml_line(&text, field),
+    };
     let raw: file::ScenarioFile = serde_path_to_error::deserialize(config).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." {
@@ -162,9 +200,15 @@ pub fn load_with_env(
         } else {
             path
         };
-        error(&field, e.into_inner().to_string())
+        ScenarioError {
+            line: locate(&field),
+            ..error(&field, e.into_inner().to_string())
+        }
     })?;
-    validate(raw).map_err(|(field, why)| error(&field, why))
+    validate(raw).map_err(|(field, why)| ScenarioError {
+        line: locate(&field),
+        ..error(&field, why)
+    })
 }
 
 /// Parses a duration such as `15s`, `500ms`, `1m 30s`.
