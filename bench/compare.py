@@ -200,43 +200,61 @@ def table(rows, header):
 
 
 def soak(args):
-    """One long open-model run: is the agent's memory flat, how big is the report?"""
+    """One long open-model run: is the agent's memory flat, how big is the report?
+
+    The agent runs as its own process (`stampede agent`), apart from the
+    coordinator, so its RSS is the agent's alone: the coordinator keeps the
+    per-interval series the report needs, and that grows with the run.
+    """
     rate = min(args.rate, 5000)
     target = Target(args.target, args.stampede)
-    report = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
+    work = tempfile.mkdtemp(prefix="stampede-soak-")
+    scenario, report = os.path.join(work, "soak.yaml"), os.path.join(work, "report.json")
+    with open(scenario, "w") as f:
+        f.write(f"name: soak\ntarget:\n  url: {target.url}\nload:\n  model: open\n  rate: {rate}\n"
+                f"  connections: {args.connections}\n  duration: {args.soak}s\nregions:\n  - name: local\n"
+                f"start_delay: 1s\n")
+    port = free_port()
+    procs = []
     try:
-        argv = pinned(1, [args.stampede, "bench", target.url, "-c", str(args.connections), "-d", f"{args.soak}s",
-                          "-t", "1", "-R", str(rate), "--report", report])
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        coordinator = subprocess.Popen([args.stampede, "coordinator", "--scenario", scenario, "--listen",
+                                        f"127.0.0.1:{port}", "--report", report],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(coordinator)
+        agent = subprocess.Popen(pinned(1, [args.stampede, "agent", "--coordinator", f"http://127.0.0.1:{port}",
+                                            "--region", "local", "--threads", "1", "--once"]),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(agent)
         samples = []
         started = time.monotonic()
-        while proc.poll() is None:
+        while agent.poll() is None:
             if time.monotonic() - started > args.soak + 120:
-                proc.kill()
                 raise RuntimeError("soak run did not end")
             rss = 0
             try:
-                with open(f"/proc/{proc.pid}/status") as f:
+                with open(f"/proc/{agent.pid}/status") as f:
                     rss = next((int(l.split()[1]) for l in f if l.startswith("VmRSS:")), 0)
             except OSError:
                 pass
             if rss:
                 samples.append((time.monotonic() - started, rss))
             time.sleep(10)  # sampling interval, not synchronisation
-        if proc.returncode != 0:
-            raise RuntimeError(f"stampede exited {proc.returncode}")
+        if coordinator.wait(timeout=60) != 0 or agent.returncode != 0:
+            raise RuntimeError("coordinator or agent failed")
         with open(report) as f:
             data = json.load(f)
         size = os.path.getsize(report)
         intervals = len(data["intervals"])
         regions = len(data["regions"])
     finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
         target.stop()
-        if os.path.exists(report):
-            os.unlink(report)
+        shutil.rmtree(work, ignore_errors=True)
     # Ignore the first minute (allocator warm-up, connection set-up).
     steady = [kb for t, kb in samples if t >= 60] or [kb for _, kb in samples]
-    print(f"soak: {rate} req/s for {args.soak} s, {len(samples)} RSS samples")
+    print(f"soak: {rate} req/s for {args.soak} s, {len(samples)} RSS samples of the agent process")
     print(f"  agent RSS after 1 min {steady[0] / 1024:.1f} MB, at the end {steady[-1] / 1024:.1f} MB, "
           f"max {max(steady) / 1024:.1f} MB: {(steady[-1] - steady[0]) / steady[0] * 100:+.1f}% over the run")
     print(f"  report {size / 1024:.0f} KB for {intervals} intervals x {regions} region(s): "
