@@ -24,7 +24,18 @@ pub enum WorkloadModel {
     Open {
         rate_per_second: f64,
         connections: u32,
+        arrival: Arrival,
     },
+}
+
+/// How open-model arrivals are spaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Arrival {
+    /// Evenly spaced at the rate.
+    #[default]
+    Constant,
+    /// A Poisson process (exponential gaps) at the rate, from this seed.
+    Poisson { seed: u64 },
 }
 
 impl WorkloadModel {

@@ -51,6 +51,141 @@ impl ConstantRateSchedule {
     }
 }
 
+/// One connection's arrivals, in order, whatever the arrival process.
+#[derive(Debug, Clone)]
+pub enum ArrivalSchedule {
+    Constant {
+        schedule: ConstantRateSchedule,
+        next: u64,
+        due: u64,
+    },
+    Poisson(PoissonSchedule),
+}
+
+impl ArrivalSchedule {
+    /// Connection `connection` of `connections` sharing an agent's
+    /// `rate_per_second`, for arrivals before `start + duration`.
+    pub fn new(
+        start: Instant,
+        rate_per_second: f64,
+        arrival: crate::plan::Arrival,
+        connection: u32,
+        connections: u32,
+        duration: Duration,
+    ) -> Self {
+        match arrival {
+            crate::plan::Arrival::Constant => {
+                let schedule =
+                    ConstantRateSchedule::new(start, rate_per_second, connection, connections);
+                let due = schedule.due_before(duration);
+                ArrivalSchedule::Constant {
+                    schedule,
+                    next: 0,
+                    due,
+                }
+            }
+            crate::plan::Arrival::Poisson { seed } => {
+                ArrivalSchedule::Poisson(PoissonSchedule::new(
+                    start,
+                    rate_per_second / f64::from(connections.max(1)),
+                    stream_seed(seed, connection),
+                    duration,
+                ))
+            }
+        }
+    }
+
+    /// The next intended send time, or `None` past the end of the run.
+    pub fn next_due(&mut self) -> Option<Instant> {
+        match self {
+            ArrivalSchedule::Constant {
+                schedule,
+                next,
+                due,
+            } => {
+                if *next >= *due {
+                    return None;
+                }
+                *next += 1;
+                Some(schedule.intended(*next - 1))
+            }
+            ArrivalSchedule::Poisson(p) => p.next_due(),
+        }
+    }
+
+    /// How many of the arrivals still to come are due by `now`.
+    pub fn due_by(&self, now: Instant) -> u64 {
+        let mut rest = self.clone();
+        let mut n = 0;
+        while rest.next_due().is_some_and(|t| t <= now) {
+            n += 1;
+        }
+        n
+    }
+}
+
+/// A Poisson process: exponentially distributed gaps with mean `1 / rate`,
+/// drawn from a seeded generator so the same seed gives the same schedule.
+/// Independent Poisson processes add up to one at the summed rate, so each
+/// connection runs its own at `rate / connections`.
+#[derive(Debug, Clone)]
+pub struct PoissonSchedule {
+    start: Instant,
+    mean_gap_nanos: f64,
+    /// Offset of the last arrival from `start`, nanoseconds.
+    at_nanos: f64,
+    end_nanos: f64,
+    rng: SplitMix64,
+}
+
+impl PoissonSchedule {
+    pub fn new(start: Instant, rate_per_second: f64, seed: u64, duration: Duration) -> Self {
+        Self {
+            start,
+            mean_gap_nanos: 1e9 / rate_per_second,
+            at_nanos: 0.0,
+            end_nanos: duration.as_nanos() as f64,
+            rng: SplitMix64(seed),
+        }
+    }
+
+    pub fn next_due(&mut self) -> Option<Instant> {
+        // Inverse transform: -ln(1 - u) is exponential with mean 1.
+        let u = self.rng.next_f64();
+        self.at_nanos += -(1.0 - u).ln() * self.mean_gap_nanos;
+        if self.at_nanos >= self.end_nanos {
+            self.at_nanos = self.end_nanos;
+            return None;
+        }
+        Some(self.start + Duration::from_nanos(self.at_nanos as u64))
+    }
+}
+
+/// SplitMix64: a small, fast, well-studied generator; plenty for spacing
+/// arrivals, and trivially seedable.
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Each connection's own stream from the agent's seed.
+fn stream_seed(seed: u64, connection: u32) -> u64 {
+    SplitMix64(seed ^ u64::from(connection).wrapping_mul(0xD1B5_4A32_D192_ED03)).next_u64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +225,86 @@ mod tests {
                 assert!(s.intended(n) - start >= end);
             }
         }
+    }
+
+    fn poisson(seed: u64, start: Instant) -> Vec<Duration> {
+        let mut s = ArrivalSchedule::new(
+            start,
+            1000.0,
+            crate::plan::Arrival::Poisson { seed },
+            0,
+            1,
+            Duration::from_secs(20),
+        );
+        std::iter::from_fn(|| s.next_due())
+            .map(|t| t - start)
+            .collect()
+    }
+
+    #[test]
+    fn poisson_is_repeatable_from_its_seed() {
+        let start = Instant::now();
+        assert_eq!(poisson(7, start), poisson(7, start));
+        assert_ne!(poisson(7, start), poisson(8, start));
+    }
+
+    #[test]
+    fn poisson_gaps_have_the_expected_mean_and_spread() {
+        let start = Instant::now();
+        let times = poisson(12345, start);
+        // 1000/s for 20 s: 20 000 arrivals expected, standard deviation ~141.
+        assert!(
+            (19_400..=20_600).contains(&times.len()),
+            "{} arrivals",
+            times.len()
+        );
+        let gaps: Vec<f64> = times
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
+            .collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+        // Exponential: mean 1 ms and standard deviation equal to the mean.
+        assert!((mean - 1.0).abs() < 0.03, "mean gap {mean} ms");
+        assert!((var.sqrt() - 1.0).abs() < 0.05, "stdev {} ms", var.sqrt());
+        assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn connections_get_independent_streams_that_add_up_to_the_rate() {
+        let start = Instant::now();
+        let total: usize = (0..10)
+            .map(|c| {
+                let mut s = ArrivalSchedule::new(
+                    start,
+                    2000.0,
+                    crate::plan::Arrival::Poisson { seed: 1 },
+                    c,
+                    10,
+                    Duration::from_secs(10),
+                );
+                std::iter::from_fn(|| s.next_due()).count()
+            })
+            .sum();
+        assert!((19_400..=20_600).contains(&total), "{total} arrivals");
+    }
+
+    #[test]
+    fn constant_schedule_through_the_common_interface() {
+        let start = Instant::now();
+        let mut s = ArrivalSchedule::new(
+            start,
+            100.0,
+            crate::plan::Arrival::Constant,
+            0,
+            1,
+            Duration::from_secs(1),
+        );
+        assert_eq!(s.due_by(start + Duration::from_millis(55)), 6);
+        let all: Vec<Duration> = std::iter::from_fn(|| s.next_due())
+            .map(|t| t - start)
+            .collect();
+        assert_eq!(all.len(), 100);
+        assert_eq!(all[3], Duration::from_millis(30));
     }
 }

@@ -2,7 +2,7 @@
 //! A slice from the coordinator is checked here: it comes from a peer.
 
 use crate::engine::IntervalRecord;
-use crate::plan::{LoadPlan, RequestTemplate, WorkloadModel};
+use crate::plan::{Arrival, LoadPlan, RequestTemplate, WorkloadModel};
 use stampede_proto::histogram::{self, Encoding};
 use stampede_proto::v1;
 use std::time::Duration;
@@ -51,6 +51,16 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
             WorkloadModel::Open {
                 rate_per_second: o.rate_per_second,
                 connections: o.connections,
+                arrival: match v1::Arrival::try_from(o.arrival) {
+                    Ok(v1::Arrival::Constant) => Arrival::Constant,
+                    Ok(v1::Arrival::Poisson) => Arrival::Poisson { seed: o.seed },
+                    Err(_) => {
+                        return Err(invalid(
+                            "open.arrival",
+                            format!("unknown arrival process {}", o.arrival),
+                        ));
+                    }
+                },
             }
         }
     };
@@ -106,9 +116,18 @@ pub fn slice_from_plan(plan: &LoadPlan) -> v1::LoadSlice {
             WorkloadModel::Open {
                 rate_per_second,
                 connections,
+                arrival,
             } => v1::load_slice::Model::Open(v1::OpenModel {
                 rate_per_second,
                 connections,
+                arrival: match arrival {
+                    Arrival::Constant => v1::Arrival::Constant as i32,
+                    Arrival::Poisson { .. } => v1::Arrival::Poisson as i32,
+                },
+                seed: match arrival {
+                    Arrival::Constant => 0,
+                    Arrival::Poisson { seed } => seed,
+                },
             }),
         }),
         duration_micros: micros(plan.duration),
@@ -178,6 +197,7 @@ mod tests {
             model: WorkloadModel::Open {
                 rate_per_second: 123.5,
                 connections: 7,
+                arrival: Arrival::Poisson { seed: 42 },
             },
             duration: Duration::from_secs(3),
             interval: Duration::from_secs(1),
@@ -198,6 +218,7 @@ mod tests {
         s.model = Some(v1::load_slice::Model::Open(v1::OpenModel {
             rate_per_second: -1.0,
             connections: 1,
+            ..Default::default()
         }));
         assert!(plan_from_slice(s).is_err());
         let mut s = slice_from_plan(&plan());

@@ -4,7 +4,7 @@
 
 use crate::cluster::run_coordinator;
 use crate::report::model::RunReport;
-use crate::scenario::{Load, Model, RegionSpec, Scenario, Share, Target};
+use crate::scenario::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target};
 use stampede_agent::engine::EngineOptions;
 use stampede_agent::{AgentConfig, run_agent};
 use std::time::Duration;
@@ -21,6 +21,8 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// Open model at this rate; closed model when `None`.
     pub rate: Option<f64>,
+    /// Open model: how arrivals are spaced.
+    pub arrival: Arrival,
     pub threads: usize,
     pub timeout: Duration,
 }
@@ -40,7 +42,10 @@ pub fn scenario(o: &BenchOptions) -> Scenario {
             region_urls: Default::default(),
         },
         load: Load {
-            model: o.rate.map_or(Model::Closed, |rate| Model::Open { rate }),
+            model: o.rate.map_or(Model::Closed, |rate| Model::Open {
+                rate,
+                arrival: o.arrival,
+            }),
             connections: o.connections,
             duration: o.duration,
             interval: Duration::from_secs(1),

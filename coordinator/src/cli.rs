@@ -65,6 +65,12 @@ pub struct BenchArgs {
     /// Open model: requests per second, latency measured from each request's intended send time.
     #[arg(short = 'R', long)]
     pub rate: Option<f64>,
+    /// Open model: Poisson arrivals (exponential gaps) instead of evenly spaced ones.
+    #[arg(long, requires = "rate")]
+    pub poisson: bool,
+    /// Seed for --poisson (default: random; the report records it).
+    #[arg(long, requires = "poisson")]
+    pub seed: Option<u64>,
     /// Worker threads.
     #[arg(short = 't', long, default_value_t = 1)]
     pub threads: usize,

@@ -134,6 +134,13 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         connections: args.connections,
         duration: args.duration,
         rate: args.rate,
+        arrival: if args.poisson {
+            crate::scenario::Arrival::Poisson {
+                seed: args.seed.unwrap_or_else(crate::scenario::random_seed),
+            }
+        } else {
+            crate::scenario::Arrival::Constant
+        },
         threads: args.threads,
         timeout: args.timeout,
     };

@@ -5,7 +5,7 @@
 
 use crate::cluster::run_coordinator;
 use crate::report::model::RunReport;
-use crate::scenario::{Load, Model, RegionSpec, Scenario, Share, Target};
+use crate::scenario::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target};
 use stampede_agent::{AgentConfig, run_agent};
 use stampede_target::{DelaySpec, TargetConfig, TargetServer};
 use std::collections::BTreeMap;
@@ -68,7 +68,10 @@ pub fn scenario(options: &DemoOptions, target_port: u16) -> Scenario {
                 .collect(),
         },
         load: Load {
-            model: Model::Open { rate: options.rate },
+            model: Model::Open {
+                rate: options.rate,
+                arrival: Arrival::Constant,
+            },
             connections,
             duration: options.duration,
             interval: Duration::from_secs(1),

@@ -6,8 +6,8 @@
 //! apportioned by largest remainder, so the sums are exact: the agents'
 //! connections add up to the scenario's, and their rates to its rate.
 
-use crate::scenario::{Model, Scenario, Share};
-use stampede_agent::plan::{LoadPlan, RequestTemplate, WorkloadModel};
+use crate::scenario::{Arrival, Model, Scenario, Share};
+use stampede_agent::plan::{Arrival as AgentArrival, LoadPlan, RequestTemplate, WorkloadModel};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -48,7 +48,7 @@ pub fn region_fractions(scenario: &Scenario) -> BTreeMap<String, f64> {
         })
         .sum();
     let total_rate = match scenario.load.model {
-        Model::Open { rate } => rate,
+        Model::Open { rate, .. } => rate,
         Model::Closed => 0.0,
     };
     scenario
@@ -111,12 +111,20 @@ pub fn plan(
             headers: scenario.target.headers.clone(),
             body: scenario.target.body.clone(),
         };
-        for (id, connections) in ids.iter().zip(per_agent) {
+        for (position, (id, connections)) in ids.iter().zip(per_agent).enumerate() {
             let model = match scenario.load.model {
                 Model::Closed => WorkloadModel::Closed { connections },
-                Model::Open { rate } => WorkloadModel::Open {
+                Model::Open { rate, arrival } => WorkloadModel::Open {
                     rate_per_second: rate * fractions[&region.name] / ids.len() as f64,
                     connections,
+                    arrival: match arrival {
+                        Arrival::Constant => AgentArrival::Constant,
+                        // Each agent its own stream: the scenario's seed mixed
+                        // with the agent's place (region, position in it).
+                        Arrival::Poisson { seed } => AgentArrival::Poisson {
+                            seed: agent_seed(seed, &region.name, position),
+                        },
+                    },
                 },
             };
             out.push(AgentAssignment {
@@ -134,6 +142,17 @@ pub fn plan(
         }
     }
     Ok(out)
+}
+
+/// A per-agent seed: stable for the same scenario seed and agent place, so
+/// a Poisson run can be repeated.
+fn agent_seed(seed: u64, region: &str, position: usize) -> u64 {
+    // FNV-1a over the region name and position, folded into the seed.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in region.bytes().chain((position as u64).to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    seed ^ h
 }
 
 /// Splits `total` into integers proportional to `weights`, each at least its
@@ -233,7 +252,10 @@ mod tests {
     #[test]
     fn splits_rates_by_weight_and_explicit_rate() {
         let s = scenario(
-            Model::Open { rate: 1000.0 },
+            Model::Open {
+                rate: 1000.0,
+                arrival: Arrival::Constant,
+            },
             20,
             vec![
                 ("a", 2, Share::Weight(3.0)),
@@ -313,7 +335,10 @@ mod tests {
             let names: Vec<String> = (0..spec.len()).map(|i| format!("r{i}")).collect();
             let agent_count: u32 = spec.iter().map(|(n, _)| n).sum();
             let s = scenario(
-                Model::Open { rate },
+                Model::Open {
+                    rate,
+                    arrival: Arrival::Poisson { seed: 3 },
+                },
                 agent_count + extra,
                 names.iter().zip(&spec).map(|(n, (a, w))| (n.as_str(), *a, Share::Weight(*w))).collect(),
             );

@@ -4,6 +4,7 @@
 //! from the actual send would report it as a handful of slow requests.
 
 use stampede_coordinator::bench::{BenchOptions, run_bench};
+use stampede_coordinator::scenario::Arrival;
 use stampede_target::{StallSpec, TargetConfig, TargetServer};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,7 @@ async fn run_against_stalling_target(
             connections,
             duration: Duration::from_secs(4),
             rate,
+            arrival: Arrival::Constant,
             threads: 1,
             timeout: Duration::from_secs(5),
         },
@@ -94,4 +96,44 @@ async fn closed_model_for_contrast_sees_only_the_stalled_requests() {
         "p90 {} µs: closed model hides the stall",
         l.p90
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poisson_arrivals_hit_the_rate_on_average_and_repeat_from_the_seed() {
+    let target = TargetServer::bind(TargetConfig::default())
+        .await
+        .expect("target binds");
+    let url = url::Url::parse(&format!("http://{}/", target.local_addr())).expect("url");
+    let stats = target.stats();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(target.run(stop.clone()));
+    let run = |seed| {
+        run_bench(
+            BenchOptions {
+                url: url.clone(),
+                method: "GET".into(),
+                headers: vec![],
+                body: vec![],
+                connections: 10,
+                duration: Duration::from_secs(2),
+                rate: Some(1000.0),
+                arrival: Arrival::Poisson { seed },
+                threads: 1,
+                timeout: Duration::from_secs(5),
+            },
+            CancellationToken::new(),
+        )
+    };
+    let first = run(99).await.expect("runs");
+    let second = run(99).await.expect("runs");
+    stop.cancel();
+    let _ = task.await;
+    // 1000/s for 2 s: 2000 expected, standard deviation ~45.
+    let n = first.global.requests;
+    assert!((1800..=2200).contains(&n), "{n} requests");
+    // The same seed gives the same schedule, so the same count.
+    assert_eq!(second.global.requests, n);
+    assert_eq!(first.scenario.arrival.as_deref(), Some("poisson"));
+    assert_eq!(first.scenario.seed, Some(99));
+    assert_eq!(stats.served(), 2 * n);
 }

@@ -3,6 +3,7 @@
 
 use stampede_coordinator::bench::{BenchOptions, run_bench};
 use stampede_coordinator::report::model::RunStatus;
+use stampede_coordinator::scenario::Arrival;
 use stampede_target::{DelaySpec, TargetConfig, TargetServer};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +43,7 @@ async fn a_stopped_run_reports_everything_served_and_only_overdue_requests_as_in
             connections: 20,
             duration: Duration::from_secs(30),
             rate: Some(200.0),
+            arrival: Arrival::Constant,
             threads: 1,
             timeout: Duration::from_secs(5),
         },

@@ -10,7 +10,7 @@ use super::http1::{Http1Connection, PreparedRequest, ResponseInfo};
 use super::pacer::Pacer;
 use crate::plan::{LoadPlan, WorkloadModel};
 use crate::recorder::{FailureClass, IntervalRecorder};
-use crate::schedule::ConstantRateSchedule;
+use crate::schedule::ArrivalSchedule;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -108,7 +108,18 @@ impl ConnectionLoop {
             WorkloadModel::Open {
                 rate_per_second,
                 connections,
-            } => self.run_open(rate_per_second, connections).await,
+                arrival,
+            } => {
+                let schedule = ArrivalSchedule::new(
+                    self.ctx.start.into_std(),
+                    rate_per_second,
+                    arrival,
+                    self.index,
+                    connections,
+                    self.ctx.plan.duration,
+                );
+                self.run_open(schedule).await
+            }
         }
     }
 
@@ -198,30 +209,23 @@ impl ConnectionLoop {
         }
     }
 
-    async fn run_open(&mut self, rate_per_second: f64, connections: u32) {
-        let schedule = ConstantRateSchedule::new(
-            self.ctx.start.into_std(),
-            rate_per_second,
-            self.index,
-            connections,
-        );
-        let due = schedule.due_before(self.ctx.plan.duration);
+    async fn run_open(&mut self, mut schedule: ArrivalSchedule) {
         let hard_stop = self.ctx.hard_stop();
-        for k in 0..due {
-            let intended = Instant::from_std(schedule.intended(k));
+        while let Some(intended) = schedule.next_due() {
+            let intended = Instant::from_std(intended);
             // Idle before its send time, the connection waits on a timer
-            // that wakes up to ~1 ms late; that lateness is the generator's,
+            // that wakes up a little late; that lateness is the generator's,
             // not the target's, so it is not charged to the request. Busy
             // past its send time, the connection was held up by the target:
             // then the wait is charged (coordinated-omission correction).
             let was_idle = Instant::now() < intended;
             if !self.wait_paced(intended).await {
-                self.record_overdue(&schedule, k, due);
+                self.record_overdue(&schedule, intended);
                 return;
             }
             if Instant::now() >= hard_stop {
                 // Owed requests we can no longer send in time.
-                self.record_overdue(&schedule, k, due);
+                self.record_overdue(&schedule, intended);
                 return;
             }
             let sent = Instant::now();
@@ -230,7 +234,7 @@ impl ConnectionLoop {
                 .record_schedule_lag(sent.saturating_duration_since(intended));
             match self.exchange(sent).await {
                 Exchange::Interrupted => {
-                    self.record_overdue(&schedule, k, due);
+                    self.record_overdue(&schedule, intended);
                     return;
                 }
                 // Latency counts from the intended send time, so time spent
@@ -240,15 +244,14 @@ impl ConnectionLoop {
         }
     }
 
-    /// At a stop: request `k` and every later one already due by now count
-    /// as interrupted (requests not yet due were never owed).
-    fn record_overdue(&self, schedule: &ConstantRateSchedule, k: u64, due: u64) {
-        let elapsed = Instant::now().saturating_duration_since(self.ctx.start);
-        let owed = schedule
-            .due_before(elapsed + Duration::from_nanos(1))
-            .min(due);
-        if owed > k {
-            self.recorder.borrow_mut().record_interrupted(owed - k);
+    /// At a stop: the current request (if it was due) and every later one
+    /// already due by now count as interrupted; requests not yet due were
+    /// never owed.
+    fn record_overdue(&self, schedule: &ArrivalSchedule, current: Instant) {
+        let now = Instant::now();
+        let owed = u64::from(current <= now) + schedule.due_by(now.into_std());
+        if owed > 0 {
+            self.recorder.borrow_mut().record_interrupted(owed);
         }
     }
 

@@ -2,7 +2,7 @@
 
 use super::model::*;
 use crate::merge::{RunMerge, Totals};
-use crate::scenario::{Model, Scenario};
+use crate::scenario::{Arrival, Model, Scenario};
 use base64::Engine;
 use hdrhistogram::Histogram;
 use stampede_proto::histogram::{
@@ -49,7 +49,7 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
     let duration = scenario.load.duration.as_secs_f64().min(elapsed);
     let fractions = crate::plan::region_fractions(scenario);
     let total_rate = match scenario.load.model {
-        Model::Open { rate } => Some(rate),
+        Model::Open { rate, .. } => Some(rate),
         Model::Closed => None,
     };
 
@@ -152,7 +152,7 @@ fn echo(s: &Scenario) -> ScenarioEcho {
         }
         .into(),
         rate: match s.load.model {
-            Model::Open { rate } => Some(rate),
+            Model::Open { rate, .. } => Some(rate),
             Model::Closed => None,
         },
         connections: s.load.connections,
@@ -160,6 +160,24 @@ fn echo(s: &Scenario) -> ScenarioEcho {
         interval_s: s.load.interval.as_secs_f64(),
         method: s.target.method.clone(),
         url: s.target.url.to_string(),
+        arrival: match s.load.model {
+            Model::Open {
+                arrival: Arrival::Constant,
+                ..
+            } => Some("constant".into()),
+            Model::Open {
+                arrival: Arrival::Poisson { .. },
+                ..
+            } => Some("poisson".into()),
+            Model::Closed => None,
+        },
+        seed: match s.load.model {
+            Model::Open {
+                arrival: Arrival::Poisson { seed },
+                ..
+            } => Some(seed),
+            _ => None,
+        },
         region_urls: s
             .target
             .region_urls

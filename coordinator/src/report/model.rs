@@ -60,6 +60,10 @@ pub struct ScenarioEcho {
     pub method: String,
     pub url: String,
     pub region_urls: BTreeMap<String, String>,
+    /// Open model: `constant` or `poisson`.
+    pub arrival: Option<String>,
+    /// Poisson: the seed used (to repeat the schedule).
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -46,6 +46,11 @@ pub struct LoadSection {
     pub duration: String,
     pub interval: Option<String>,
     pub graceful_stop: Option<String>,
+    /// Open model: `constant` (evenly spaced, default) or `poisson`.
+    pub arrival: Option<String>,
+    /// Poisson: seed of the arrival process (default: random, recorded in
+    /// the report so the run can be repeated).
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

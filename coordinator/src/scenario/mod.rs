@@ -9,7 +9,7 @@ mod file;
 mod locate;
 mod validate;
 
-pub use validate::validate;
+pub use validate::{random_seed, validate};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -48,8 +48,19 @@ impl Target {
 pub enum Model {
     /// Fixed concurrency: `connections` loops sending back to back.
     Closed,
-    /// Fixed arrival rate (total across regions), requests per second.
-    Open { rate: f64 },
+    /// Fixed arrival rate (total across regions), requests per second,
+    /// evenly spaced or as a Poisson process.
+    Open { rate: f64, arrival: Arrival },
+}
+
+/// How open-model arrivals are spaced across the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    Constant,
+    /// Exponential gaps; agents derive their streams from this seed.
+    Poisson {
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,7 +93,14 @@ impl Scenario {
     /// One line saying what the scenario will do.
     pub fn describe(&self) -> String {
         let load = match self.load.model {
-            Model::Open { rate } => format!("open model, {rate} req/s"),
+            Model::Open {
+                rate,
+                arrival: Arrival::Constant,
+            } => format!("open model, {rate} req/s"),
+            Model::Open {
+                rate,
+                arrival: Arrival::Poisson { seed },
+            } => format!("open model, {rate} req/s (Poisson, seed {seed})"),
             Model::Closed => "closed model".to_owned(),
         };
         let regions: Vec<String> = self

@@ -40,7 +40,13 @@ fn load_text(text: &str) -> Result<Scenario, ScenarioError> {
 fn reads_a_good_scenario_with_defaults() {
     let s = load_text(GOOD).expect("valid");
     assert_eq!(s.name, "checkout");
-    assert_eq!(s.load.model, Model::Open { rate: 3000.0 });
+    assert_eq!(
+        s.load.model,
+        Model::Open {
+            rate: 3000.0,
+            arrival: Arrival::Constant
+        }
+    );
     assert_eq!(s.load.interval, Duration::from_secs(1));
     assert_eq!(s.target.method, "GET");
     assert_eq!(s.total_agents(), 4);
@@ -71,7 +77,13 @@ fn environment_overrides_fields() {
         ("STAMPEDE_LOG".to_owned(), "debug".to_owned()),
     ]);
     let s = load_with_env(f.path(), env).expect("valid");
-    assert_eq!(s.load.model, Model::Open { rate: 6000.0 });
+    assert_eq!(
+        s.load.model,
+        Model::Open {
+            rate: 6000.0,
+            arrival: Arrival::Constant
+        }
+    );
     assert_eq!(s.load.duration, Duration::from_secs(60));
 }
 
@@ -125,6 +137,18 @@ fn bad_inputs_name_file_field_and_why() {
             "regions[2].rate",
         ),
         ("wrong type", "rate: 3000", "rate: lots", "load.rate"),
+        (
+            "bad arrival",
+            "model: open",
+            "model: open\n  arrival: bursty",
+            "load.arrival",
+        ),
+        (
+            "seed without poisson",
+            "model: open",
+            "model: open\n  seed: 4",
+            "load.seed",
+        ),
     ];
     for (label, from, to, expect) in cases {
         assert!(GOOD.contains(from), "{label}: fixture lacks {from:?}");
@@ -163,4 +187,31 @@ fn missing_file_and_format_are_clear() {
     let f = write(".ini", "x");
     let e = load_with_env(f.path(), BTreeMap::new()).expect_err("format");
     assert!(e.why.contains("unknown format"), "{e}");
+}
+
+#[test]
+fn poisson_arrival_with_a_seed() {
+    let s = load_text(&GOOD.replacen(
+        "model: open",
+        "model: open\n  arrival: poisson\n  seed: 77",
+        1,
+    ))
+    .expect("valid");
+    assert_eq!(
+        s.load.model,
+        Model::Open {
+            rate: 3000.0,
+            arrival: Arrival::Poisson { seed: 77 }
+        }
+    );
+    // Without a seed, one is chosen (and reported).
+    let s = load_text(&GOOD.replacen("model: open", "model: open\n  arrival: poisson", 1))
+        .expect("valid");
+    assert!(matches!(
+        s.load.model,
+        Model::Open {
+            arrival: Arrival::Poisson { .. },
+            ..
+        }
+    ));
 }

@@ -2,7 +2,7 @@
 //! and why.
 
 use super::file::ScenarioFile;
-use super::{Load, Model, RegionSpec, Scenario, Share, Target, parse_duration};
+use super::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target, parse_duration};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -182,6 +182,12 @@ pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
                     "the closed model has no rate; use `model: open` or remove it",
                 );
             }
+            if l.arrival.is_some() || l.seed.is_some() {
+                return err(
+                    "load.arrival",
+                    "arrival processes apply to the open model only",
+                );
+            }
             if let Some(i) = regions
                 .iter()
                 .position(|r| matches!(r.share, Share::Rate(_)))
@@ -226,7 +232,24 @@ pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
                     ),
                 );
             }
-            Model::Open { rate }
+            let arrival = match l.arrival.as_deref() {
+                None | Some("constant") => {
+                    if l.seed.is_some() {
+                        return err("load.seed", "a seed only applies to `arrival: poisson`");
+                    }
+                    Arrival::Constant
+                }
+                Some("poisson") => Arrival::Poisson {
+                    seed: l.seed.unwrap_or_else(random_seed),
+                },
+                Some(other) => {
+                    return err(
+                        "load.arrival",
+                        format!("{other:?}: expected `constant` or `poisson`"),
+                    );
+                }
+            };
+            Model::Open { rate, arrival }
         }
         other => {
             return err(
@@ -238,7 +261,7 @@ pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
     let connections = match l.connections {
         None => total_agents.max(match model {
             Model::Closed => 10,
-            Model::Open { rate } => ((rate / 100.0).ceil() as u32).clamp(1, 1000),
+            Model::Open { rate, .. } => ((rate / 100.0).ceil() as u32).clamp(1, 1000),
         }),
         Some(c) if c < i64::from(total_agents) => {
             return err(
@@ -291,4 +314,13 @@ pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
             Duration::from_secs(60),
         )?,
     })
+}
+
+/// A seed for a Poisson run that names none: from the clock and the process
+/// (no need for cryptographic quality; it is recorded in the report).
+pub fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
 }
