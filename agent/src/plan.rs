@@ -59,6 +59,9 @@ pub struct LoadPlan {
     /// After `duration`, how long in-flight (and, in the open model, already
     /// due) requests may take to finish before they count as interrupted.
     pub graceful_stop: Duration,
+    /// Closed model: pause after each response, drawn uniformly from this
+    /// range (a virtual user's think time). `None`: no pause.
+    pub think_time: Option<(Duration, Duration)>,
 }
 
 impl LoadPlan {
@@ -90,6 +93,7 @@ mod tests {
             interval: Duration::from_millis(i),
             timeout: Duration::from_secs(1),
             graceful_stop: Duration::from_secs(1),
+            think_time: None,
         };
         assert_eq!(plan(15_000, 1_000).interval_count(), 15);
         assert_eq!(plan(15_500, 1_000).interval_count(), 16);

@@ -164,7 +164,7 @@ impl PoissonSchedule {
 /// SplitMix64: a small, fast, well-studied generator; plenty for spacing
 /// arrivals, and trivially seedable.
 #[derive(Debug, Clone)]
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
     fn next_u64(&mut self) -> u64 {
@@ -176,8 +176,13 @@ impl SplitMix64 {
     }
 
     /// Uniform in [0, 1).
-    fn next_f64(&mut self) -> f64 {
+    pub(crate) fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [min, max].
+    pub(crate) fn duration_between(&mut self, min: Duration, max: Duration) -> Duration {
+        min + (max - min).mul_f64(self.next_f64())
     }
 }
 

@@ -87,6 +87,13 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
         interval: positive("interval", slice.interval_micros)?,
         timeout: positive("timeout", slice.timeout_micros)?,
         graceful_stop: Duration::from_micros(slice.graceful_stop_micros),
+        think_time: match (slice.think_min_micros, slice.think_max_micros) {
+            (0, 0) => None,
+            (min, max) if min > max => {
+                return Err(invalid("think_min_micros", "exceeds think_max_micros"));
+            }
+            (min, max) => Some((Duration::from_micros(min), Duration::from_micros(max))),
+        },
     })
 }
 
@@ -134,6 +141,8 @@ pub fn slice_from_plan(plan: &LoadPlan) -> v1::LoadSlice {
         interval_micros: micros(plan.interval),
         timeout_micros: micros(plan.timeout),
         graceful_stop_micros: micros(plan.graceful_stop),
+        think_min_micros: plan.think_time.map_or(0, |(min, _)| micros(min)),
+        think_max_micros: plan.think_time.map_or(0, |(_, max)| micros(max)),
     }
 }
 
@@ -203,6 +212,7 @@ mod tests {
             interval: Duration::from_secs(1),
             timeout: Duration::from_millis(1500),
             graceful_stop: Duration::from_secs(2),
+            think_time: Some((Duration::from_millis(10), Duration::from_millis(30))),
         }
     }
 

@@ -50,6 +50,7 @@ pub fn scenario(o: &BenchOptions) -> Scenario {
             duration: o.duration,
             interval: Duration::from_secs(1),
             graceful_stop: o.timeout.min(Duration::from_secs(5)),
+            think_time: None,
         },
         regions: vec![RegionSpec {
             name: LOCAL_REGION.into(),

@@ -76,6 +76,7 @@ pub fn scenario(options: &DemoOptions, target_port: u16) -> Scenario {
             duration: options.duration,
             interval: Duration::from_secs(1),
             graceful_stop: Duration::from_secs(5),
+            think_time: None,
         },
         regions: REGIONS
             .iter()

@@ -137,6 +137,7 @@ pub fn plan(
                     interval: scenario.load.interval,
                     timeout: scenario.target.timeout,
                     graceful_stop: scenario.load.graceful_stop,
+                    think_time: scenario.load.think_time,
                 },
             });
         }
@@ -229,6 +230,7 @@ mod tests {
                 duration: Duration::from_secs(1),
                 interval: Duration::from_secs(1),
                 graceful_stop: Duration::from_secs(1),
+                think_time: None,
             },
             regions: regions
                 .into_iter()

@@ -10,7 +10,7 @@ use super::http1::{Http1Connection, PreparedRequest, ResponseInfo};
 use super::pacer::Pacer;
 use crate::plan::{LoadPlan, WorkloadModel};
 use crate::recorder::{FailureClass, IntervalRecorder};
-use crate::schedule::ArrivalSchedule;
+use crate::schedule::{ArrivalSchedule, SplitMix64};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -63,6 +63,8 @@ pub(crate) struct ConnectionLoop {
     pace: Pin<Box<Sleep>>,
     /// Open model: the worker's fine timer and this connection's slot in it.
     pacer: Option<(Rc<Pacer>, usize)>,
+    /// Closed model: draws think times.
+    rng: SplitMix64,
 }
 
 /// How one exchange ended.
@@ -98,6 +100,7 @@ impl ConnectionLoop {
                 let slot = p.slot();
                 (p, slot)
             }),
+            rng: SplitMix64(u64::from(index) ^ std::process::id().rotate_left(16) as u64),
         }
     }
 
@@ -204,6 +207,13 @@ impl ConnectionLoop {
                 outcome => {
                     backoff = Duration::from_millis(10);
                     self.record(outcome, sent);
+                    // A virtual user's think time before its next request.
+                    if let Some((min, max)) = self.ctx.plan.think_time {
+                        let pause = self.rng.duration_between(min, max);
+                        if !self.wait_until((Instant::now() + pause).min(end)).await {
+                            return;
+                        }
+                    }
                 }
             }
         }

@@ -46,6 +46,9 @@ pub struct LoadSection {
     pub duration: String,
     pub interval: Option<String>,
     pub graceful_stop: Option<String>,
+    /// Closed model: a virtual user's pause after each response: `200ms`
+    /// or `uniform(100ms,300ms)`.
+    pub think_time: Option<String>,
     /// Open model: `constant` (evenly spaced, default) or `poisson`.
     pub arrival: Option<String>,
     /// Poisson: seed of the arrival process (default: random, recorded in

@@ -71,6 +71,8 @@ pub struct Load {
     pub duration: Duration,
     pub interval: Duration,
     pub graceful_stop: Duration,
+    /// Closed model: pause after each response, uniform in [min, max].
+    pub think_time: Option<(Duration, Duration)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

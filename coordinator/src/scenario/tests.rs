@@ -215,3 +215,23 @@ fn poisson_arrival_with_a_seed() {
         }
     ));
 }
+
+#[test]
+fn think_time_is_for_the_closed_model() {
+    let closed = "[target]\nurl = \"http://127.0.0.1:1/\"\n[load]\nmodel = \"closed\"\nconnections = 4\nduration = \"2s\"\nthink_time = \"uniform(100ms,300ms)\"\n[[regions]]\nname = \"local\"\n";
+    let f = write(".toml", closed);
+    let s = load_with_env(f.path(), BTreeMap::new()).expect("valid");
+    assert_eq!(
+        s.load.think_time,
+        Some((Duration::from_millis(100), Duration::from_millis(300)))
+    );
+    let f = write(
+        ".toml",
+        &closed.replace("uniform(100ms,300ms)", "uniform(300ms,100ms)"),
+    );
+    let e = load_with_env(f.path(), BTreeMap::new()).expect_err("min > max");
+    assert_eq!((e.field.as_str(), e.line), ("load.think_time", Some(7)));
+    let e = load_text(&GOOD.replacen("  duration: 15s", "  duration: 15s\n  think_time: 1s", 1))
+        .expect_err("open model");
+    assert!(e.why.contains("closed model only"), "{e}");
+}

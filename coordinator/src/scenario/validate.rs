@@ -286,6 +286,16 @@ pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
     if duration > Duration::from_secs(7 * 24 * 3600) {
         return err("load.duration", "at most 7 days");
     }
+    let think_time = match l.think_time.as_deref() {
+        None => None,
+        Some(_) if !matches!(model, Model::Closed) => {
+            return err(
+                "load.think_time",
+                "think time applies to the closed model only",
+            );
+        }
+        Some(text) => Some(think_time("load.think_time", text)?),
+    };
     let load = Load {
         model,
         connections,
@@ -296,6 +306,7 @@ pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
             l.graceful_stop.as_deref(),
             target.timeout.min(Duration::from_secs(5)),
         )?,
+        think_time,
     };
 
     Ok(Scenario {
@@ -323,4 +334,37 @@ pub fn random_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// `200ms` (fixed) or `uniform(100ms,300ms)`.
+fn think_time(field: &str, text: &str) -> Result<(Duration, Duration), FieldError> {
+    let text = text.trim();
+    let (min, max) = match text
+        .strip_prefix("uniform(")
+        .and_then(|t| t.strip_suffix(')'))
+    {
+        Some(inner) => {
+            let (a, b) = inner.split_once(',').ok_or_else(|| {
+                (
+                    field.to_owned(),
+                    format!("{text:?}: write uniform(MIN,MAX), e.g. uniform(100ms,300ms)"),
+                )
+            })?;
+            (
+                duration(field, Some(a), Duration::ZERO)?,
+                duration(field, Some(b), Duration::ZERO)?,
+            )
+        }
+        None => {
+            let d = duration(field, Some(text), Duration::ZERO)?;
+            (d, d)
+        }
+    };
+    if min > max {
+        return err(field, format!("{text:?}: the minimum exceeds the maximum"));
+    }
+    if max > Duration::from_secs(3600) {
+        return err(field, format!("{text:?}: at most 1h"));
+    }
+    Ok((min, max))
 }

@@ -1,0 +1,69 @@
+//! Closed-model think time: each virtual user pauses after every response,
+//! which bounds its request rate to about 1 / (think time + latency).
+
+use stampede_agent::{AgentConfig, run_agent};
+use stampede_coordinator::cluster::run_coordinator;
+use stampede_coordinator::scenario::{Load, Model, RegionSpec, Scenario, Share, Target};
+use stampede_target::{TargetConfig, TargetServer};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn think_time_paces_each_virtual_user() {
+    let target = TargetServer::bind(TargetConfig::default())
+        .await
+        .expect("target binds");
+    let url = url::Url::parse(&format!("http://{}/", target.local_addr())).expect("url");
+    let stats = target.stats();
+    let stop = CancellationToken::new();
+    let target_task = tokio::spawn(target.run(stop.clone()));
+
+    let scenario = Scenario {
+        name: "think".into(),
+        target: Target {
+            method: "GET".into(),
+            url,
+            headers: vec![],
+            body: vec![],
+            timeout: Duration::from_secs(5),
+            region_urls: Default::default(),
+        },
+        load: Load {
+            model: Model::Closed,
+            connections: 2,
+            duration: Duration::from_secs(2),
+            interval: Duration::from_secs(1),
+            graceful_stop: Duration::from_secs(2),
+            think_time: Some((Duration::from_millis(50), Duration::from_millis(50))),
+        },
+        regions: vec![RegionSpec {
+            name: "local".into(),
+            agents: 1,
+            share: Share::Weight(1.0),
+        }],
+        start_delay: Duration::from_millis(300),
+        agent_wait_timeout: Duration::from_secs(10),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut agent = AgentConfig::new(
+        format!("http://{}", listener.local_addr().expect("addr")),
+        "local",
+    );
+    agent.once = true;
+    agent.engine.threads = 1;
+    let agent_task = tokio::spawn(run_agent(agent, CancellationToken::new()));
+    let report = run_coordinator(scenario, listener, CancellationToken::new())
+        .await
+        .expect("runs");
+    let _ = agent_task.await;
+    stop.cancel();
+    let _ = target_task.await;
+
+    // 2 users × 2 s / (50 ms think + sub-ms response) ≈ 80 requests; the
+    // 1 ms timer granularity can only lengthen each pause a little.
+    let n = report.global.requests;
+    assert!((66..=82).contains(&n), "{n} requests");
+    assert_eq!(n, stats.served());
+}
