@@ -35,6 +35,9 @@ pub struct AgentConfig {
     pub heartbeat_every: Duration,
     /// Longest wait between reconnect attempts.
     pub max_backoff: Duration,
+    /// The coordinator is gone (and load stops) when the link has not
+    /// answered a keep-alive ping for this long.
+    pub link_timeout: Duration,
 }
 
 impl AgentConfig {
@@ -49,6 +52,7 @@ impl AgentConfig {
             once: false,
             heartbeat_every: Duration::from_secs(2),
             max_backoff: Duration::from_secs(10),
+            link_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -124,7 +128,13 @@ async fn session(
     let endpoint = tonic::transport::Endpoint::from_shared(config.coordinator.clone())
         .map_err(|_| SessionError::BadUrl(config.coordinator.clone()))?
         .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // HTTP/2 pings even while idle: a cut link (no RST, no FIN) is noticed
+        // within about `link_timeout` plus one ping interval, and then the
+        // session ends and the load stops. An agent never runs unattended.
+        .http2_keep_alive_interval(config.link_timeout / 3)
+        .keep_alive_timeout(config.link_timeout)
+        .keep_alive_while_idle(true);
     let channel = endpoint
         .connect()
         .await

@@ -29,6 +29,10 @@ pub async fn run_coordinator(
     let shutdown = CancellationToken::new();
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // Pings notice an agent behind a cut link within a few seconds; its
+        // session then ends and the run marks it lost.
+        .http2_keepalive_interval(Some(Duration::from_secs(1)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(3)))
         .add_service(service)
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),
