@@ -3,50 +3,40 @@
 //! the time they waited, so the tail shows the stall — a tool that measured
 //! from the actual send would report it as a handful of slow requests.
 
-use stampede_coordinator::bench::{BenchOptions, run_bench};
+mod support;
+
+use stampede_coordinator::bench::run_bench;
 use stampede_coordinator::scenario::Arrival;
-use stampede_target::{StallSpec, TargetConfig, TargetServer};
+use stampede_target::{StallSpec, TargetConfig};
 use std::time::Duration;
+use support::{InProcessTarget, bench_options};
 use tokio_util::sync::CancellationToken;
 
 async fn run_against_stalling_target(
     rate: Option<f64>,
     connections: u32,
 ) -> (stampede_coordinator::report::model::RunReport, u64) {
-    let target = TargetServer::bind(TargetConfig {
+    let target = InProcessTarget::start(TargetConfig {
         stall: Some(StallSpec {
             after_requests: 200,
             duration: Duration::from_secs(1),
         }),
         ..TargetConfig::default()
     })
-    .await
-    .expect("target binds");
-    let url = url::Url::parse(&format!("http://{}/", target.local_addr())).expect("url");
-    let stats = target.stats();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(target.run(stop.clone()));
-
-    let report = run_bench(
-        BenchOptions {
-            url,
-            method: "GET".into(),
-            headers: vec![],
-            body: vec![],
-            connections,
-            duration: Duration::from_secs(4),
-            rate,
-            arrival: Arrival::Constant,
-            threads: 1,
-            timeout: Duration::from_secs(5),
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .expect("bench runs");
-    stop.cancel();
-    let _ = task.await;
-    (report, stats.served())
+    .await;
+    let options = bench_options(
+        target.url.clone(),
+        connections,
+        Duration::from_secs(4),
+        rate,
+        Arrival::Constant,
+    );
+    let report = run_bench(options, CancellationToken::new())
+        .await
+        .expect("bench runs");
+    let served = target.stats.served();
+    target.stop().await;
+    (report, served)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,34 +90,21 @@ async fn closed_model_for_contrast_sees_only_the_stalled_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poisson_arrivals_hit_the_rate_on_average_and_repeat_from_the_seed() {
-    let target = TargetServer::bind(TargetConfig::default())
-        .await
-        .expect("target binds");
-    let url = url::Url::parse(&format!("http://{}/", target.local_addr())).expect("url");
-    let stats = target.stats();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(target.run(stop.clone()));
+    let target = InProcessTarget::start(TargetConfig::default()).await;
     let run = |seed| {
-        run_bench(
-            BenchOptions {
-                url: url.clone(),
-                method: "GET".into(),
-                headers: vec![],
-                body: vec![],
-                connections: 10,
-                duration: Duration::from_secs(2),
-                rate: Some(1000.0),
-                arrival: Arrival::Poisson { seed },
-                threads: 1,
-                timeout: Duration::from_secs(5),
-            },
-            CancellationToken::new(),
-        )
+        let options = bench_options(
+            target.url.clone(),
+            10,
+            Duration::from_secs(2),
+            Some(1000.0),
+            Arrival::Poisson { seed },
+        );
+        run_bench(options, CancellationToken::new())
     };
     let first = run(99).await.expect("runs");
     let second = run(99).await.expect("runs");
-    stop.cancel();
-    let _ = task.await;
+    let served = target.stats.served();
+    target.stop().await;
     // 1000/s for 2 s: 2000 expected, standard deviation ~45.
     let n = first.global.requests;
     assert!((1800..=2200).contains(&n), "{n} requests");
@@ -135,5 +112,5 @@ async fn poisson_arrivals_hit_the_rate_on_average_and_repeat_from_the_seed() {
     assert_eq!(second.global.requests, n);
     assert_eq!(first.scenario.arrival.as_deref(), Some("poisson"));
     assert_eq!(first.scenario.seed, Some(99));
-    assert_eq!(stats.served(), 2 * n);
+    assert_eq!(served, 2 * n);
 }

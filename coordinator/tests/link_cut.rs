@@ -3,14 +3,17 @@
 //! time, and the coordinator marks the agent lost and writes a partial
 //! report with what it had.
 
+mod support;
+
 use stampede_agent::{AgentConfig, run_agent};
 use stampede_coordinator::cluster::run_coordinator;
 use stampede_coordinator::report::model::RunStatus;
-use stampede_coordinator::scenario::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target};
-use stampede_target::{TargetConfig, TargetServer};
+use stampede_coordinator::scenario::{Arrival, Load, Model};
+use stampede_target::TargetConfig;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use support::{InProcessTarget, one_region_scenario};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -56,25 +59,12 @@ async fn proxy(upstream: std::net::SocketAddr, cut: Arc<AtomicBool>) -> std::net
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_link_stops_the_load_and_the_agent_is_marked_lost() {
-    let target = TargetServer::bind(TargetConfig::default())
-        .await
-        .expect("target binds");
-    let url = url::Url::parse(&format!("http://{}/", target.local_addr())).expect("url");
-    let stats = target.stats();
-    let target_stop = CancellationToken::new();
-    let target_task = tokio::spawn(target.run(target_stop.clone()));
-
-    let scenario = Scenario {
-        name: "link-cut".into(),
-        target: Target {
-            method: "GET".into(),
-            url,
-            headers: vec![],
-            body: vec![],
-            timeout: Duration::from_secs(5),
-            region_urls: Default::default(),
-        },
-        load: Load {
+    let target = InProcessTarget::start(TargetConfig::default()).await;
+    let stats = target.stats.clone();
+    let scenario = one_region_scenario(
+        "link-cut",
+        target.url.clone(),
+        Load {
             model: Model::Open {
                 rate: 200.0,
                 arrival: Arrival::Constant,
@@ -85,18 +75,11 @@ async fn a_cut_link_stops_the_load_and_the_agent_is_marked_lost() {
             graceful_stop: Duration::from_secs(2),
             think_time: None,
         },
-        regions: vec![RegionSpec {
-            name: "far".into(),
-            agents: 1,
-            share: Share::Weight(1.0),
-        }],
-        start_delay: Duration::from_millis(300),
-        agent_wait_timeout: Duration::from_secs(10),
-    };
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let cut = Arc::new(AtomicBool::new(false));
     let via = proxy(listener.local_addr().expect("addr"), cut.clone()).await;
-    let mut agent = AgentConfig::new(format!("http://{via}"), "far");
+    let mut agent = AgentConfig::new(format!("http://{via}"), "local");
     agent.engine.threads = 1;
     let agent_stop = CancellationToken::new();
     let agent_task = tokio::spawn(run_agent(agent, agent_stop.clone()));
@@ -150,6 +133,5 @@ async fn a_cut_link_stops_the_load_and_the_agent_is_marked_lost() {
 
     agent_stop.cancel();
     let _ = agent_task.await;
-    target_stop.cancel();
-    let _ = target_task.await;
+    target.stop().await;
 }

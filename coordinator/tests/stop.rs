@@ -1,26 +1,24 @@
 //! Stopping a run early (Ctrl-C on the coordinator): the agents stop, flush
 //! what they recorded, and the report is partial but loses nothing.
 
-use stampede_coordinator::bench::{BenchOptions, run_bench};
+mod support;
+
+use stampede_coordinator::bench::run_bench;
 use stampede_coordinator::report::model::RunStatus;
 use stampede_coordinator::scenario::Arrival;
-use stampede_target::{DelaySpec, TargetConfig, TargetServer};
+use stampede_target::{DelaySpec, TargetConfig};
 use std::time::Duration;
+use support::{InProcessTarget, bench_options};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_run_reports_everything_served_and_only_overdue_requests_as_interrupted() {
-    let target = TargetServer::bind(TargetConfig {
+    let target = InProcessTarget::start(TargetConfig {
         default_delay: DelaySpec::Fixed(Duration::from_millis(20)),
         ..TargetConfig::default()
     })
-    .await
-    .expect("target binds");
-    let url = url::Url::parse(&format!("http://{}/", target.local_addr())).expect("url");
-    let stats = target.stats();
-    let target_stop = CancellationToken::new();
-    let target_task = tokio::spawn(target.run(target_stop.clone()));
-
+    .await;
+    let stats = target.stats.clone();
     let stop = CancellationToken::new();
     // Stop once real load has flowed for a while (the target's own count
     // says so), well before the run's 30 s end.
@@ -34,26 +32,16 @@ async fn a_stopped_run_reports_everything_served_and_only_overdue_requests_as_in
             stop.cancel();
         })
     };
-    let report = run_bench(
-        BenchOptions {
-            url,
-            method: "GET".into(),
-            headers: vec![],
-            body: vec![],
-            connections: 20,
-            duration: Duration::from_secs(30),
-            rate: Some(200.0),
-            arrival: Arrival::Constant,
-            threads: 1,
-            timeout: Duration::from_secs(5),
-        },
-        stop,
-    )
-    .await
-    .expect("bench runs");
+    let options = bench_options(
+        target.url.clone(),
+        20,
+        Duration::from_secs(30),
+        Some(200.0),
+        Arrival::Constant,
+    );
+    let report = run_bench(options, stop).await.expect("bench runs");
     watcher.await.expect("watcher");
-    target_stop.cancel();
-    let _ = target_task.await;
+    target.stop().await;
 
     assert_eq!(report.status, RunStatus::Partial);
     assert_eq!(

@@ -1,34 +1,23 @@
 //! Closed-model think time: each virtual user pauses after every response,
 //! which bounds its request rate to about 1 / (think time + latency).
 
+mod support;
+
 use stampede_agent::{AgentConfig, run_agent};
 use stampede_coordinator::cluster::run_coordinator;
-use stampede_coordinator::scenario::{Load, Model, RegionSpec, Scenario, Share, Target};
-use stampede_target::{TargetConfig, TargetServer};
+use stampede_coordinator::scenario::{Load, Model};
+use stampede_target::TargetConfig;
 use std::time::Duration;
+use support::{InProcessTarget, one_region_scenario};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn think_time_paces_each_virtual_user() {
-    let target = TargetServer::bind(TargetConfig::default())
-        .await
-        .expect("target binds");
-    let url = url::Url::parse(&format!("http://{}/", target.local_addr())).expect("url");
-    let stats = target.stats();
-    let stop = CancellationToken::new();
-    let target_task = tokio::spawn(target.run(stop.clone()));
-
-    let scenario = Scenario {
-        name: "think".into(),
-        target: Target {
-            method: "GET".into(),
-            url,
-            headers: vec![],
-            body: vec![],
-            timeout: Duration::from_secs(5),
-            region_urls: Default::default(),
-        },
-        load: Load {
+    let target = InProcessTarget::start(TargetConfig::default()).await;
+    let scenario = one_region_scenario(
+        "think",
+        target.url.clone(),
+        Load {
             model: Model::Closed,
             connections: 2,
             duration: Duration::from_secs(2),
@@ -36,14 +25,7 @@ async fn think_time_paces_each_virtual_user() {
             graceful_stop: Duration::from_secs(2),
             think_time: Some((Duration::from_millis(50), Duration::from_millis(50))),
         },
-        regions: vec![RegionSpec {
-            name: "local".into(),
-            agents: 1,
-            share: Share::Weight(1.0),
-        }],
-        start_delay: Duration::from_millis(300),
-        agent_wait_timeout: Duration::from_secs(10),
-    };
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -58,12 +40,12 @@ async fn think_time_paces_each_virtual_user() {
         .await
         .expect("runs");
     let _ = agent_task.await;
-    stop.cancel();
-    let _ = target_task.await;
+    let served = target.stats.served();
+    target.stop().await;
 
     // 2 users × 2 s / (50 ms think + sub-ms response) ≈ 80 requests; the
     // 1 ms timer granularity can only lengthen each pause a little.
     let n = report.global.requests;
     assert!((66..=82).contains(&n), "{n} requests");
-    assert_eq!(n, stats.served());
+    assert_eq!(n, served);
 }

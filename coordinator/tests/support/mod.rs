@@ -130,3 +130,84 @@ pub fn served(target: SocketAddr) -> serde_json::Value {
     let body = response.split("\r\n\r\n").nth(1).expect("a body");
     serde_json::from_str(body).unwrap_or_else(|e| panic!("stats body {body:?}: {e}"))
 }
+
+/// The built-in target running inside the test process.
+pub struct InProcessTarget {
+    pub url: url::Url,
+    pub stats: stampede_target::TargetStats,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), stampede_target::TargetError>>,
+}
+
+impl InProcessTarget {
+    pub async fn start(config: stampede_target::TargetConfig) -> Self {
+        let target = stampede_target::TargetServer::bind(config)
+            .await
+            .expect("target binds");
+        let url = url::Url::parse(&format!("http://{}/", target.local_addr())).expect("url");
+        let stats = target.stats();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(target.run(stop.clone()));
+        Self {
+            url,
+            stats,
+            stop,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// A one-region scenario aimed at `url` with the given load.
+pub fn one_region_scenario(
+    name: &str,
+    url: url::Url,
+    load: stampede_coordinator::scenario::Load,
+) -> stampede_coordinator::scenario::Scenario {
+    use stampede_coordinator::scenario::{RegionSpec, Scenario, Share, Target};
+    Scenario {
+        name: name.into(),
+        target: Target {
+            method: "GET".into(),
+            url,
+            headers: vec![],
+            body: vec![],
+            timeout: Duration::from_secs(5),
+            region_urls: Default::default(),
+        },
+        load,
+        regions: vec![RegionSpec {
+            name: "local".into(),
+            agents: 1,
+            share: Share::Weight(1.0),
+        }],
+        start_delay: Duration::from_millis(300),
+        agent_wait_timeout: Duration::from_secs(10),
+    }
+}
+
+/// `stampede bench`-style options: GET `url`, one worker thread, 5 s timeout.
+pub fn bench_options(
+    url: url::Url,
+    connections: u32,
+    duration: Duration,
+    rate: Option<f64>,
+    arrival: stampede_coordinator::scenario::Arrival,
+) -> stampede_coordinator::bench::BenchOptions {
+    stampede_coordinator::bench::BenchOptions {
+        url,
+        method: "GET".into(),
+        headers: vec![],
+        body: vec![],
+        connections,
+        duration,
+        rate,
+        arrival,
+        threads: 1,
+        timeout: Duration::from_secs(5),
+    }
+}
