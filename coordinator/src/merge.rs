@@ -17,38 +17,9 @@ use stampede_proto::histogram::{
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
-/// Outcome counts, as merged on the coordinator.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Outcomes {
-    pub success: u64,
-    pub connect_error: u64,
-    pub timeout: u64,
-    pub status_4xx: u64,
-    pub status_5xx: u64,
-    pub other_error: u64,
-    pub interrupted: u64,
-}
-
-impl Outcomes {
-    pub fn failed(&self) -> u64 {
-        self.connect_error + self.timeout + self.status_4xx + self.status_5xx + self.other_error
-    }
-
-    /// Completed requests: successes and failures.
-    pub fn requests(&self) -> u64 {
-        self.success + self.failed()
-    }
-
-    fn add(&mut self, o: &Outcomes) {
-        self.success += o.success;
-        self.connect_error += o.connect_error;
-        self.timeout += o.timeout;
-        self.status_4xx += o.status_4xx;
-        self.status_5xx += o.status_5xx;
-        self.other_error += o.other_error;
-        self.interrupted += o.interrupted;
-    }
-}
+/// Outcome counts: the agent's own type (one definition of what a request's
+/// outcome is, on both sides of the wire).
+pub use stampede_agent::recorder::OutcomeCounts as Outcomes;
 
 /// Everything that adds up: histograms and counters for one scope.
 #[derive(Debug, Clone)]

@@ -311,7 +311,7 @@ pub async fn run(
             info!(
                 interval = closed.index,
                 closed_after_ms = format!("{closed_after_ms:.1}"),
-                rps = format!("{:.1}", t.outcomes.requests() as f64 / seconds),
+                rps = format!("{:.1}", t.outcomes.completed() as f64 / seconds),
                 errors = t.outcomes.failed(),
                 p50 = %micros(p.p50),
                 p99 = %micros(p.p99),

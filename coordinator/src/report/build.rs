@@ -190,7 +190,7 @@ fn echo(s: &Scenario) -> ScenarioEcho {
 pub fn scope_summary(t: &Totals, target_rps: Option<f64>, duration_s: f64) -> ScopeSummary {
     let o = &t.outcomes;
     ScopeSummary {
-        requests: o.requests(),
+        requests: o.completed(),
         successes: o.success,
         errors: ErrorCounts {
             total: o.failed(),
@@ -210,7 +210,7 @@ pub fn scope_summary(t: &Totals, target_rps: Option<f64>, duration_s: f64) -> Sc
         bytes_sent: t.bytes_sent,
         target_rps,
         achieved_rps: if duration_s > 0.0 {
-            o.requests() as f64 / duration_s
+            o.completed() as f64 / duration_s
         } else {
             0.0
         },
@@ -225,10 +225,10 @@ pub fn scope_summary(t: &Totals, target_rps: Option<f64>, duration_s: f64) -> Sc
 
 fn interval_figures(t: &Totals, seconds: f64) -> IntervalFigures {
     IntervalFigures {
-        requests: t.outcomes.requests(),
+        requests: t.outcomes.completed(),
         successes: t.outcomes.success,
         errors: t.outcomes.failed(),
-        rps: t.outcomes.requests() as f64 / seconds,
+        rps: t.outcomes.completed() as f64 / seconds,
         latency_us: latency_summary(&t.latency),
         latency_histogram: encode_base64(&t.latency),
         error_histogram: encode_base64(&t.errors),
