@@ -153,21 +153,46 @@ pub struct ClosedInterval {
     pub regions: BTreeMap<String, SealedTotals>,
 }
 
-/// Totals of an open interval: counts kept dense, so each report adds in
-/// one array add per non-zero bucket.
-#[derive(Default)]
-struct OpenTotals {
-    latency: DenseCounts,
-    errors: DenseCounts,
-    schedule_lag: DenseCounts,
-    outcomes: Outcomes,
-    status_codes: BTreeMap<u16, u64>,
-    bytes_received: u64,
-    bytes_sent: u64,
+/// Histogram storage that agent intervals are added into: dense counts for
+/// open intervals (one array add per bucket), sparse buckets for per-agent
+/// totals (small, however many agents).
+pub trait Buckets: Default {
+    fn add_sparse(&mut self, sparse: &SparseHistogram);
+    fn to_histogram(&self) -> Histogram<u64>;
 }
 
-impl OpenTotals {
-    fn add_interval(&mut self, r: &AgentInterval) {
+impl Buckets for DenseCounts {
+    fn add_sparse(&mut self, sparse: &SparseHistogram) {
+        DenseCounts::add_sparse(self, sparse);
+    }
+    fn to_histogram(&self) -> Histogram<u64> {
+        DenseCounts::to_histogram(self)
+    }
+}
+
+impl Buckets for SparseHistogram {
+    fn add_sparse(&mut self, sparse: &SparseHistogram) {
+        self.merge(sparse);
+    }
+    fn to_histogram(&self) -> Histogram<u64> {
+        SparseHistogram::to_histogram(self)
+    }
+}
+
+/// Agent intervals added up, histograms held in `B`.
+#[derive(Debug, Clone, Default)]
+pub struct Accumulated<B> {
+    pub latency: B,
+    pub errors: B,
+    pub schedule_lag: B,
+    pub outcomes: Outcomes,
+    pub status_codes: BTreeMap<u16, u64>,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+}
+
+impl<B: Buckets> Accumulated<B> {
+    pub fn add_interval(&mut self, r: &AgentInterval) {
         self.latency.add_sparse(&r.latency);
         self.errors.add_sparse(&r.errors);
         self.schedule_lag.add_sparse(&r.schedule_lag);
@@ -179,7 +204,8 @@ impl OpenTotals {
         self.bytes_sent += r.bytes_sent;
     }
 
-    fn to_totals(&self) -> Totals {
+    /// Full totals, for reports and sealing.
+    pub fn to_totals(&self) -> Totals {
         Totals {
             latency: self.latency.to_histogram(),
             errors: self.errors.to_histogram(),
@@ -191,6 +217,9 @@ impl OpenTotals {
         }
     }
 }
+
+/// Totals of an open interval: counts kept dense.
+type OpenTotals = Accumulated<DenseCounts>;
 
 /// An interval agents may still report: per-region totals only; its global
 /// totals are the regions' sum, added once when it closes.
@@ -204,43 +233,7 @@ struct OpenInterval {
 
 /// An agent's cumulative totals, kept sparse: a thousand agents' full
 /// histograms would take ~570 MB; sparse ones take a few KB each.
-#[derive(Debug, Clone, Default)]
-pub struct SparseTotals {
-    pub latency: SparseHistogram,
-    pub errors: SparseHistogram,
-    pub schedule_lag: SparseHistogram,
-    pub outcomes: Outcomes,
-    pub status_codes: BTreeMap<u16, u64>,
-    pub bytes_received: u64,
-    pub bytes_sent: u64,
-}
-
-impl SparseTotals {
-    fn add_interval(&mut self, r: &AgentInterval) {
-        self.latency.merge(&r.latency);
-        self.errors.merge(&r.errors);
-        self.schedule_lag.merge(&r.schedule_lag);
-        self.outcomes.add(&r.outcomes);
-        for (code, n) in &r.status_codes {
-            *self.status_codes.entry(*code).or_default() += n;
-        }
-        self.bytes_received += r.bytes_received;
-        self.bytes_sent += r.bytes_sent;
-    }
-
-    /// Full totals, for reports.
-    pub fn to_totals(&self) -> Totals {
-        Totals {
-            latency: self.latency.to_histogram(),
-            errors: self.errors.to_histogram(),
-            schedule_lag: self.schedule_lag.to_histogram(),
-            outcomes: self.outcomes,
-            status_codes: self.status_codes.clone(),
-            bytes_received: self.bytes_received,
-            bytes_sent: self.bytes_sent,
-        }
-    }
-}
+pub type SparseTotals = Accumulated<SparseHistogram>;
 
 /// Where an agent stands in the run.
 #[derive(Debug, Clone)]
