@@ -6,12 +6,14 @@
 //!   report, reconnect).
 //! - [`engine`]: worker threads and the per-connection request loop.
 //! - [`schedule`]: when each request is due (open model).
+//! - [`profile`]: a load level over time (stages: ramps, steps, spikes).
 //! - [`recorder`]: where latencies are recorded.
 //! - [`plan`]: the engine's view of an assignment; [`wire`] converts to and
 //!   from the protocol's types.
 
 pub mod engine;
 pub mod plan;
+pub mod profile;
 pub mod recorder;
 pub mod schedule;
 pub mod session;

@@ -1,6 +1,7 @@
 //! What this agent was asked to do, in the engine's own terms (converted from
 //! the wire's `LoadSlice` in [`crate::wire`]).
 
+use crate::profile::LevelProfile;
 use std::time::Duration;
 
 /// The request every connection sends, as given by the scenario.
@@ -13,19 +14,37 @@ pub struct RequestTemplate {
 }
 
 /// How load is generated.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum WorkloadModel {
     /// `connections` loops, each sending as soon as its previous response
     /// arrived. Latency is measured from the actual send.
-    Closed { connections: u32 },
-    /// Requests are due at `rate_per_second`, evenly spaced, whatever the
-    /// target does, spread over `connections`. Latency is measured from each
-    /// request's intended send time (coordinated omission corrected).
+    Closed {
+        connections: u32,
+        /// When the cluster's concurrency changes over time: which
+        /// connections are busy when. `None`: all of them, all the time.
+        stages: Option<ClosedStages>,
+    },
+    /// Requests are due at a rate that follows `rate` (requests per second
+    /// over time), whatever the target does, spread over `connections`.
+    /// Latency is measured from each request's intended send time
+    /// (coordinated omission corrected).
     Open {
-        rate_per_second: f64,
+        rate: LevelProfile,
         connections: u32,
         arrival: Arrival,
     },
+}
+
+/// A closed-model run whose concurrency follows stages. The cluster's
+/// connections are numbered slots `0..peak`; slot `j` is busy while the
+/// cluster's concurrency exceeds `j`, so the busy slots of all agents add up
+/// to the concurrency at every moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedStages {
+    /// The cluster's concurrency over time.
+    pub concurrency: LevelProfile,
+    /// This agent's slots, one per connection.
+    pub slots: Vec<u32>,
 }
 
 /// How open-model arrivals are spaced.
@@ -41,9 +60,19 @@ pub enum Arrival {
 impl WorkloadModel {
     pub fn connections(&self) -> u32 {
         match *self {
-            WorkloadModel::Closed { connections } | WorkloadModel::Open { connections, .. } => {
+            WorkloadModel::Closed { connections, .. } | WorkloadModel::Open { connections, .. } => {
                 connections
             }
+        }
+    }
+
+    /// Open model: the mean rate over the run, requests per second.
+    pub fn mean_rate(&self) -> Option<f64> {
+        match self {
+            WorkloadModel::Open { rate, .. } => {
+                Some(rate.area() / rate.duration().as_secs_f64().max(f64::MIN_POSITIVE))
+            }
+            WorkloadModel::Closed { .. } => None,
         }
     }
 }
@@ -88,7 +117,10 @@ mod tests {
                 headers: vec![],
                 body: vec![],
             },
-            model: WorkloadModel::Closed { connections: 1 },
+            model: WorkloadModel::Closed {
+                connections: 1,
+                stages: None,
+            },
             duration: Duration::from_millis(d),
             interval: Duration::from_millis(i),
             timeout: Duration::from_secs(1),

@@ -1,115 +1,96 @@
 //! When each request is due (open model).
 //!
-//! The agent's arrivals are evenly spaced at the agent's rate `R`. With `C`
-//! connections, connection `g` takes arrivals `g, g + C, g + 2C, …`, so each
-//! connection runs its own schedule at `R / C` and together they interleave
-//! into one evenly spaced stream — no shared dispatcher, no lock, and a
-//! stalled connection's owed requests stay owed (their latency keeps growing
-//! from their intended time, which is the point).
+//! The agent's rate follows a [`LevelProfile`]; its integral `N(t)` is the
+//! number of arrivals expected by `t`. Arrivals are positions in that
+//! arrival space, mapped to time by `N⁻¹`:
+//!
+//! - constant: positions 0, 1, 2, … — evenly spaced at any fixed rate, and
+//!   following a ramp exactly. With `C` connections, connection `g` takes
+//!   positions `g, g + C, g + 2C, …`, so the connections interleave into one
+//!   evenly spaced stream with no shared dispatcher and no lock.
+//! - Poisson: each connection draws exponential gaps of mean `C` in arrival
+//!   space (a Poisson process at rate `R / C`, time-rescaled through any
+//!   ramp); independent Poisson processes add up to one at the summed rate.
+//!
+//! A stalled connection's owed requests stay owed: their latency keeps
+//! growing from their intended time, which is the point.
 
+use crate::plan::Arrival;
+use crate::profile::LevelProfile;
 use std::time::{Duration, Instant};
-
-/// Intended send times of one connection's share of a constant-rate stream.
-#[derive(Debug, Clone, Copy)]
-pub struct ConstantRateSchedule {
-    start: Instant,
-    first_arrival: u64,
-    stride: u64,
-    nanos_per_arrival: f64,
-}
-
-impl ConstantRateSchedule {
-    /// `connection` in `0..connections`; `rate_per_second` is the whole
-    /// agent's rate, spread over `connections`.
-    pub fn new(start: Instant, rate_per_second: f64, connection: u32, connections: u32) -> Self {
-        Self {
-            start,
-            first_arrival: u64::from(connection),
-            stride: u64::from(connections.max(1)),
-            nanos_per_arrival: 1e9 / rate_per_second,
-        }
-    }
-
-    /// Intended send time of this connection's `k`-th request (0-based).
-    #[inline]
-    pub fn intended(&self, k: u64) -> Instant {
-        let arrival = self.first_arrival + k * self.stride;
-        let offset = (arrival as f64 * self.nanos_per_arrival) as u64;
-        self.start + Duration::from_nanos(offset)
-    }
-
-    /// How many of this connection's requests are due strictly before `end`
-    /// (a duration measured from start).
-    pub fn due_before(&self, end: Duration) -> u64 {
-        // Arrival a is due before `end` when a * nanos_per_arrival < end.
-        let arrivals = (end.as_nanos() as f64 / self.nanos_per_arrival).ceil() as u64;
-        if arrivals <= self.first_arrival {
-            0
-        } else {
-            (arrivals - self.first_arrival).div_ceil(self.stride)
-        }
-    }
-}
 
 /// One connection's arrivals, in order, whatever the arrival process.
 #[derive(Debug, Clone)]
-pub enum ArrivalSchedule {
-    Constant {
-        schedule: ConstantRateSchedule,
-        next: u64,
-        due: u64,
+pub struct ArrivalSchedule {
+    start: Instant,
+    profile: LevelProfile,
+    positions: Positions,
+}
+
+#[derive(Debug, Clone)]
+enum Positions {
+    /// Position `first + k · stride` for k = 0, 1, ….
+    Even { next: u64, stride: u64 },
+    /// Cumulative exponential gaps of mean `mean_gap`.
+    Poisson {
+        at: f64,
+        mean_gap: f64,
+        rng: SplitMix64,
     },
-    Poisson(PoissonSchedule),
 }
 
 impl ArrivalSchedule {
-    /// Connection `connection` of `connections` sharing an agent's
-    /// `rate_per_second`, for arrivals before `start + duration`.
+    /// Connection `connection` of `connections` sharing an agent whose rate
+    /// follows `rate` (requests per second over time, from `start`).
     pub fn new(
         start: Instant,
-        rate_per_second: f64,
-        arrival: crate::plan::Arrival,
+        rate: &LevelProfile,
+        arrival: Arrival,
         connection: u32,
         connections: u32,
-        duration: Duration,
     ) -> Self {
-        match arrival {
-            crate::plan::Arrival::Constant => {
-                let schedule =
-                    ConstantRateSchedule::new(start, rate_per_second, connection, connections);
-                let due = schedule.due_before(duration);
-                ArrivalSchedule::Constant {
-                    schedule,
-                    next: 0,
-                    due,
-                }
-            }
-            crate::plan::Arrival::Poisson { seed } => {
-                ArrivalSchedule::Poisson(PoissonSchedule::new(
-                    start,
-                    rate_per_second / f64::from(connections.max(1)),
-                    stream_seed(seed, connection),
-                    duration,
-                ))
-            }
+        let stride = u64::from(connections.max(1));
+        let positions = match arrival {
+            Arrival::Constant => Positions::Even {
+                next: u64::from(connection),
+                stride,
+            },
+            Arrival::Poisson { seed } => Positions::Poisson {
+                at: 0.0,
+                mean_gap: stride as f64,
+                rng: SplitMix64(stream_seed(seed, connection)),
+            },
+        };
+        Self {
+            start,
+            profile: rate.clone(),
+            positions,
         }
     }
 
     /// The next intended send time, or `None` past the end of the run.
     pub fn next_due(&mut self) -> Option<Instant> {
-        match self {
-            ArrivalSchedule::Constant {
-                schedule,
-                next,
-                due,
-            } => {
-                if *next >= *due {
-                    return None;
-                }
-                *next += 1;
-                Some(schedule.intended(*next - 1))
+        let position = match &mut self.positions {
+            Positions::Even { next, stride } => {
+                let position = *next as f64;
+                *next += *stride;
+                position
             }
-            ArrivalSchedule::Poisson(p) => p.next_due(),
+            Positions::Poisson { at, mean_gap, rng } => {
+                // Inverse transform: -ln(1 - u) is exponential with mean 1.
+                *at += -(1.0 - rng.next_f64()).ln() * *mean_gap;
+                *at
+            }
+        };
+        match self.profile.time_at_area(position) {
+            Some(offset) => Some(self.start + offset),
+            None => {
+                // Stay past the end for good.
+                if let Positions::Poisson { at, .. } = &mut self.positions {
+                    *at = f64::INFINITY;
+                }
+                None
+            }
         }
     }
 
@@ -121,43 +102,6 @@ impl ArrivalSchedule {
             n += 1;
         }
         n
-    }
-}
-
-/// A Poisson process: exponentially distributed gaps with mean `1 / rate`,
-/// drawn from a seeded generator so the same seed gives the same schedule.
-/// Independent Poisson processes add up to one at the summed rate, so each
-/// connection runs its own at `rate / connections`.
-#[derive(Debug, Clone)]
-pub struct PoissonSchedule {
-    start: Instant,
-    mean_gap_nanos: f64,
-    /// Offset of the last arrival from `start`, nanoseconds.
-    at_nanos: f64,
-    end_nanos: f64,
-    rng: SplitMix64,
-}
-
-impl PoissonSchedule {
-    pub fn new(start: Instant, rate_per_second: f64, seed: u64, duration: Duration) -> Self {
-        Self {
-            start,
-            mean_gap_nanos: 1e9 / rate_per_second,
-            at_nanos: 0.0,
-            end_nanos: duration.as_nanos() as f64,
-            rng: SplitMix64(seed),
-        }
-    }
-
-    pub fn next_due(&mut self) -> Option<Instant> {
-        // Inverse transform: -ln(1 - u) is exponential with mean 1.
-        let u = self.rng.next_f64();
-        self.at_nanos += -(1.0 - u).ln() * self.mean_gap_nanos;
-        if self.at_nanos >= self.end_nanos {
-            self.at_nanos = self.end_nanos;
-            return None;
-        }
-        Some(self.start + Duration::from_nanos(self.at_nanos as u64))
     }
 }
 
@@ -194,56 +138,90 @@ fn stream_seed(seed: u64, connection: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::Segment;
+
+    fn flat(rate: f64, secs: f64) -> LevelProfile {
+        LevelProfile::constant(rate, Duration::from_secs_f64(secs)).expect("valid")
+    }
+
+    fn all(mut s: ArrivalSchedule, start: Instant) -> Vec<Duration> {
+        std::iter::from_fn(|| s.next_due())
+            .map(|t| t - start)
+            .collect()
+    }
 
     #[test]
     fn connections_interleave_into_an_even_stream() {
         let start = Instant::now();
         let connections = 4;
+        let rate = flat(1000.0, 0.1);
         let mut times: Vec<Duration> = (0..connections)
             .flat_map(|c| {
-                let s = ConstantRateSchedule::new(start, 1000.0, c, connections);
-                (0..25).map(move |k| s.intended(k) - start)
+                all(
+                    ArrivalSchedule::new(start, &rate, Arrival::Constant, c, connections),
+                    start,
+                )
             })
             .collect();
         times.sort();
+        assert_eq!(times.len(), 100);
         for (i, t) in times.iter().enumerate() {
             assert_eq!(*t, Duration::from_millis(i as u64), "arrival {i}");
         }
     }
 
     #[test]
-    fn due_before_counts_every_arrival_exactly_once() {
+    fn every_arrival_is_counted_exactly_once() {
         let start = Instant::now();
         for (rate, conns, end_ms) in [(1000.0, 4, 100), (333.0, 7, 1000), (5.0, 10, 1000)] {
-            let end = Duration::from_millis(end_ms);
-            let total: u64 = (0..conns)
-                .map(|c| ConstantRateSchedule::new(start, rate, c, conns).due_before(end))
+            let profile = flat(rate, f64::from(end_ms) / 1e3);
+            let total: usize = (0..conns)
+                .map(|c| {
+                    all(
+                        ArrivalSchedule::new(start, &profile, Arrival::Constant, c, conns),
+                        start,
+                    )
+                    .len()
+                })
                 .sum();
-            let expected = (rate * end.as_secs_f64()).ceil() as u64;
+            let expected = (rate * f64::from(end_ms) / 1e3).ceil() as usize;
             assert_eq!(total, expected, "rate {rate} conns {conns}");
-            for c in 0..conns {
-                let s = ConstantRateSchedule::new(start, rate, c, conns);
-                let n = s.due_before(end);
-                if n > 0 {
-                    assert!(s.intended(n - 1) - start < end);
-                }
-                assert!(s.intended(n) - start >= end);
-            }
         }
     }
 
-    fn poisson(seed: u64, start: Instant) -> Vec<Duration> {
-        let mut s = ArrivalSchedule::new(
+    #[test]
+    fn a_ramp_spaces_arrivals_by_the_current_rate() {
+        // 0 → 1000/s over 2 s: 1000 arrivals, N(t) = 250 t², so arrival k is
+        // due at sqrt(k / 250) s and the gaps shrink as the rate grows.
+        let start = Instant::now();
+        let ramp = LevelProfile::new(vec![Segment {
+            duration: Duration::from_secs(2),
+            from: 0.0,
+            to: 1000.0,
+        }])
+        .expect("valid");
+        let times = all(
+            ArrivalSchedule::new(start, &ramp, Arrival::Constant, 0, 1),
             start,
-            1000.0,
-            crate::plan::Arrival::Poisson { seed },
-            0,
-            1,
-            Duration::from_secs(20),
         );
-        std::iter::from_fn(|| s.next_due())
-            .map(|t| t - start)
-            .collect()
+        assert_eq!(times.len(), 1000);
+        for (k, t) in times.iter().enumerate() {
+            let expected = (k as f64 / 250.0).sqrt();
+            assert!(
+                (t.as_secs_f64() - expected).abs() < 1e-6,
+                "arrival {k} at {t:?}"
+            );
+        }
+        // Over the second half the rate averages 750/s: 750 arrivals.
+        let late = times.iter().filter(|t| t.as_secs_f64() >= 1.0).count();
+        assert_eq!(late, 750);
+    }
+
+    fn poisson(seed: u64, start: Instant) -> Vec<Duration> {
+        all(
+            ArrivalSchedule::new(start, &flat(1000.0, 20.0), Arrival::Poisson { seed }, 0, 1),
+            start,
+        )
     }
 
     #[test]
@@ -276,40 +254,53 @@ mod tests {
     }
 
     #[test]
-    fn connections_get_independent_streams_that_add_up_to_the_rate() {
+    fn poisson_follows_a_ramp() {
+        // 0 → 2000/s over 10 s, 10 connections: 10 000 arrivals expected, a
+        // quarter of them in the first half.
         let start = Instant::now();
-        let total: usize = (0..10)
-            .map(|c| {
-                let mut s = ArrivalSchedule::new(
+        let ramp = LevelProfile::new(vec![Segment {
+            duration: Duration::from_secs(10),
+            from: 0.0,
+            to: 2000.0,
+        }])
+        .expect("valid");
+        let times: Vec<Duration> = (0..10)
+            .flat_map(|c| {
+                all(
+                    ArrivalSchedule::new(start, &ramp, Arrival::Poisson { seed: 3 }, c, 10),
                     start,
-                    2000.0,
-                    crate::plan::Arrival::Poisson { seed: 1 },
-                    c,
-                    10,
-                    Duration::from_secs(10),
-                );
-                std::iter::from_fn(|| s.next_due()).count()
+                )
             })
-            .sum();
-        assert!((19_400..=20_600).contains(&total), "{total} arrivals");
+            .collect();
+        assert!((9_700..=10_300).contains(&times.len()), "{}", times.len());
+        let first_half = times.iter().filter(|t| t.as_secs() < 5).count();
+        assert!((2_350..=2_650).contains(&first_half), "{first_half}");
     }
 
     #[test]
-    fn constant_schedule_through_the_common_interface() {
+    fn connections_get_independent_streams_that_add_up_to_the_rate() {
         let start = Instant::now();
-        let mut s = ArrivalSchedule::new(
-            start,
-            100.0,
-            crate::plan::Arrival::Constant,
-            0,
-            1,
-            Duration::from_secs(1),
-        );
-        assert_eq!(s.due_by(start + Duration::from_millis(55)), 6);
-        let all: Vec<Duration> = std::iter::from_fn(|| s.next_due())
-            .map(|t| t - start)
+        let rate = flat(2000.0, 10.0);
+        let streams: Vec<Vec<Duration>> = (0..10)
+            .map(|c| {
+                all(
+                    ArrivalSchedule::new(start, &rate, Arrival::Poisson { seed: 1 }, c, 10),
+                    start,
+                )
+            })
             .collect();
-        assert_eq!(all.len(), 100);
-        assert_eq!(all[3], Duration::from_millis(30));
+        let total: usize = streams.iter().map(Vec::len).sum();
+        assert!((19_400..=20_600).contains(&total), "{total} arrivals");
+        assert_ne!(streams[0][..10], streams[1][..10]);
+    }
+
+    #[test]
+    fn due_by_counts_what_is_owed() {
+        let start = Instant::now();
+        let s = ArrivalSchedule::new(start, &flat(100.0, 1.0), Arrival::Constant, 0, 1);
+        assert_eq!(s.due_by(start + Duration::from_millis(55)), 6);
+        let times = all(s, start);
+        assert_eq!(times.len(), 100);
+        assert_eq!(times[3], Duration::from_millis(30));
     }
 }

@@ -2,7 +2,8 @@
 //! A slice from the coordinator is checked here: it comes from a peer.
 
 use crate::engine::IntervalRecord;
-use crate::plan::{Arrival, LoadPlan, RequestTemplate, WorkloadModel};
+use crate::plan::{Arrival, ClosedStages, LoadPlan, RequestTemplate, WorkloadModel};
+use crate::profile::{LevelProfile, Segment};
 use stampede_proto::histogram::{self, Encoding};
 use stampede_proto::v1;
 use std::time::Duration;
@@ -22,6 +23,61 @@ fn invalid(field: &'static str, why: impl Into<String>) -> SliceError {
     }
 }
 
+/// Most segments a profile from a peer may have (a step sweep of a few
+/// hundred levels fits many times over).
+const MAX_SEGMENTS: usize = 10_000;
+
+/// Checks a level profile from the coordinator: sane levels, and segments
+/// that add up to the slice's duration.
+fn profile(
+    field: &'static str,
+    segments: &[v1::ProfileSegment],
+    duration: Duration,
+) -> Result<LevelProfile, SliceError> {
+    if segments.len() > MAX_SEGMENTS {
+        return Err(invalid(
+            field,
+            format!("{} segments (at most {MAX_SEGMENTS})", segments.len()),
+        ));
+    }
+    let total: u64 = segments
+        .iter()
+        .map(|s| s.duration_micros)
+        .fold(0, u64::saturating_add);
+    if Duration::from_micros(total) != duration {
+        return Err(invalid(
+            field,
+            format!(
+                "segments last {total} µs, the slice {} µs",
+                duration.as_micros()
+            ),
+        ));
+    }
+    LevelProfile::new(
+        segments
+            .iter()
+            .map(|s| Segment {
+                duration: Duration::from_micros(s.duration_micros),
+                from: s.from,
+                to: s.to,
+            })
+            .collect(),
+    )
+    .map_err(|e| invalid(field, e.to_string()))
+}
+
+fn segments_to_wire(profile: &LevelProfile) -> Vec<v1::ProfileSegment> {
+    profile
+        .segments()
+        .iter()
+        .map(|s| v1::ProfileSegment {
+            duration_micros: s.duration.as_micros() as u64,
+            from: s.from,
+            to: s.to,
+        })
+        .collect()
+}
+
 /// Checks a slice from the coordinator and turns it into a [`LoadPlan`].
 pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
     let request = slice.request.ok_or(SliceError::Missing("request"))?;
@@ -32,24 +88,50 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
             format!("scheme {:?} is not supported (http only)", url.scheme()),
         ));
     }
+    let duration = match slice.duration_micros {
+        0 => return Err(invalid("duration", "must be positive")),
+        micros => Duration::from_micros(micros),
+    };
     let model = match slice.model.ok_or(SliceError::Missing("model"))? {
         v1::load_slice::Model::Closed(c) => {
             if c.connections == 0 {
                 return Err(invalid("closed.connections", "must be at least 1"));
             }
+            let stages = if c.concurrency.is_empty() {
+                None
+            } else {
+                let concurrency = profile("closed.concurrency", &c.concurrency, duration)?;
+                if c.slots.len() != c.connections as usize {
+                    return Err(invalid(
+                        "closed.slots",
+                        format!("{} slots for {} connections", c.slots.len(), c.connections),
+                    ));
+                }
+                Some(ClosedStages {
+                    concurrency,
+                    slots: c.slots,
+                })
+            };
             WorkloadModel::Closed {
                 connections: c.connections,
+                stages,
             }
         }
         v1::load_slice::Model::Open(o) => {
-            if !(o.rate_per_second.is_finite() && o.rate_per_second > 0.0) {
-                return Err(invalid("open.rate_per_second", "must be a positive number"));
-            }
             if o.connections == 0 {
                 return Err(invalid("open.connections", "must be at least 1"));
             }
+            let rate = if o.rate_profile.is_empty() {
+                if !(o.rate_per_second.is_finite() && o.rate_per_second > 0.0) {
+                    return Err(invalid("open.rate_per_second", "must be a positive number"));
+                }
+                LevelProfile::constant(o.rate_per_second, duration)
+                    .map_err(|e| invalid("open.rate_per_second", e.to_string()))?
+            } else {
+                profile("open.rate_profile", &o.rate_profile, duration)?
+            };
             WorkloadModel::Open {
-                rate_per_second: o.rate_per_second,
+                rate,
                 connections: o.connections,
                 arrival: match v1::Arrival::try_from(o.arrival) {
                     Ok(v1::Arrival::Constant) => Arrival::Constant,
@@ -83,7 +165,7 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
             body: request.body,
         },
         model,
-        duration: positive("duration", slice.duration_micros)?,
+        duration,
         interval: positive("interval", slice.interval_micros)?,
         timeout: positive("timeout", slice.timeout_micros)?,
         graceful_stop: Duration::from_micros(slice.graceful_stop_micros),
@@ -116,25 +198,34 @@ pub fn slice_from_plan(plan: &LoadPlan) -> v1::LoadSlice {
                 .collect(),
             body: plan.request.body.clone(),
         }),
-        model: Some(match plan.model {
-            WorkloadModel::Closed { connections } => {
-                v1::load_slice::Model::Closed(v1::ClosedModel { connections })
-            }
+        model: Some(match &plan.model {
+            WorkloadModel::Closed {
+                connections,
+                stages,
+            } => v1::load_slice::Model::Closed(v1::ClosedModel {
+                connections: *connections,
+                concurrency: stages
+                    .as_ref()
+                    .map(|s| segments_to_wire(&s.concurrency))
+                    .unwrap_or_default(),
+                slots: stages.as_ref().map(|s| s.slots.clone()).unwrap_or_default(),
+            }),
             WorkloadModel::Open {
-                rate_per_second,
+                rate,
                 connections,
                 arrival,
             } => v1::load_slice::Model::Open(v1::OpenModel {
-                rate_per_second,
-                connections,
+                rate_per_second: plan.model.mean_rate().unwrap_or_default(),
+                connections: *connections,
                 arrival: match arrival {
                     Arrival::Constant => v1::Arrival::Constant as i32,
                     Arrival::Poisson { .. } => v1::Arrival::Poisson as i32,
                 },
                 seed: match arrival {
                     Arrival::Constant => 0,
-                    Arrival::Poisson { seed } => seed,
+                    Arrival::Poisson { seed } => *seed,
                 },
+                rate_profile: segments_to_wire(rate),
             }),
         }),
         duration_micros: micros(plan.duration),
@@ -204,7 +295,15 @@ mod tests {
                 body: b"{}".to_vec(),
             },
             model: WorkloadModel::Open {
-                rate_per_second: 123.5,
+                rate: LevelProfile::new(vec![
+                    Segment {
+                        duration: Duration::from_secs(2),
+                        from: 0.0,
+                        to: 123.5,
+                    },
+                    Segment::flat(123.5, Duration::from_secs(1)),
+                ])
+                .expect("valid"),
                 connections: 7,
                 arrival: Arrival::Poisson { seed: 42 },
             },
@@ -220,6 +319,25 @@ mod tests {
     fn plan_survives_the_wire() {
         let p = plan();
         assert_eq!(plan_from_slice(slice_from_plan(&p)).expect("valid"), p);
+        let closed = LoadPlan {
+            model: WorkloadModel::Closed {
+                connections: 2,
+                stages: Some(ClosedStages {
+                    concurrency: LevelProfile::new(vec![Segment {
+                        duration: Duration::from_secs(3),
+                        from: 0.0,
+                        to: 4.0,
+                    }])
+                    .expect("valid"),
+                    slots: vec![1, 3],
+                }),
+            },
+            ..plan()
+        };
+        assert_eq!(
+            plan_from_slice(slice_from_plan(&closed)).expect("valid"),
+            closed
+        );
     }
 
     #[test]
@@ -228,9 +346,34 @@ mod tests {
         s.model = Some(v1::load_slice::Model::Open(v1::OpenModel {
             rate_per_second: -1.0,
             connections: 1,
+            rate_profile: vec![],
             ..Default::default()
         }));
         assert!(plan_from_slice(s).is_err());
+        let mut s = slice_from_plan(&plan());
+        if let Some(v1::load_slice::Model::Open(o)) = s.model.as_mut() {
+            o.rate_profile[0].duration_micros += 1;
+        }
+        assert!(
+            plan_from_slice(s).is_err(),
+            "segments must add up to the duration"
+        );
+        let mut s = slice_from_plan(&plan());
+        if let Some(v1::load_slice::Model::Open(o)) = s.model.as_mut() {
+            o.rate_profile[1].to = f64::NAN;
+        }
+        assert!(plan_from_slice(s).is_err());
+        let mut s = slice_from_plan(&plan());
+        s.model = Some(v1::load_slice::Model::Closed(v1::ClosedModel {
+            connections: 2,
+            concurrency: vec![v1::ProfileSegment {
+                duration_micros: 3_000_000,
+                from: 1.0,
+                to: 2.0,
+            }],
+            slots: vec![0],
+        }));
+        assert!(plan_from_slice(s).is_err(), "one slot per connection");
         let mut s = slice_from_plan(&plan());
         s.interval_micros = 0;
         assert!(plan_from_slice(s).is_err());

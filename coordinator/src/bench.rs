@@ -4,7 +4,7 @@
 
 use crate::cluster::run_coordinator;
 use crate::report::model::RunReport;
-use crate::scenario::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target};
+use crate::scenario::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target, stages};
 use stampede_agent::engine::EngineOptions;
 use stampede_agent::{AgentConfig, run_agent};
 use std::time::Duration;
@@ -51,6 +51,8 @@ pub fn scenario(o: &BenchOptions) -> Scenario {
             interval: Duration::from_secs(1),
             graceful_stop: o.timeout.min(Duration::from_secs(5)),
             think_time: None,
+            phases: stages::steady(o.rate.unwrap_or(f64::from(o.connections)), o.duration),
+            staged: false,
         },
         regions: vec![RegionSpec {
             name: LOCAL_REGION.into(),

@@ -5,7 +5,7 @@
 
 use crate::cluster::run_coordinator;
 use crate::report::model::RunReport;
-use crate::scenario::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target};
+use crate::scenario::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target, stages};
 use stampede_agent::{AgentConfig, run_agent};
 use stampede_target::{DelaySpec, TargetConfig, TargetServer};
 use std::collections::BTreeMap;
@@ -77,6 +77,8 @@ pub fn scenario(options: &DemoOptions, target_port: u16) -> Scenario {
             interval: Duration::from_secs(1),
             graceful_stop: Duration::from_secs(5),
             think_time: None,
+            phases: stages::steady(options.rate, options.duration),
+            staged: false,
         },
         regions: REGIONS
             .iter()

@@ -254,12 +254,16 @@ pub struct AgentProgress {
 /// and its region's open interval. Global figures are sums of the regions',
 /// added once per interval (and once at the end), not once per report.
 pub struct RunMerge {
+    /// Cumulative totals per region, warm-up excluded.
     pub regions: BTreeMap<String, Totals>,
     pub agents: BTreeMap<Uuid, AgentProgress>,
     /// Agents not yet done.
     active: usize,
     open: BTreeMap<u32, OpenInterval>,
     closed: Vec<ClosedInterval>,
+    /// Intervals `0..warmup` are the warm-up: kept as intervals, left out of
+    /// every cumulative total.
+    warmup: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -277,8 +281,9 @@ pub enum MergeError {
 }
 
 impl RunMerge {
-    /// `agents`: every agent of the run with its region.
-    pub fn new(agents: impl IntoIterator<Item = (Uuid, String)>) -> Self {
+    /// `agents`: every agent of the run with its region. Intervals below
+    /// `warmup_intervals` are the warm-up.
+    pub fn new(agents: impl IntoIterator<Item = (Uuid, String)>, warmup_intervals: u32) -> Self {
         let mut regions = BTreeMap::new();
         let agents: BTreeMap<Uuid, AgentProgress> = agents
             .into_iter()
@@ -302,7 +307,13 @@ impl RunMerge {
             agents,
             open: BTreeMap::new(),
             closed: Vec::new(),
+            warmup: warmup_intervals,
         }
+    }
+
+    /// True for an interval of the warm-up.
+    pub fn is_warmup(&self, index: u32) -> bool {
+        index < self.warmup
     }
 
     /// Adds one agent interval everywhere it counts, then closes the
@@ -327,7 +338,10 @@ impl RunMerge {
         agent.last_index = Some(report.index);
         agent.intervals += 1;
         agent.done = report.last;
-        agent.totals.add_interval(&report);
+        let measured = report.index >= self.warmup;
+        if measured {
+            agent.totals.add_interval(&report);
+        }
         if report.last {
             self.active -= 1;
         }
@@ -349,10 +363,12 @@ impl RunMerge {
                 .regions
                 .insert(region.clone(), SealedTotals::seal(&regional));
             // The closed interval is already in the cumulative totals.
-            self.regions
-                .entry(region)
-                .or_default()
-                .add_interval(&report);
+            if measured {
+                self.regions
+                    .entry(region)
+                    .or_default()
+                    .add_interval(&report);
+            }
         } else {
             let open = self
                 .open
@@ -440,10 +456,14 @@ impl RunMerge {
     fn close(&mut self, index: u32, open: OpenInterval) {
         let mut global = Totals::default();
         let mut regions = BTreeMap::new();
+        let measured = index >= self.warmup;
         for (region, open_totals) in &open.regions {
             let totals = open_totals.to_totals();
             global.add(&totals);
-            self.regions.entry(region.clone()).or_default().add(&totals);
+            let cumulative = self.regions.entry(region.clone()).or_default();
+            if measured {
+                cumulative.add(&totals);
+            }
             regions.insert(region.clone(), SealedTotals::seal(&totals));
         }
         self.closed.push(ClosedInterval {

@@ -6,8 +6,10 @@
 //! apportioned by largest remainder, so the sums are exact: the agents'
 //! connections add up to the scenario's, and their rates to its rate.
 
-use crate::scenario::{Arrival, Model, Scenario, Share};
-use stampede_agent::plan::{Arrival as AgentArrival, LoadPlan, RequestTemplate, WorkloadModel};
+use crate::scenario::{Arrival, Model, Scenario, Share, stages};
+use stampede_agent::plan::{
+    Arrival as AgentArrival, ClosedStages, LoadPlan, RequestTemplate, WorkloadModel,
+};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -101,21 +103,45 @@ pub fn plan(
     }
     let region_connections = apportion(scenario.load.connections, &weights, &minimums);
 
+    // Every agent's connections, in one order across regions: closed-model
+    // stages deal the cluster's connection slots out of this.
+    let mut counts = Vec::with_capacity(agents.len());
+    for (region, connections) in scenario.regions.iter().zip(&region_connections) {
+        let n = by_region[region.name.as_str()].len();
+        counts.extend(apportion(*connections, &vec![1.0; n], &vec![1; n]));
+    }
+    let mut slots = match scenario.load.model {
+        Model::Closed if scenario.load.staged => deal_slots(&counts),
+        _ => vec![Vec::new(); counts.len()],
+    }
+    .into_iter();
+    let mut counts = counts.into_iter();
+    // The cluster's level over time; agents get it scaled (rates) or their
+    // slots in it (connections).
+    let profile = stages::profile(&scenario.load.phases);
+
     let mut out = Vec::with_capacity(agents.len());
-    for (region, connections) in scenario.regions.iter().zip(region_connections) {
+    for region in &scenario.regions {
         let ids = &by_region[region.name.as_str()];
-        let per_agent = apportion(connections, &vec![1.0; ids.len()], &vec![1; ids.len()]);
         let request = RequestTemplate {
             method: scenario.target.method.clone(),
             url: scenario.target.url_for(&region.name).clone(),
             headers: scenario.target.headers.clone(),
             body: scenario.target.body.clone(),
         };
-        for (position, (id, connections)) in ids.iter().zip(per_agent).enumerate() {
+        for (position, id) in ids.iter().enumerate() {
+            let connections = counts.next().unwrap_or(1);
+            let agent_slots = slots.next().unwrap_or_default();
             let model = match scenario.load.model {
-                Model::Closed => WorkloadModel::Closed { connections },
-                Model::Open { rate, arrival } => WorkloadModel::Open {
-                    rate_per_second: rate * fractions[&region.name] / ids.len() as f64,
+                Model::Closed => WorkloadModel::Closed {
+                    connections,
+                    stages: scenario.load.staged.then(|| ClosedStages {
+                        concurrency: profile.clone(),
+                        slots: agent_slots,
+                    }),
+                },
+                Model::Open { arrival, .. } => WorkloadModel::Open {
+                    rate: profile.scaled(fractions[&region.name] / ids.len() as f64),
                     connections,
                     arrival: match arrival {
                         Arrival::Constant => AgentArrival::Constant,
@@ -143,6 +169,35 @@ pub fn plan(
         }
     }
     Ok(out)
+}
+
+/// Deals the cluster's connection slots `0..sum(counts)` to agents so that
+/// agent `a` gets `counts[a]` of them, spread evenly through the order
+/// (smooth weighted round-robin). Slot `j` is busy while the concurrency
+/// exceeds `j`, so at any level each agent's busy share stays within about
+/// one connection of its weight, and the busy slots add up exactly.
+pub fn deal_slots(counts: &[u32]) -> Vec<Vec<u32>> {
+    let total: i64 = counts.iter().map(|&c| i64::from(c)).sum();
+    let mut credit = vec![0i64; counts.len()];
+    let mut slots: Vec<Vec<u32>> = counts
+        .iter()
+        .map(|&c| Vec::with_capacity(c as usize))
+        .collect();
+    for slot in 0..total {
+        for (credit, &count) in credit.iter_mut().zip(counts) {
+            *credit += i64::from(count);
+        }
+        // The first agent with the most credit (ties: earliest).
+        let mut pick = 0;
+        for (a, &c) in credit.iter().enumerate() {
+            if c > credit[pick] {
+                pick = a;
+            }
+        }
+        credit[pick] -= total;
+        slots[pick].push(slot as u32);
+    }
+    slots
 }
 
 /// A per-agent seed: stable for the same scenario seed and agent place, so
@@ -231,6 +286,14 @@ mod tests {
                 interval: Duration::from_secs(1),
                 graceful_stop: Duration::from_secs(1),
                 think_time: None,
+                phases: crate::scenario::stages::steady(
+                    match model {
+                        Model::Open { rate, .. } => rate,
+                        Model::Closed => f64::from(connections),
+                    },
+                    Duration::from_secs(1),
+                ),
+                staged: false,
             },
             regions: regions
                 .into_iter()
@@ -269,12 +332,7 @@ mod tests {
         let rate = |region: &str| -> f64 {
             plan.iter()
                 .filter(|a| a.region == region)
-                .map(|a| match a.plan.model {
-                    WorkloadModel::Open {
-                        rate_per_second, ..
-                    } => rate_per_second,
-                    WorkloadModel::Closed { .. } => 0.0,
-                })
+                .map(|a| a.plan.model.mean_rate().unwrap_or_default())
                 .sum()
         };
         assert!((rate("a") - 600.0).abs() < 1e-9);
@@ -307,6 +365,111 @@ mod tests {
             plan(&s, &agents(&[("a", 1), ("b", 1), ("z", 1)])),
             Err(PlanError::UnknownRegion { .. })
         ));
+    }
+
+    #[test]
+    fn slots_are_dealt_evenly_and_completely() {
+        let counts = [5, 3, 2];
+        let slots = deal_slots(&counts);
+        for (s, &c) in slots.iter().zip(&counts) {
+            assert_eq!(s.len(), c as usize);
+        }
+        let mut all: Vec<u32> = slots.iter().flatten().copied().collect();
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        // At every level L the agents' busy slots (those below L) stay
+        // within one of their share of L.
+        for level in 0..=10u32 {
+            for (s, &c) in slots.iter().zip(&counts) {
+                let busy = s.iter().filter(|&&j| j < level).count() as f64;
+                let ideal = f64::from(level) * f64::from(c) / 10.0;
+                assert!(
+                    (busy - ideal).abs() < 1.0 + 1e-9,
+                    "level {level}: {busy} vs {ideal}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn staged_plans_scale_rates_and_deal_slots() {
+        use crate::scenario::{Phase, PhaseKind};
+        let phases = vec![
+            Phase {
+                kind: PhaseKind::Warmup,
+                stage: 0,
+                duration: Duration::from_secs(2),
+                from: 40.0,
+                to: 40.0,
+            },
+            Phase {
+                kind: PhaseKind::Ramp,
+                stage: 1,
+                duration: Duration::from_secs(4),
+                from: 40.0,
+                to: 400.0,
+            },
+        ];
+        let mut s = scenario(
+            Model::Open {
+                rate: 220.0,
+                arrival: Arrival::Constant,
+            },
+            8,
+            vec![("a", 2, Share::Weight(3.0)), ("b", 2, Share::Weight(1.0))],
+        );
+        s.load.phases = phases.clone();
+        s.load.duration = Duration::from_secs(6);
+        s.load.staged = true;
+        let list = agents(&[("a", 2), ("b", 2)]);
+        let plan_open = plan(&s, &list).expect("plans");
+        let at = |t: f64| -> f64 {
+            plan_open
+                .iter()
+                .map(|a| match &a.plan.model {
+                    WorkloadModel::Open { rate, .. } => rate.level_at(Duration::from_secs_f64(t)),
+                    WorkloadModel::Closed { .. } => 0.0,
+                })
+                .sum()
+        };
+        assert!((at(1.0) - 40.0).abs() < 1e-9);
+        assert!((at(4.0) - 220.0).abs() < 1e-9);
+        let a_share: f64 = plan_open
+            .iter()
+            .filter(|a| a.region == "a")
+            .map(|a| a.plan.model.mean_rate().unwrap_or_default())
+            .sum();
+        let total: f64 = plan_open
+            .iter()
+            .map(|a| a.plan.model.mean_rate().unwrap_or_default())
+            .sum();
+        assert!((a_share / total - 0.75).abs() < 1e-9);
+
+        // Closed: 0 → 8 connections; the agents' slots cover 0..8 once.
+        s.load.model = Model::Closed;
+        s.load.phases = vec![Phase {
+            kind: PhaseKind::Ramp,
+            stage: 0,
+            duration: Duration::from_secs(6),
+            from: 0.0,
+            to: 8.0,
+        }];
+        let plan_closed = plan(&s, &list).expect("plans");
+        let mut slots: Vec<u32> = plan_closed
+            .iter()
+            .flat_map(|a| match &a.plan.model {
+                WorkloadModel::Closed {
+                    connections,
+                    stages: Some(st),
+                } => {
+                    assert_eq!(st.slots.len(), *connections as usize);
+                    st.slots.clone()
+                }
+                other => panic!("unexpected model {other:?}"),
+            })
+            .collect();
+        slots.sort();
+        assert_eq!(slots, (0..8).collect::<Vec<_>>());
     }
 
     proptest! {
@@ -348,10 +511,7 @@ mod tests {
             let plan = plan(&s, &agents(&list)).expect("plans");
             prop_assert_eq!(plan.len() as u32, agent_count);
             prop_assert_eq!(plan.iter().map(|a| a.plan.model.connections()).sum::<u32>(), agent_count + extra);
-            let total: f64 = plan.iter().map(|a| match a.plan.model {
-                WorkloadModel::Open { rate_per_second, .. } => rate_per_second,
-                WorkloadModel::Closed { .. } => 0.0,
-            }).sum();
+            let total: f64 = plan.iter().map(|a| a.plan.model.mean_rate().unwrap_or_default()).sum();
             prop_assert!((total - rate).abs() <= rate * 1e-9);
         }
     }

@@ -215,7 +215,7 @@ pub async fn run(
     info!(%run_id, starts_in = ?scenario.start_delay, duration = ?scenario.load.duration, "run starting");
 
     // 4. Collect and merge until every agent is done (or the deadline).
-    let mut merge = RunMerge::new(roster);
+    let mut merge = RunMerge::new(roster, scenario.load.warmup_intervals());
     let mut notes = Vec::new();
     let mut deadline = Instant::now()
         + scenario.start_delay

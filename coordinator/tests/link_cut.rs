@@ -65,15 +65,15 @@ async fn a_cut_link_stops_the_load_and_the_agent_is_marked_lost() {
         "link-cut",
         target.url.clone(),
         Load {
-            model: Model::Open {
-                rate: 200.0,
-                arrival: Arrival::Constant,
-            },
-            connections: 4,
-            duration: Duration::from_secs(30),
-            interval: Duration::from_secs(1),
             graceful_stop: Duration::from_secs(2),
-            think_time: None,
+            ..Load::constant(
+                Model::Open {
+                    rate: 200.0,
+                    arrival: Arrival::Constant,
+                },
+                4,
+                Duration::from_secs(30),
+            )
         },
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

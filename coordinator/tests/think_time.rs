@@ -18,12 +18,9 @@ async fn think_time_paces_each_virtual_user() {
         "think",
         target.url.clone(),
         Load {
-            model: Model::Closed,
-            connections: 2,
-            duration: Duration::from_secs(2),
-            interval: Duration::from_secs(1),
             graceful_stop: Duration::from_secs(2),
             think_time: Some((Duration::from_millis(50), Duration::from_millis(50))),
+            ..Load::constant(Model::Closed, 2, Duration::from_secs(2))
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

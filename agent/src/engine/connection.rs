@@ -34,14 +34,10 @@ pub(crate) struct RunContext {
 }
 
 impl RunContext {
-    /// No new request is sent at or after this instant.
-    fn end(&self) -> Instant {
-        self.start + self.plan.duration
-    }
-
-    /// In-flight and owed requests still unfinished at this instant are interrupted.
+    /// In-flight and owed requests still unfinished at this instant are
+    /// interrupted (no new request is sent after the duration).
     fn hard_stop(&self) -> Instant {
-        self.end() + self.plan.graceful_stop
+        self.start + self.plan.duration + self.plan.graceful_stop
     }
 }
 
@@ -106,20 +102,39 @@ impl ConnectionLoop {
 
     pub(crate) async fn run(mut self) {
         self.preconnect().await;
-        match self.ctx.plan.model {
-            WorkloadModel::Closed { .. } => self.run_closed().await,
+        match &self.ctx.plan.model {
+            WorkloadModel::Closed { stages, .. } => {
+                let busy = match stages {
+                    // This connection's slot is busy while the cluster's
+                    // concurrency exceeds it.
+                    Some(stages) => stages
+                        .slots
+                        .get(self.index as usize)
+                        .map(|&slot| stages.concurrency.windows_above(slot))
+                        .unwrap_or_default(),
+                    None => vec![(Duration::ZERO, self.ctx.plan.duration)],
+                };
+                for (from, until) in busy {
+                    let (from, until) = (self.ctx.start + from, self.ctx.start + until);
+                    if !self.run_closed(from, until).await {
+                        return;
+                    }
+                    // Idle until the next window: a virtual user that left
+                    // takes its connection with it.
+                    self.conn = None;
+                }
+            }
             WorkloadModel::Open {
-                rate_per_second,
+                rate,
                 connections,
                 arrival,
             } => {
                 let schedule = ArrivalSchedule::new(
                     self.ctx.start.into_std(),
-                    rate_per_second,
-                    arrival,
+                    rate,
+                    *arrival,
                     self.index,
-                    connections,
-                    self.ctx.plan.duration,
+                    *connections,
                 );
                 self.run_open(schedule).await
             }
@@ -178,21 +193,22 @@ impl ConnectionLoop {
         }
     }
 
-    async fn run_closed(&mut self) {
-        if !self.wait_until(self.ctx.start).await {
-            return;
+    /// Sends back to back from `from` until `until`; in-flight requests at
+    /// `until` finish normally. False when the run was cancelled or stopped.
+    async fn run_closed(&mut self, from: Instant, until: Instant) -> bool {
+        if !self.wait_until(from).await {
+            return false;
         }
-        let end = self.ctx.end();
         let mut backoff = Duration::from_millis(10);
         loop {
             let sent = Instant::now();
-            if sent >= end {
-                return;
+            if sent >= until {
+                return true;
             }
             match self.exchange(sent).await {
                 Exchange::Interrupted => {
                     self.recorder.borrow_mut().record_interrupted(1);
-                    return;
+                    return false;
                 }
                 Exchange::Failed(FailureClass::Connect) => {
                     self.record_failure(FailureClass::Connect, sent, None);
@@ -200,8 +216,8 @@ impl ConnectionLoop {
                     // not a load figure anyone wants.
                     let resume = Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
-                    if !self.wait_until(resume.min(end)).await {
-                        return;
+                    if !self.wait_until(resume.min(until)).await {
+                        return false;
                     }
                 }
                 outcome => {
@@ -210,8 +226,8 @@ impl ConnectionLoop {
                     // A virtual user's think time before its next request.
                     if let Some((min, max)) = self.ctx.plan.think_time {
                         let pause = self.rng.duration_between(min, max);
-                        if !self.wait_until((Instant::now() + pause).min(end)).await {
-                            return;
+                        if !self.wait_until((Instant::now() + pause).min(until)).await {
+                            return false;
                         }
                     }
                 }

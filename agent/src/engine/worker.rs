@@ -57,7 +57,7 @@ async fn worker_loop(
     out: UnboundedSender<WorkerInterval>,
 ) {
     let recorder = Rc::new(RefCell::new(IntervalRecorder::new()));
-    let pacer = match ctx.plan.model {
+    let pacer = match &ctx.plan.model {
         WorkloadModel::Open { .. } => match Pacer::new() {
             Ok(pacer) => {
                 tokio::task::spawn_local(pacer.clone().drive());

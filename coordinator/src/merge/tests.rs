@@ -72,7 +72,7 @@ proptest! {
             .iter()
             .flat_map(|r| (0..3).map(move |_| (Uuid::new_v4(), r.to_string())))
             .collect();
-        let mut merge = RunMerge::new(agents.clone());
+        let mut merge = RunMerge::new(agents.clone(), 0);
 
         let mut reference = new_latency_histogram();
         let mut region_reference: BTreeMap<&str, Histogram<u64>> = BTreeMap::new();
@@ -126,7 +126,7 @@ proptest! {
 #[test]
 fn intervals_close_only_when_every_running_agent_passed_them() {
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-    let mut merge = RunMerge::new([(a, "x".to_owned()), (b, "y".to_owned())]);
+    let mut merge = RunMerge::new([(a, "x".to_owned()), (b, "y".to_owned())], 0);
     let add = |m: &mut RunMerge, id, i, last| {
         m.add(
             wire::agent_interval(wire_report(id, i, &[100, 200], last, Encoding::Deflate))
@@ -159,4 +159,35 @@ fn intervals_close_only_when_every_running_agent_passed_them() {
         add(&mut merge, Uuid::new_v4(), 2, false),
         Err(MergeError::UnknownAgent(_))
     ));
+}
+
+#[test]
+fn warmup_intervals_are_kept_apart_from_every_total() {
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    // Two warm-up intervals, then two measured ones.
+    let mut merge = RunMerge::new([(a, "x".to_owned()), (b, "y".to_owned())], 2);
+    for index in 0..4 {
+        for id in [a, b] {
+            // Warm-up samples are slow (50 ms), measured ones fast (1 ms).
+            let samples: &[u64] = if index < 2 { &[50_000; 5] } else { &[1_000; 3] };
+            let report = wire_report(id, index, samples, index == 3, Encoding::Deflate);
+            merge
+                .add(wire::agent_interval(report).expect("decodes"))
+                .expect("adds");
+        }
+    }
+    let global = merge.global();
+    assert_eq!(global.outcomes.success, 2 * 2 * 3, "measured samples only");
+    assert_eq!(
+        global.latency.max(),
+        global.latency.highest_equivalent(1_000)
+    );
+    for agent in merge.agents.values() {
+        assert_eq!(agent.totals.outcomes.success, 6);
+    }
+    // The warm-up's intervals are still there, with their own figures.
+    let intervals = merge.intervals();
+    assert_eq!(intervals.len(), 4);
+    assert!(merge.is_warmup(intervals[1].index) && !merge.is_warmup(intervals[2].index));
+    assert_eq!(intervals[0].global.unseal().outcomes.success, 10);
 }

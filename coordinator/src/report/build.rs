@@ -2,7 +2,7 @@
 
 use super::model::*;
 use crate::merge::{RunMerge, Totals};
-use crate::scenario::{Arrival, Model, Scenario};
+use crate::scenario::{Arrival, Model, PhaseKind, Scenario};
 use base64::Engine;
 use hdrhistogram::Histogram;
 use stampede_proto::histogram::{
@@ -44,9 +44,10 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
         .max()
         .unwrap_or(start_unix_nanos);
     // Rates are per second of the nominal duration, or of the time the run
-    // actually lasted when it was cut short.
+    // actually lasted when it was cut short; the warm-up counts in neither.
     let elapsed = (end_unix_nanos - start_unix_nanos).max(0) as f64 / 1e9;
-    let duration = scenario.load.duration.as_secs_f64().min(elapsed);
+    let warmup = scenario.load.warmup().as_secs_f64();
+    let duration = (scenario.load.duration.as_secs_f64().min(elapsed) - warmup).max(0.0);
     let fractions = crate::plan::region_fractions(scenario);
     let total_rate = match scenario.load.model {
         Model::Open { rate, .. } => Some(rate),
@@ -100,6 +101,7 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
                 index: closed.index,
                 start_s: (closed.start_unix_nanos - start_unix_nanos) as f64 / 1e9,
                 end_s: (closed.end_unix_nanos - start_unix_nanos) as f64 / 1e9,
+                warmup: merge.is_warmup(closed.index),
                 global: interval_figures(&closed.global.unseal(), seconds),
                 regions: closed
                     .regions
@@ -140,7 +142,71 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
         regions,
         agents: agent_reports,
         intervals,
+        stages: if scenario.load.staged {
+            stage_reports(scenario, merge, elapsed)
+        } else {
+            Vec::new()
+        },
     }
+}
+
+/// Each phase's figures: the sum of the intervals it spans (phases start
+/// and end on interval boundaries, so nothing is split).
+fn stage_reports(scenario: &Scenario, merge: &RunMerge, elapsed: f64) -> Vec<StageReport> {
+    let fractions = crate::plan::region_fractions(scenario);
+    let interval = scenario.load.interval.as_nanos().max(1);
+    let open = matches!(scenario.load.model, Model::Open { .. });
+    let mut out = Vec::with_capacity(scenario.load.phases.len());
+    let mut start = Duration::ZERO;
+    for phase in &scenario.load.phases {
+        let end = start + phase.duration;
+        let (first, last) = (start.as_nanos() / interval, end.as_nanos() / interval);
+        let mut global = Totals::default();
+        let mut regions: BTreeMap<String, Totals> = scenario
+            .regions
+            .iter()
+            .map(|r| (r.name.clone(), Totals::default()))
+            .collect();
+        for closed in merge.intervals() {
+            let index = u128::from(closed.index);
+            if index < first || index >= last {
+                continue;
+            }
+            global.add(&closed.global.unseal());
+            for (name, sealed) in &closed.regions {
+                regions
+                    .entry(name.clone())
+                    .or_default()
+                    .add(&sealed.unseal());
+            }
+        }
+        // A phase cut short by a stopped run counts the time it had.
+        let seconds = (end.as_secs_f64().min(elapsed) - start.as_secs_f64()).max(0.0);
+        let target = |fraction: f64| open.then(|| phase.mean() * fraction);
+        out.push(StageReport {
+            name: phase.label(),
+            kind: phase.kind.as_str().into(),
+            stage: phase.stage as u32,
+            start_s: start.as_secs_f64(),
+            end_s: end.as_secs_f64(),
+            level_from: phase.from,
+            level_to: phase.to,
+            warmup: phase.kind == PhaseKind::Warmup,
+            global: scope_summary(&global, target(1.0), seconds),
+            regions: regions
+                .iter()
+                .map(|(name, totals)| {
+                    let fraction = fractions.get(name).copied().unwrap_or(0.0);
+                    (
+                        name.clone(),
+                        scope_summary(totals, target(fraction), seconds),
+                    )
+                })
+                .collect(),
+        });
+        start = end;
+    }
+    out
 }
 
 fn echo(s: &Scenario) -> ScenarioEcho {
@@ -178,6 +244,7 @@ fn echo(s: &Scenario) -> ScenarioEcho {
             } => Some(seed),
             _ => None,
         },
+        warmup_s: s.load.warmup().as_secs_f64(),
         region_urls: s
             .target
             .region_urls

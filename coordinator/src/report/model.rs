@@ -31,6 +31,33 @@ pub struct RunReport {
     pub regions: Vec<RegionReport>,
     pub agents: Vec<AgentReport>,
     pub intervals: Vec<IntervalReport>,
+    /// Staged runs: figures for each phase of the stages (each level of a
+    /// step sweep, a spike's peak and recovery, …), from the merged
+    /// histograms of that phase's intervals only. Empty without stages.
+    #[serde(default)]
+    pub stages: Vec<StageReport>,
+}
+
+/// One phase of a staged run and what it measured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StageReport {
+    /// e.g. `ramp 100→1000`, `step 2000`.
+    pub name: String,
+    /// `warmup`, `ramp`, `steady`, `spike`, `recover` or `step`.
+    pub kind: String,
+    /// Index of the scenario stage it comes from.
+    pub stage: u32,
+    /// Seconds from the run's start.
+    pub start_s: f64,
+    pub end_s: f64,
+    /// The cluster's level at the phase's start and end: requests/s (open
+    /// model) or connections (closed model).
+    pub level_from: f64,
+    pub level_to: f64,
+    /// Warm-up: not part of the run's totals.
+    pub warmup: bool,
+    pub global: ScopeSummary,
+    pub regions: BTreeMap<String, ScopeSummary>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -64,6 +91,9 @@ pub struct ScenarioEcho {
     pub arrival: Option<String>,
     /// Poisson: the seed used (to repeat the schedule).
     pub seed: Option<u64>,
+    /// Seconds of warm-up at the start, left out of the totals.
+    #[serde(default)]
+    pub warmup_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -77,7 +107,8 @@ pub struct HistogramFormat {
     pub significant_digits: u8,
 }
 
-/// Figures for one scope (global, a region, an agent) over the whole run.
+/// Figures for one scope (global, a region, an agent) over the whole run
+/// (warm-up excluded) or over one stage.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ScopeSummary {
     /// Completed requests: successes plus failures.
@@ -161,6 +192,9 @@ pub struct IntervalReport {
     /// Seconds from the run's start.
     pub start_s: f64,
     pub end_s: f64,
+    /// Part of the warm-up (not in the run's totals).
+    #[serde(default)]
+    pub warmup: bool,
     pub global: IntervalFigures,
     pub regions: BTreeMap<String, IntervalFigures>,
 }

@@ -43,7 +43,8 @@ pub struct LoadSection {
     pub rate: Option<f64>,
     /// Total connections across all agents (closed: the concurrency).
     pub connections: Option<i64>,
-    pub duration: String,
+    /// How long the load runs (with `stages`: their sum, so leave it out).
+    pub duration: Option<String>,
     pub interval: Option<String>,
     pub graceful_stop: Option<String>,
     /// Closed model: a virtual user's pause after each response: `200ms`
@@ -54,6 +55,34 @@ pub struct LoadSection {
     /// Poisson: seed of the arrival process (default: random, recorded in
     /// the report so the run can be repeated).
     pub seed: Option<u64>,
+    /// How the load changes over the run; instead of a constant `rate`
+    /// (open) or `connections` (closed) for `duration`.
+    pub stages: Option<Vec<StageSection>>,
+}
+
+/// One stage of `load.stages`. Which fields apply depends on `kind`; the
+/// level is `rate` (open model) or `connections` (closed model).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSection {
+    /// `warmup`, `ramp`, `steady`, `spike` or `step`.
+    pub kind: String,
+    /// warmup, ramp, steady: how long the stage lasts.
+    pub duration: Option<String>,
+    /// warmup, steady, spike (its peak): open-model level, requests/s.
+    pub rate: Option<f64>,
+    /// warmup, steady, spike (its peak): closed-model level.
+    pub connections: Option<i64>,
+    /// ramp: start level (default: where the previous stage ended, or 0).
+    pub from: Option<f64>,
+    /// ramp: end level.
+    pub to: Option<f64>,
+    /// step: the levels, each held for `hold`.
+    pub levels: Option<Vec<f64>>,
+    /// spike: how long the peak lasts; step: how long each level lasts.
+    pub hold: Option<String>,
+    /// spike: how long to stay back at the level before it, measured.
+    pub recover: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,8 +7,10 @@
 
 mod file;
 mod locate;
+pub mod stages;
 mod validate;
 
+pub use stages::{Phase, PhaseKind};
 pub use validate::{random_seed, validate};
 
 use std::collections::BTreeMap;
@@ -48,8 +50,9 @@ impl Target {
 pub enum Model {
     /// Fixed concurrency: `connections` loops sending back to back.
     Closed,
-    /// Fixed arrival rate (total across regions), requests per second,
-    /// evenly spaced or as a Poisson process.
+    /// Arrival rate (total across regions), requests per second, evenly
+    /// spaced or as a Poisson process. `rate` is the mean over the measured
+    /// phases; [`Load::phases`] say how it changes over time.
     Open { rate: f64, arrival: Arrival },
 }
 
@@ -66,13 +69,60 @@ pub enum Arrival {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Load {
     pub model: Model,
-    /// Total across all agents.
+    /// Total across all agents (closed model: the peak concurrency).
     pub connections: u32,
+    /// The whole run, warm-up included.
     pub duration: Duration,
     pub interval: Duration,
     pub graceful_stop: Duration,
     /// Closed model: pause after each response, uniform in [min, max].
     pub think_time: Option<(Duration, Duration)>,
+    /// The load level over time (rate or connections), in order; one
+    /// steady phase when the scenario has no stages.
+    pub phases: Vec<Phase>,
+    /// The scenario gave `stages` (the level changes over time).
+    pub staged: bool,
+}
+
+impl Load {
+    /// A constant load for `duration`: the open model's rate, or all
+    /// `connections` busy throughout; 1 s intervals, 5 s graceful stop.
+    pub fn constant(model: Model, connections: u32, duration: Duration) -> Self {
+        let level = match model {
+            Model::Open { rate, .. } => rate,
+            Model::Closed => f64::from(connections),
+        };
+        Self {
+            model,
+            connections,
+            duration,
+            interval: Duration::from_secs(1),
+            graceful_stop: Duration::from_secs(5),
+            think_time: None,
+            phases: stages::steady(level, duration),
+            staged: false,
+        }
+    }
+
+    /// The warm-up at the start of the run, left out of the figures.
+    pub fn warmup(&self) -> Duration {
+        self.phases
+            .iter()
+            .take_while(|p| p.kind == PhaseKind::Warmup)
+            .map(|p| p.duration)
+            .sum()
+    }
+
+    /// Intervals that belong to the warm-up (phases are interval-aligned).
+    pub fn warmup_intervals(&self) -> u32 {
+        let n = self.warmup().as_nanos() / self.interval.as_nanos().max(1);
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// The measured part of the run.
+    pub fn measured(&self) -> Duration {
+        self.duration.saturating_sub(self.warmup())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -235,3 +235,205 @@ fn think_time_is_for_the_closed_model() {
         .expect_err("open model");
     assert!(e.why.contains("closed model only"), "{e}");
 }
+
+const STAGED: &str = r#"
+target:
+  url: http://127.0.0.1:8080/
+load:
+  model: open
+  connections: 40
+  stages:
+    - kind: warmup
+      duration: 5s
+      rate: 100
+    - kind: ramp
+      duration: 10s
+      to: 1000
+    - kind: steady
+      duration: 20s
+      rate: 1000
+    - kind: spike
+      rate: 3000
+      hold: 5s
+      recover: 10s
+    - kind: step
+      levels: [500, 1500]
+      hold: 10s
+regions:
+  - name: eu-west
+"#;
+
+#[test]
+fn stages_become_phases() {
+    let s = load_text(STAGED).expect("valid");
+    let phases: Vec<(PhaseKind, u64, f64, f64)> = s
+        .load
+        .phases
+        .iter()
+        .map(|p| (p.kind, p.duration.as_secs(), p.from, p.to))
+        .collect();
+    assert_eq!(
+        phases,
+        vec![
+            (PhaseKind::Warmup, 5, 100.0, 100.0),
+            // A ramp starts where the previous stage ended.
+            (PhaseKind::Ramp, 10, 100.0, 1000.0),
+            (PhaseKind::Steady, 20, 1000.0, 1000.0),
+            (PhaseKind::Spike, 5, 3000.0, 3000.0),
+            // …and a spike returns to the level before it.
+            (PhaseKind::Recover, 10, 1000.0, 1000.0),
+            (PhaseKind::Step, 10, 500.0, 500.0),
+            (PhaseKind::Step, 10, 1500.0, 1500.0),
+        ]
+    );
+    assert!(s.load.staged);
+    assert_eq!(s.load.duration, Duration::from_secs(70));
+    assert_eq!(s.load.warmup(), Duration::from_secs(5));
+    assert_eq!(s.load.warmup_intervals(), 5);
+    assert_eq!(s.load.phases[1].label(), "ramp 100→1000");
+    // The open model's rate is the mean over the measured phases.
+    let area = 5500.0 + 20_000.0 + 15_000.0 + 10_000.0 + 5000.0 + 15_000.0;
+    match s.load.model {
+        Model::Open { rate, .. } => assert!((rate - area / 65.0).abs() < 1e-9, "{rate}"),
+        Model::Closed => panic!("open model expected"),
+    }
+}
+
+#[test]
+fn closed_model_stages_set_the_peak_concurrency() {
+    let text = r#"
+target: { url: "http://127.0.0.1:8080/" }
+load:
+  model: closed
+  stages:
+    - { kind: ramp, duration: 10s, from: 1, to: 50 }
+    - { kind: step, levels: [10, 80, 20], hold: 5s }
+regions:
+  - name: a
+    agents: 2
+"#;
+    let s = load_text(text).expect("valid");
+    assert_eq!(s.load.connections, 80);
+    assert_eq!(s.load.model, Model::Closed);
+    assert_eq!(s.load.duration, Duration::from_secs(25));
+}
+
+#[test]
+fn unstaged_scenarios_are_one_steady_phase() {
+    let s = load_text(GOOD).expect("valid");
+    assert!(!s.load.staged);
+    assert_eq!(s.load.phases.len(), 1);
+    assert_eq!(s.load.phases[0].to, 3000.0);
+    assert_eq!(s.load.warmup(), Duration::ZERO);
+}
+
+#[test]
+fn bad_stages_name_the_field_and_the_line() {
+    let cases: &[(&str, &str, &str)] = &[
+        // (replace in STAGED, with, expected "field: why" fragment)
+        (
+            "      rate: 1000\n",
+            "      connections: 1000\n",
+            "load.stages[2].connections: this model's stages set `rate`",
+        ),
+        (
+            "      to: 1000\n",
+            "",
+            "load.stages[1].to: a ramp needs `to`",
+        ),
+        (
+            "kind: steady",
+            "kind: plateau",
+            "load.stages[2].kind: \"plateau\": expected",
+        ),
+        (
+            "      levels: [500, 1500]\n",
+            "      levels: []\n",
+            "load.stages[4].levels: a step stage needs `levels`",
+        ),
+        (
+            "      hold: 5s\n",
+            "      hold: 0s\n",
+            "load.stages[3].hold: must be longer than zero",
+        ),
+        (
+            "      duration: 20s\n",
+            "      duration: twenty\n",
+            "load.stages[2].duration: \"twenty\" is not a duration",
+        ),
+        (
+            "      duration: 20s\n",
+            "      duration: 20.5s\n",
+            "load.stages[2]: its steady ends 35s 500ms into the run, not on an interval boundary",
+        ),
+        (
+            "  connections: 40\n",
+            "  connections: 40\n  duration: 30s\n",
+            "load.duration: the stages set the duration",
+        ),
+        (
+            "  connections: 40\n",
+            "  connections: 40\n  rate: 30\n",
+            "load.rate: with stages, each stage sets the rate",
+        ),
+        (
+            "      rate: 3000\n",
+            "      rate: -3\n",
+            "load.stages[3].rate: -3: must be zero or a positive number",
+        ),
+        (
+            "      recover: 10s\n",
+            "      recover: 10s\n      levels: [1]\n",
+            "load.stages[3].levels: a spike stage has no `levels`",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert!(STAGED.contains(from), "fixture lacks {from:?}");
+        let text = STAGED.replacen(from, to, 1);
+        let e = load_text(&text).expect_err(expected);
+        let shown = e.to_string();
+        assert!(shown.contains(expected), "{shown:?} lacks {expected:?}");
+    }
+    // Warm-up after a measured stage.
+    let text = STAGED.replacen("kind: steady", "kind: warmup", 1);
+    let e = load_text(&text).expect_err("warmup after ramp");
+    assert_eq!(e.field, "load.stages[2].kind");
+    assert!(e.line.is_some(), "{e}");
+    // A spike first has no level to return to.
+    let text = r#"
+target: { url: "http://127.0.0.1:8080/" }
+load:
+  model: open
+  stages:
+    - { kind: spike, rate: 100, hold: 1s }
+regions: [{ name: a }]
+"#;
+    let e = load_text(text).expect_err("spike first");
+    assert!(e.to_string().contains("put a stage before it"), "{e}");
+    // Only warm-up.
+    let text = r#"
+target: { url: "http://127.0.0.1:8080/" }
+load:
+  model: closed
+  stages:
+    - { kind: warmup, connections: 2, duration: 1s }
+regions: [{ name: a }]
+"#;
+    let e = load_text(text).expect_err("only warmup");
+    assert!(e.to_string().contains("only warm-up stages"), "{e}");
+    // Peak concurrency below the agent count.
+    let text = r#"
+target: { url: "http://127.0.0.1:8080/" }
+load:
+  model: closed
+  stages:
+    - { kind: steady, connections: 2, duration: 1s }
+regions: [{ name: a, agents: 3 }]
+"#;
+    let e = load_text(text).expect_err("too few connections");
+    assert!(
+        e.to_string()
+            .contains("cannot give each of the 3 agents one"),
+        "{e}"
+    );
+}

@@ -2,6 +2,7 @@
 //! and why.
 
 use super::file::ScenarioFile;
+use super::stages::{self, LevelUnit, Phase, PhaseKind};
 use super::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target, parse_duration};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -174,6 +175,44 @@ pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
         })
         .sum();
     let any_weighted = regions.iter().any(|r| matches!(r.share, Share::Weight(_)));
+    let unit = match l.model.as_str() {
+        "closed" => LevelUnit::Connections,
+        _ => LevelUnit::Rate,
+    };
+    // With stages, the stages set the level and the duration.
+    let staged = match &l.stages {
+        None => None,
+        Some(list) => {
+            if l.duration.is_some() {
+                return err(
+                    "load.duration",
+                    "the stages set the duration: remove load.duration",
+                );
+            }
+            if l.rate.is_some() {
+                return err(
+                    "load.rate",
+                    "with stages, each stage sets the rate: remove load.rate",
+                );
+            }
+            if unit == LevelUnit::Connections && l.connections.is_some() {
+                return err(
+                    "load.connections",
+                    "with stages, each stage sets the connections: remove load.connections",
+                );
+            }
+            if let Some(i) = regions
+                .iter()
+                .position(|r| matches!(r.share, Share::Rate(_)))
+            {
+                return err(
+                    format!("regions[{i}].rate"),
+                    "a fixed region rate cannot follow stages; give the region a weight",
+                );
+            }
+            Some(stages::phases(list, unit)?)
+        }
+    };
     let model = match l.model.as_str() {
         "closed" => {
             if l.rate.is_some() {
@@ -200,21 +239,24 @@ pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
             Model::Closed
         }
         "open" => {
-            let rate = match l.rate {
-                Some(rate) if !(rate.is_finite() && rate > 0.0) => {
-                    return err(
-                        "load.rate",
-                        format!("{rate}: must be a positive number of requests per second"),
-                    );
-                }
-                Some(rate) => rate,
-                None if !any_weighted => explicit_rates,
-                None => {
-                    return err(
-                        "load.rate",
-                        "the open model needs a rate (requests per second)",
-                    );
-                }
+            let rate = match (l.rate, &staged) {
+                (_, Some(phases)) => measured_mean(phases),
+                (rate, None) => match rate {
+                    Some(rate) if !(rate.is_finite() && rate > 0.0) => {
+                        return err(
+                            "load.rate",
+                            format!("{rate}: must be a positive number of requests per second"),
+                        );
+                    }
+                    Some(rate) => rate,
+                    None if !any_weighted => explicit_rates,
+                    None => {
+                        return err(
+                            "load.rate",
+                            "the open model needs a rate (requests per second) or stages",
+                        );
+                    }
+                },
             };
             if explicit_rates > rate * (1.0 + 1e-9) || (any_weighted && explicit_rates >= rate) {
                 return err(
@@ -258,23 +300,13 @@ pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
             );
         }
     };
-    let connections = match l.connections {
-        None => total_agents.max(match model {
-            Model::Closed => 10,
-            Model::Open { rate, .. } => ((rate / 100.0).ceil() as u32).clamp(1, 1000),
-        }),
-        Some(c) if c < i64::from(total_agents) => {
-            return err(
-                "load.connections",
-                format!("{c}: needs at least one per agent ({total_agents} agents)"),
-            );
-        }
-        Some(c) if c > 1_000_000 => {
-            return err("load.connections", format!("{c}: at most 1000000"));
-        }
-        Some(c) => c as u32,
+    let duration = match &staged {
+        Some(phases) => phases.iter().map(|p| p.duration).sum(),
+        None => match l.duration.as_deref() {
+            Some(text) => positive_duration("load.duration", Some(text), Duration::ZERO)?,
+            None => return err("load.duration", "how long should the load run? e.g. 30s"),
+        },
     };
-    let duration = positive_duration("load.duration", Some(&l.duration), Duration::ZERO)?;
     let interval = positive_duration(
         "load.interval",
         l.interval.as_deref(),
@@ -284,8 +316,68 @@ pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
         return err("load.interval", "must be at least 100ms");
     }
     if duration > Duration::from_secs(7 * 24 * 3600) {
-        return err("load.duration", "at most 7 days");
+        return err(
+            if staged.is_some() {
+                "load.stages"
+            } else {
+                "load.duration"
+            },
+            "at most 7 days",
+        );
     }
+    let connections = match (&staged, model) {
+        // Closed model with stages: the peak concurrency.
+        (Some(phases), Model::Closed) => {
+            let peak = phases.iter().map(|p| p.from.max(p.to)).fold(0.0, f64::max) as u32;
+            if peak < total_agents {
+                return err(
+                    "load.stages",
+                    format!(
+                        "the peak concurrency, {peak} connections, cannot give each of the {total_agents} agents one"
+                    ),
+                );
+            }
+            peak
+        }
+        _ => match l.connections {
+            None => total_agents.max(match model {
+                Model::Closed => 10,
+                Model::Open { .. } => {
+                    let peak = staged.as_deref().map_or(
+                        match model {
+                            Model::Open { rate, .. } => rate,
+                            Model::Closed => 0.0,
+                        },
+                        |p| p.iter().map(|p| p.from.max(p.to)).fold(0.0, f64::max),
+                    );
+                    ((peak / 100.0).ceil() as u32).clamp(1, 1000)
+                }
+            }),
+            Some(c) if c < i64::from(total_agents) => {
+                return err(
+                    "load.connections",
+                    format!("{c}: needs at least one per agent ({total_agents} agents)"),
+                );
+            }
+            Some(c) if c > 1_000_000 => {
+                return err("load.connections", format!("{c}: at most 1000000"));
+            }
+            Some(c) => c as u32,
+        },
+    };
+    let phases = match staged {
+        Some(phases) => {
+            stages::check_alignment(&phases, interval)?;
+            phases
+        }
+        None => {
+            let level = match model {
+                Model::Open { rate, .. } => rate,
+                Model::Closed => f64::from(connections),
+            };
+            stages::steady(level, duration)
+        }
+    };
     let think_time = match l.think_time.as_deref() {
         None => None,
         Some(_) if !matches!(model, Model::Closed) => {
@@ -307,6 +399,8 @@ pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
             target.timeout.min(Duration::from_secs(5)),
         )?,
         think_time,
+        staged: l.stages.is_some(),
+        phases,
     };
 
     Ok(Scenario {
@@ -325,6 +419,19 @@ pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
             Duration::from_secs(60),
         )?,
     })
+}
+
+/// Mean level over the measured (non-warm-up) phases.
+fn measured_mean(phases: &[Phase]) -> f64 {
+    let (area, secs) =
+        phases
+            .iter()
+            .filter(|p| p.kind != PhaseKind::Warmup)
+            .fold((0.0, 0.0), |(a, s), p| {
+                let d = p.duration.as_secs_f64();
+                (a + p.mean() * d, s + d)
+            });
+    if secs > 0.0 { area / secs } else { 0.0 }
 }
 
 /// A seed for a Poisson run that names none: from the clock and the process
