@@ -2,6 +2,8 @@
 //! `docs/report.schema.json`, the schema is strict enough to catch a wrong
 //! report, and a saved report reads back with the same latency figures.
 
+mod support;
+
 use jsonschema::{Draft, Validator};
 use serde_json::{Value, json};
 use stampede_coordinator::demo::{DemoOptions, run_demo};
@@ -216,4 +218,42 @@ async fn demo_report_matches_the_schema() {
     assert_schema_strict(&validator, &instance);
     assert_round_trip(&report);
     assert_demo_invariants(&report, served);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_report_matches_the_schema() {
+    use stampede_coordinator::scenario::{Arrival, Load, Model, Phase, PhaseKind};
+    let schema = load_schema();
+    let validator = validator(&schema);
+    let target = support::InProcessTarget::start(stampede_target::TargetConfig::default()).await;
+    let phase = |kind, secs, level| Phase {
+        kind,
+        stage: 0,
+        duration: Duration::from_secs(secs),
+        from: level,
+        to: level,
+    };
+    let mut load = Load::constant(
+        Model::Open {
+            rate: 100.0,
+            arrival: Arrival::Constant,
+        },
+        4,
+        Duration::from_secs(2),
+    );
+    load.phases = vec![
+        phase(PhaseKind::Warmup, 1, 50.0),
+        phase(PhaseKind::Steady, 1, 100.0),
+    ];
+    load.staged = true;
+    let scenario = support::one_region_scenario("staged-schema", target.url.clone(), load);
+    let report = support::run_with_agents(scenario, &["local"]).await;
+    target.stop().await;
+
+    let instance = serde_json::to_value(&report).expect("the report serializes");
+    let found = errors(&validator, &instance);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    assert_eq!(report.stages.len(), 2);
+    assert_eq!(report.scenario.warmup_s, 1.0);
+    assert_round_trip(&report);
 }

@@ -4,17 +4,10 @@
 
 mod support;
 
-use stampede_agent::{AgentConfig, run_agent};
-use stampede_coordinator::cluster::run_coordinator;
-use stampede_coordinator::report::model::RunReport;
-use stampede_coordinator::scenario::{
-    Arrival, Load, Model, Phase, PhaseKind, RegionSpec, Scenario, Share,
-};
+use stampede_coordinator::scenario::{Arrival, Load, Model, Phase, PhaseKind, RegionSpec, Share};
 use stampede_target::{DelaySpec, TargetConfig};
 use std::time::Duration;
-use support::{InProcessTarget, one_region_scenario};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use support::{InProcessTarget, one_region_scenario, run_with_agents};
 
 fn phase(kind: PhaseKind, stage: usize, secs: u64, from: f64, to: f64) -> Phase {
     Phase {
@@ -24,28 +17,6 @@ fn phase(kind: PhaseKind, stage: usize, secs: u64, from: f64, to: f64) -> Phase 
         from,
         to,
     }
-}
-
-/// Runs `scenario` with one in-process agent per listed region.
-async fn run_with_agents(scenario: Scenario, regions: &[&str]) -> RunReport {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let agents: Vec<_> = regions
-        .iter()
-        .map(|region| {
-            let mut agent = AgentConfig::new(url.clone(), *region);
-            agent.once = true;
-            agent.engine.threads = 1;
-            tokio::spawn(run_agent(agent, CancellationToken::new()))
-        })
-        .collect();
-    let report = run_coordinator(scenario, listener, CancellationToken::new())
-        .await
-        .expect("runs");
-    for agent in agents {
-        let _ = agent.await;
-    }
-    report
 }
 
 fn within(actual: u64, expected: u64, slack: u64) -> bool {

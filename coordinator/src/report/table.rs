@@ -8,6 +8,9 @@ pub fn render(report: &RunReport) -> String {
     let s = &report.scenario;
     let mut out = String::new();
     let load = match s.rate {
+        Some(rate) if !report.stages.is_empty() => {
+            format!("open model, staged, mean {} req/s", trim_float(rate))
+        }
         Some(rate) => format!("open model, {} req/s", trim_float(rate)),
         None => "closed model".to_owned(),
     };
@@ -30,44 +33,49 @@ pub fn render(report: &RunReport) -> String {
     }
     let _ = writeln!(out);
 
-    let header = [
-        "region",
-        "agents",
-        "requests",
-        "errors",
-        "rps (achieved / target)",
-        "p50",
-        "p90",
-        "p95",
-        "p99",
-        "p99.9",
-        "max",
-    ];
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    for region in &report.regions {
-        rows.push(row(&region.name, region.agents as usize, &region.summary));
+    if s.warmup_s > 0.0 {
+        let _ = writeln!(
+            out,
+            "warm-up: the first {}s are left out of every figure below\n",
+            trim_float(s.warmup_s)
+        );
     }
-    rows.push(row("global", report.agents.len(), &report.global));
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    for (i, r) in rows.iter().enumerate() {
-        let mut line = String::new();
-        for (c, cell) in r.iter().enumerate() {
-            let pad = widths[c] - cell.chars().count();
-            if c == 0 || c == 4 {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad));
+    let mut rows: Vec<Vec<String>> = vec![header("region", "agents")];
+    for region in &report.regions {
+        rows.push(row(
+            &region.name,
+            region.agents.to_string(),
+            &region.summary,
+        ));
+    }
+    rows.push(row(
+        "global",
+        report.agents.len().to_string(),
+        &report.global,
+    ));
+    write_table(&mut out, &rows, true);
+
+    if !report.stages.is_empty() {
+        let unit = if s.rate.is_some() {
+            "req/s"
+        } else {
+            "connections"
+        };
+        let _ = writeln!(
+            out,
+            "\nstages (each from its own intervals; level in {unit}):"
+        );
+        let mut rows: Vec<Vec<String>> = vec![header("stage", "seconds")];
+        for stage in &report.stages {
+            let name = if stage.warmup {
+                format!("{} (excluded)", stage.name)
             } else {
-                line.push_str(&" ".repeat(pad));
-                line.push_str(cell);
-            }
-            line.push_str("  ");
+                stage.name.clone()
+            };
+            let span = format!("{}-{}", trim_float(stage.start_s), trim_float(stage.end_s));
+            rows.push(row(&name, span, &stage.global));
         }
-        if i == rows.len() - 1 {
-            let _ = writeln!(out, "{}", "-".repeat(line.trim_end().len()));
-        }
-        let _ = writeln!(out, "{}", line.trim_end());
+        write_table(&mut out, &rows, false);
     }
 
     let g = &report.global;
@@ -92,7 +100,54 @@ pub fn render(report: &RunReport) -> String {
     out
 }
 
-fn row(name: &str, agents: usize, s: &ScopeSummary) -> Vec<String> {
+const COLUMNS: [&str; 9] = [
+    "requests",
+    "errors",
+    "rps (achieved / target)",
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+    "p99.9",
+    "max",
+];
+
+fn header(first: &str, second: &str) -> Vec<String> {
+    [first, second]
+        .into_iter()
+        .chain(COLUMNS)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Columns padded to their widest cell; names and the rps column left
+/// aligned, numbers right aligned. With `total_row`, a rule above the last.
+fn write_table(out: &mut String, rows: &[Vec<String>], total_row: bool) {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for (i, r) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c == 0 || c == 4 {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            } else {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            }
+            line.push_str("  ");
+        }
+        if total_row && i == rows.len() - 1 {
+            let _ = writeln!(out, "{}", "-".repeat(line.trim_end().len()));
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+fn row(name: &str, second: String, s: &ScopeSummary) -> Vec<String> {
     let l = &s.latency_us;
     let rps = match s.target_rps {
         Some(t) => format!("{:.1} / {:.1}", s.achieved_rps, t),
@@ -100,7 +155,7 @@ fn row(name: &str, agents: usize, s: &ScopeSummary) -> Vec<String> {
     };
     vec![
         name.to_owned(),
-        agents.to_string(),
+        second,
         s.requests.to_string(),
         s.errors.total.to_string(),
         rps,
@@ -127,7 +182,7 @@ fn trim_float(x: f64) -> String {
     if x.fract() == 0.0 {
         format!("{x:.0}")
     } else {
-        format!("{x}")
+        format!("{x:.1}")
     }
 }
 

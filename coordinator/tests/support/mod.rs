@@ -211,3 +211,38 @@ pub fn bench_options(
         timeout: Duration::from_secs(5),
     }
 }
+
+/// Runs `scenario` on an in-process coordinator with one in-process agent
+/// (one worker thread, one run) per entry of `regions`.
+pub async fn run_with_agents(
+    scenario: stampede_coordinator::scenario::Scenario,
+    regions: &[&str],
+) -> stampede_coordinator::report::model::RunReport {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let agents: Vec<_> = regions
+        .iter()
+        .map(|region| {
+            let mut agent = stampede_agent::AgentConfig::new(url.clone(), *region);
+            agent.once = true;
+            agent.engine.threads = 1;
+            tokio::spawn(stampede_agent::run_agent(
+                agent,
+                tokio_util::sync::CancellationToken::new(),
+            ))
+        })
+        .collect();
+    let report = stampede_coordinator::cluster::run_coordinator(
+        scenario,
+        listener,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("runs");
+    for agent in agents {
+        let _ = agent.await;
+    }
+    report
+}

@@ -1,0 +1,119 @@
+//! Every example scenario in deploy/scenarios/ also runs: shrunk to a few
+//! seconds and a few hundred requests per second, aimed at an in-process
+//! target, with one in-process agent per agent the example expects.
+
+mod support;
+
+use stampede_coordinator::report::model::RunStatus;
+use stampede_coordinator::scenario::{Model, Scenario, Share, load_with_env};
+use stampede_target::TargetConfig;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+use support::{InProcessTarget, run_with_agents};
+
+/// Same shape, smaller: every phase 1 s, levels scaled so the peak is 300
+/// req/s (open) or at most 8 connections (closed), the target replaced.
+fn shrink(mut s: Scenario, url: &url::Url) -> Scenario {
+    let peak = s
+        .load
+        .phases
+        .iter()
+        .map(|p| p.from.max(p.to))
+        .fold(0.0, f64::max);
+    let agents = f64::from(s.total_agents());
+    let scale = |x: f64| match s.load.model {
+        Model::Open { .. } => x * 300.0 / peak,
+        Model::Closed => (x * 8.0 / peak).round().max(agents.min(x)),
+    };
+    let mut phases = s.load.phases.clone();
+    for p in &mut phases {
+        p.duration = Duration::from_secs(1);
+        p.from = scale(p.from);
+        p.to = scale(p.to);
+    }
+    s.load.duration = Duration::from_secs(phases.len() as u64);
+    s.load.interval = Duration::from_secs(1);
+    if let Model::Closed = s.load.model {
+        s.load.connections = phases
+            .iter()
+            .map(|p| p.from.max(p.to) as u32)
+            .max()
+            .unwrap_or(1);
+    }
+    if let Model::Open { rate, arrival } = s.load.model {
+        s.load.model = Model::Open {
+            rate: rate * 300.0 / peak,
+            arrival,
+        };
+        s.load.connections = s.load.connections.min(40).max(s.total_agents());
+    }
+    s.load.phases = phases;
+    for region in &mut s.regions {
+        if let Share::Rate(rate) = region.share {
+            region.share = Share::Rate(rate * 300.0 / peak);
+        }
+    }
+    s.load.think_time = s
+        .load
+        .think_time
+        .map(|(a, b)| (a.min(b), b.min(Duration::from_millis(10))));
+    s.target.url = url.clone();
+    s.target.region_urls.clear();
+    s.start_delay = Duration::from_millis(300);
+    s.agent_wait_timeout = Duration::from_secs(20);
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_examples_run() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/scenarios");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("deploy/scenarios exists")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "toml")
+            )
+        })
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 4, "examples: {paths:?}");
+    for path in paths {
+        let target = InProcessTarget::start(TargetConfig::default()).await;
+        let original = load_with_env(&path, BTreeMap::new()).unwrap_or_else(|e| panic!("{e}"));
+        let scenario = shrink(original, &target.url);
+        let phases = scenario.load.phases.len();
+        let staged = scenario.load.staged;
+        let regions: Vec<String> = scenario
+            .regions
+            .iter()
+            .flat_map(|r| std::iter::repeat_n(r.name.clone(), r.agents as usize))
+            .collect();
+        let regions: Vec<&str> = regions.iter().map(String::as_str).collect();
+        let report = run_with_agents(scenario, &regions).await;
+        let served = target.stats.served();
+        target.stop().await;
+
+        let name = path.display();
+        assert_eq!(
+            report.status,
+            RunStatus::Complete,
+            "{name}: {:?}",
+            report.notes
+        );
+        assert!(report.global.requests > 0, "{name}");
+        assert_eq!(report.global.errors.total, 0, "{name}");
+        let warmup: u64 = report
+            .intervals
+            .iter()
+            .filter(|i| i.warmup)
+            .map(|i| i.global.requests)
+            .sum();
+        assert_eq!(report.global.requests + warmup, served, "{name}");
+        if staged {
+            assert_eq!(report.stages.len(), phases, "{name}");
+        }
+    }
+}
