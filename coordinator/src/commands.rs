@@ -70,10 +70,23 @@ fn report_path(explicit: Option<PathBuf>, report: &RunReport) -> PathBuf {
     explicit.unwrap_or_else(|| PathBuf::from(format!("stampede-report-{}.json", report.run_id)))
 }
 
+/// Exit code of a run that completed but failed its thresholds (k6 uses the
+/// same), so CI can tell "the target is too slow" from "the run broke".
+pub const THRESHOLDS_FAILED_EXIT: u8 = 99;
+
+/// A run whose thresholds did not all pass.
+#[derive(Debug, thiserror::Error)]
+#[error("{} threshold(s) failed: {}", .0.len(), .0.join("; "))]
+pub struct ThresholdsFailed(pub Vec<String>);
+
 fn finish(report: &RunReport, path: &Path) -> anyhow::Result<()> {
     report::write(report, path)?;
     announce(&table::render(report));
     announce(&format!("report: {}", path.display()));
+    let failed = report::thresholds::failures(report);
+    if !failed.is_empty() {
+        return Err(ThresholdsFailed(failed).into());
+    }
     Ok(())
 }
 

@@ -90,6 +90,7 @@ pub fn scenario(options: &DemoOptions, target_port: u16) -> Scenario {
             .collect(),
         start_delay: Duration::from_secs(1),
         agent_wait_timeout: Duration::from_secs(30),
+        thresholds: vec![],
     }
 }
 

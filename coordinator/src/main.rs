@@ -34,7 +34,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            if e.downcast_ref::<commands::ThresholdsFailed>().is_some() {
+                std::process::ExitCode::from(commands::THRESHOLDS_FAILED_EXIT)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

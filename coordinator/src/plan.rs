@@ -305,6 +305,7 @@ mod tests {
                 .collect(),
             start_delay: Duration::from_secs(1),
             agent_wait_timeout: Duration::from_secs(1),
+            thresholds: vec![],
         }
     }
 

@@ -45,7 +45,14 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
         .unwrap_or(start_unix_nanos);
     // Rates are per second of the nominal duration, or of the time the run
     // actually lasted when it was cut short; the warm-up counts in neither.
-    let elapsed = (end_unix_nanos - start_unix_nanos).max(0) as f64 / 1e9;
+    // (The last interval of a complete run ends when its last response
+    // arrives, a little before or after the nominal end: only a partial
+    // run is measured by its elapsed time.)
+    let elapsed = if notes.is_empty() {
+        f64::INFINITY
+    } else {
+        (end_unix_nanos - start_unix_nanos).max(0) as f64 / 1e9
+    };
     let warmup = scenario.load.warmup().as_secs_f64();
     let duration = (scenario.load.duration.as_secs_f64().min(elapsed) - warmup).max(0.0);
     let fractions = crate::plan::region_fractions(scenario);
@@ -119,7 +126,7 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
     } else {
         RunStatus::Partial
     };
-    RunReport {
+    let mut report = RunReport {
         schema_version: SCHEMA_VERSION,
         tool: Tool {
             name: "stampede".into(),
@@ -147,7 +154,10 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
         } else {
             Vec::new()
         },
-    }
+        thresholds: Vec::new(),
+    };
+    report.thresholds = super::thresholds::evaluate(&scenario.thresholds, &report);
+    report
 }
 
 /// Each phase's figures: the sum of the intervals it spans (phases start

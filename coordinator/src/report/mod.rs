@@ -4,6 +4,7 @@
 pub mod build;
 pub mod model;
 pub mod table;
+pub mod thresholds;
 
 use model::{RunReport, SCHEMA_VERSION};
 use std::path::Path;

@@ -36,6 +36,27 @@ pub struct RunReport {
     /// histograms of that phase's intervals only. Empty without stages.
     #[serde(default)]
     pub stages: Vec<StageReport>,
+    /// The scenario's thresholds, judged on this run's figures; the run
+    /// fails when any did not pass.
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
+}
+
+/// One threshold checked against one scope.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ThresholdResult {
+    /// As written, e.g. `eu-west: p99 < 250ms`.
+    pub threshold: String,
+    /// `global` or a region name.
+    pub scope: String,
+    /// `p50` … `p99.9`, `mean`, `max` (µs), `error_rate` (a fraction),
+    /// `rps`, `requests`.
+    pub metric: String,
+    /// The limit, in the metric's unit (µs for latencies).
+    pub limit: f64,
+    /// The run's figure; `null` when the scope had no data (which fails).
+    pub actual: Option<f64>,
+    pub passed: bool,
 }
 
 /// One phase of a staged run and what it measured.

@@ -78,6 +78,29 @@ pub fn render(report: &RunReport) -> String {
         write_table(&mut out, &rows, false);
     }
 
+    if !report.thresholds.is_empty() {
+        let passed = report.thresholds.iter().filter(|t| t.passed).count();
+        let _ = writeln!(
+            out,
+            "\nthresholds: {passed} of {} passed",
+            report.thresholds.len()
+        );
+        for t in &report.thresholds {
+            let actual = t.actual.map_or_else(
+                || "no data".to_owned(),
+                |a| super::thresholds::show(&t.metric, a),
+            );
+            let scope = if t.scope == "global" || t.threshold.starts_with(&format!("{}:", t.scope))
+            {
+                String::new()
+            } else {
+                format!(" in {}", t.scope)
+            };
+            let verdict = if t.passed { "pass" } else { "FAIL" };
+            let _ = writeln!(out, "  {verdict}  {}{scope}: {actual}", t.threshold);
+        }
+    }
+
     let g = &report.global;
     let lag = &g.schedule_lag_us;
     if lag.count > 0 {

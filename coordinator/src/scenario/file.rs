@@ -17,6 +17,8 @@ pub struct ScenarioFile {
     pub start_delay: Option<String>,
     /// How long to wait for the expected agents to register (default 60s).
     pub agent_wait_timeout: Option<String>,
+    /// Pass/fail criteria, e.g. `p99 < 250ms`, `eu-west: error_rate < 0.1%`.
+    pub thresholds: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

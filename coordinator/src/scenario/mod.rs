@@ -8,9 +8,11 @@
 mod file;
 mod locate;
 pub mod stages;
+pub mod thresholds;
 mod validate;
 
 pub use stages::{Phase, PhaseKind};
+pub use thresholds::Threshold;
 pub use validate::{random_seed, validate};
 
 use std::collections::BTreeMap;
@@ -26,6 +28,8 @@ pub struct Scenario {
     pub regions: Vec<RegionSpec>,
     pub start_delay: Duration,
     pub agent_wait_timeout: Duration,
+    /// The run fails (non-zero exit) when one of these does not hold.
+    pub thresholds: Vec<Threshold>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -201,13 +205,14 @@ pub struct ScenarioError {
 
 /// Top-level keys that environment overrides may set. Other `STAMPEDE_*`
 /// variables (the CLI's own settings) are not scenario fields.
-const OVERRIDABLE: [&str; 6] = [
+const OVERRIDABLE: [&str; 7] = [
     "name",
     "target",
     "load",
     "regions",
     "start_delay",
     "agent_wait_timeout",
+    "thresholds",
 ];
 
 /// Reads, merges environment overrides into, and validates a scenario file.

@@ -437,3 +437,16 @@ regions: [{ name: a, agents: 3 }]
         "{e}"
     );
 }
+
+#[test]
+fn thresholds_are_read_and_bad_ones_point_at_their_line() {
+    let text = format!("{GOOD}thresholds:\n  - p99 < 250ms\n  - \"eu-west: error_rate < 0.1%\"\n");
+    let s = load_text(&text).expect("valid");
+    assert_eq!(s.thresholds.len(), 2);
+    assert_eq!(s.thresholds[1].text, "eu-west: error_rate < 0.1%");
+    let text = format!("{GOOD}thresholds:\n  - p99 < 250ms\n  - p99 < soon\n");
+    let e = load_text(&text).expect_err("bad limit");
+    assert_eq!(e.field, "thresholds[1]");
+    assert_eq!(e.line, Some(text.lines().count()));
+    assert!(e.why.contains("is not a duration"), "{e}");
+}

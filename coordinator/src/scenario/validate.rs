@@ -3,6 +3,7 @@
 
 use super::file::ScenarioFile;
 use super::stages::{self, LevelUnit, Phase, PhaseKind};
+use super::thresholds;
 use super::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target, parse_duration};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -403,7 +404,19 @@ pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
         phases,
     };
 
+    let names: Vec<&str> = regions.iter().map(|r| r.name.as_str()).collect();
+    let thresholds = raw
+        .thresholds
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, text)| {
+            thresholds::parse(text, &names).map_err(|why| (format!("thresholds[{i}]"), why))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
     Ok(Scenario {
+        thresholds,
         name,
         target,
         load,
