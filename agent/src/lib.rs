@@ -7,6 +7,7 @@
 //! - [`engine`]: worker threads and the per-connection request loop.
 //! - [`schedule`]: when each request is due (open model).
 //! - [`profile`]: a load level over time (stages: ramps, steps, spikes).
+//! - [`template`]: `{{column}}` placeholders filled from data rows.
 //! - [`recorder`]: where latencies are recorded.
 //! - [`plan`]: the engine's view of an assignment; [`wire`] converts to and
 //!   from the protocol's types.
@@ -17,6 +18,7 @@ pub mod profile;
 pub mod recorder;
 pub mod schedule;
 pub mod session;
+pub mod template;
 pub mod wire;
 
 pub use session::{AgentConfig, SessionError, run_agent};

@@ -4,13 +4,70 @@
 use crate::profile::LevelProfile;
 use std::time::Duration;
 
-/// The request every connection sends, as given by the scenario.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One request of the scenario, as given. `target`, the header values and
+/// the body may hold `{{column}}` placeholders, filled from a data row.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RequestTemplate {
+    /// Names the request's results (`default` when the scenario has one).
+    pub name: String,
+    /// Relative share of the requests (weighted mix).
+    pub weight: f64,
     pub method: String,
+    /// Scheme, host and port: where connections go. All requests of a run
+    /// share them (the connections are shared).
     pub url: url::Url,
+    /// The request target as written: path and query, possibly templated.
+    pub target: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// This request's own timeout, instead of the run's.
+    pub timeout: Option<Duration>,
+}
+
+impl RequestTemplate {
+    /// A request for `url` (its path and query as the target).
+    pub fn new(method: &str, mut url: url::Url) -> Self {
+        let mut target = url.path().to_owned();
+        if let Some(query) = url.query() {
+            target.push('?');
+            target.push_str(query);
+        }
+        url.set_path("/");
+        url.set_query(None);
+        url.set_fragment(None);
+        Self {
+            name: "default".into(),
+            weight: 1.0,
+            method: method.into(),
+            url,
+            target,
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout: None,
+        }
+    }
+}
+
+/// Rows that fill the requests' placeholders (a CSV or JSONL file's, or
+/// this agent's part of it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DataSet {
+    pub columns: Vec<String>,
+    /// Each row has one value per column.
+    pub rows: Vec<Vec<String>>,
+    pub order: DataOrder,
+}
+
+/// Which row a request takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DataOrder {
+    /// In order, wrapping around at the end.
+    #[default]
+    Sequential,
+    /// A uniformly random row each time.
+    Random,
+    /// Each row once; a connection that runs out sends nothing more.
+    Once,
 }
 
 /// How load is generated.
@@ -80,7 +137,10 @@ impl WorkloadModel {
 /// This agent's slice of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadPlan {
-    pub request: RequestTemplate,
+    /// What to send: one request, or a weighted mix. Never empty.
+    pub requests: Vec<RequestTemplate>,
+    /// Rows for the requests' placeholders.
+    pub data: Option<DataSet>,
     pub model: WorkloadModel,
     pub duration: Duration,
     pub interval: Duration,
@@ -111,12 +171,11 @@ mod tests {
     #[test]
     fn counts_partial_intervals() {
         let plan = |d: u64, i: u64| LoadPlan {
-            request: RequestTemplate {
-                method: "GET".into(),
-                url: url::Url::parse("http://127.0.0.1:1/").expect("valid url"),
-                headers: vec![],
-                body: vec![],
-            },
+            requests: vec![RequestTemplate::new(
+                "GET",
+                url::Url::parse("http://127.0.0.1:1/").expect("valid url"),
+            )],
+            data: None,
             model: WorkloadModel::Closed {
                 connections: 1,
                 stages: None,

@@ -88,6 +88,35 @@ pub struct IntervalRecorder {
     status_codes: Box<[u64; STATUS_SLOTS]>,
     pub bytes_received: u64,
     pub bytes_sent: u64,
+    /// With a mix of several requests: each request's own figures, by its
+    /// index in the plan. Empty for a single request (the totals are its).
+    pub requests: Vec<RequestFigures>,
+}
+
+/// One request of a mix, for one interval.
+#[derive(Debug, Clone)]
+pub struct RequestFigures {
+    pub latency: Histogram<u64>,
+    pub errors: Histogram<u64>,
+    pub outcomes: OutcomeCounts,
+}
+
+impl Default for RequestFigures {
+    fn default() -> Self {
+        Self {
+            latency: new_latency_histogram(),
+            errors: new_latency_histogram(),
+            outcomes: OutcomeCounts::default(),
+        }
+    }
+}
+
+impl RequestFigures {
+    pub fn merge(&mut self, other: &RequestFigures) {
+        let _ = self.latency.add(&other.latency);
+        let _ = self.errors.add(&other.errors);
+        self.outcomes.add(&other.outcomes);
+    }
 }
 
 impl Default for IntervalRecorder {
@@ -106,22 +135,55 @@ impl IntervalRecorder {
             status_codes: Box::new([0; STATUS_SLOTS]),
             bytes_received: 0,
             bytes_sent: 0,
+            requests: Vec::new(),
+        }
+    }
+
+    /// A recorder for a run with `requests` requests in its mix (figures
+    /// per request only when there are several).
+    pub fn for_requests(requests: usize) -> Self {
+        let mut r = Self::new();
+        if requests > 1 {
+            r.requests = (0..requests).map(|_| RequestFigures::default()).collect();
+        }
+        r
+    }
+
+    /// A fresh recorder of the same shape (for the next interval).
+    pub fn fresh(&self) -> Self {
+        Self::for_requests(self.requests.len())
+    }
+
+    /// `request`: the request's index in the mix.
+    #[inline]
+    pub fn record_success(&mut self, latency: Duration, status: u16, request: usize) {
+        let us = micros(latency);
+        self.latency.saturating_record(us);
+        self.outcomes.success += 1;
+        self.count_status(status);
+        if let Some(r) = self.requests.get_mut(request) {
+            r.latency.saturating_record(us);
+            r.outcomes.success += 1;
         }
     }
 
     #[inline]
-    pub fn record_success(&mut self, latency: Duration, status: u16) {
-        self.latency.saturating_record(micros(latency));
-        self.outcomes.success += 1;
-        self.count_status(status);
-    }
-
-    #[inline]
-    pub fn record_failure(&mut self, class: FailureClass, latency: Duration, status: Option<u16>) {
-        self.errors.saturating_record(micros(latency));
+    pub fn record_failure(
+        &mut self,
+        class: FailureClass,
+        latency: Duration,
+        status: Option<u16>,
+        request: usize,
+    ) {
+        let us = micros(latency);
+        self.errors.saturating_record(us);
         self.outcomes.count_failure(class);
         if let Some(status) = status {
             self.count_status(status);
+        }
+        if let Some(r) = self.requests.get_mut(request) {
+            r.errors.saturating_record(us);
+            r.outcomes.count_failure(class);
         }
     }
 
@@ -169,6 +231,13 @@ impl IntervalRecorder {
         }
         self.bytes_received += other.bytes_received;
         self.bytes_sent += other.bytes_sent;
+        if self.requests.len() < other.requests.len() {
+            self.requests
+                .resize_with(other.requests.len(), RequestFigures::default);
+        }
+        for (mine, theirs) in self.requests.iter_mut().zip(&other.requests) {
+            mine.merge(theirs);
+        }
     }
 }
 
@@ -185,11 +254,16 @@ mod tests {
     #[test]
     fn classifies_and_merges_exactly() {
         let mut a = IntervalRecorder::new();
-        a.record_success(Duration::from_millis(5), 200);
-        a.record_failure(FailureClass::Status5xx, Duration::from_millis(7), Some(503));
+        a.record_success(Duration::from_millis(5), 200, 0);
+        a.record_failure(
+            FailureClass::Status5xx,
+            Duration::from_millis(7),
+            Some(503),
+            0,
+        );
         let mut b = IntervalRecorder::new();
-        b.record_success(Duration::from_millis(9), 200);
-        b.record_failure(FailureClass::Connect, Duration::from_micros(10), None);
+        b.record_success(Duration::from_millis(9), 200, 0);
+        b.record_failure(FailureClass::Connect, Duration::from_micros(10), None, 0);
         b.record_interrupted(3);
         a.merge(&b);
         assert_eq!(a.latency.len(), 2);
@@ -208,10 +282,32 @@ mod tests {
     #[test]
     fn clamps_out_of_range_latencies() {
         let mut r = IntervalRecorder::new();
-        r.record_success(Duration::ZERO, 200);
-        r.record_success(Duration::from_secs(10_000), 200);
+        r.record_success(Duration::ZERO, 200, 0);
+        r.record_success(Duration::from_secs(10_000), 200, 0);
         assert_eq!(r.latency.min(), 1);
         assert!(r.latency.max() >= HIGHEST_MICROS);
         assert_eq!(r.status_codes().next(), Some((200, 2)));
+    }
+}
+
+#[cfg(test)]
+mod mix_tests {
+    use super::*;
+
+    #[test]
+    fn a_mix_keeps_each_requests_figures_and_the_totals() {
+        let mut a = IntervalRecorder::for_requests(2);
+        a.record_success(Duration::from_millis(1), 200, 0);
+        a.record_success(Duration::from_millis(9), 200, 1);
+        a.record_failure(FailureClass::Timeout, Duration::from_secs(1), None, 1);
+        let mut total = IntervalRecorder::new();
+        total.merge(&a);
+        total.merge(&a.fresh());
+        assert_eq!(total.requests.len(), 2);
+        assert_eq!(total.latency.len(), 2);
+        assert_eq!(total.requests[0].latency.len(), 1);
+        assert_eq!(total.requests[1].outcomes.timeout, 1);
+        assert_eq!(total.requests[1].latency.max(), total.latency.max());
+        assert!(IntervalRecorder::for_requests(1).requests.is_empty());
     }
 }

@@ -20,6 +20,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// Largest message accepted from the coordinator.
+const MAX_ASSIGNMENT_BYTES: usize = 64 << 20;
+
 /// How an agent joins and behaves. Built by the CLI (or a test).
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -142,7 +145,10 @@ async fn session(
             url: config.coordinator.clone(),
             source,
         })?;
-    let mut client = AgentSessionClient::new(channel);
+    // An assignment carries this agent's rows of the scenario's data file
+    // (at most 32 MiB in all); the default 4 MiB limit would refuse it.
+    let mut client =
+        AgentSessionClient::new(channel).max_decoding_message_size(MAX_ASSIGNMENT_BYTES);
     let (tx, rx) = mpsc::channel::<v1::AgentMessage>(64);
     let agent_id = config.agent_id.to_string();
     let send = |kind| v1::AgentMessage { kind: Some(kind) };
@@ -257,7 +263,7 @@ async fn handle(
             }
             let reply = match accept(a.slice).await {
                 Ok((plan, addrs)) => {
-                    info!(run_id = %a.run_id, model = ?plan.model, url = %plan.request.url, "assignment accepted");
+                    info!(run_id = %a.run_id, model = ?plan.model, url = %plan.requests[0].url, requests = plan.requests.len(), "assignment accepted");
                     *state = State::Assigned {
                         run_id: a.run_id.clone(),
                         plan: Box::new(plan),
@@ -342,7 +348,8 @@ async fn handle(
 async fn accept(slice: Option<v1::LoadSlice>) -> Result<(LoadPlan, Vec<SocketAddr>), String> {
     let slice = slice.ok_or("assignment has no slice")?;
     let plan = wire::plan_from_slice(slice).map_err(|e| e.to_string())?;
-    let url = &plan.request.url;
+    // Every request of a mix goes to the same host and port (checked).
+    let url = &plan.requests[0].url;
     let host = url.host_str().ok_or("target URL has no host")?;
     let port = url
         .port_or_known_default()

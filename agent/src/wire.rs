@@ -2,7 +2,9 @@
 //! A slice from the coordinator is checked here: it comes from a peer.
 
 use crate::engine::IntervalRecord;
-use crate::plan::{Arrival, ClosedStages, LoadPlan, RequestTemplate, WorkloadModel};
+use crate::plan::{
+    Arrival, ClosedStages, DataOrder, DataSet, LoadPlan, RequestTemplate, WorkloadModel,
+};
 use crate::profile::{LevelProfile, Segment};
 use stampede_proto::histogram::{self, Encoding};
 use stampede_proto::v1;
@@ -78,16 +80,148 @@ fn segments_to_wire(profile: &LevelProfile) -> Vec<v1::ProfileSegment> {
         .collect()
 }
 
-/// Checks a slice from the coordinator and turns it into a [`LoadPlan`].
-pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
-    let request = slice.request.ok_or(SliceError::Missing("request"))?;
-    let url = url::Url::parse(&request.url).map_err(|e| invalid("request.url", e.to_string()))?;
+/// Most requests a mix may have.
+const MAX_REQUESTS: usize = 256;
+
+/// One request from the wire. Its URL is kept as written: the path may
+/// hold `{{placeholders}}`, which URL parsing would encode.
+fn request_from_wire(
+    name: &str,
+    weight: f64,
+    request: v1::RequestSpec,
+    timeout_micros: u64,
+) -> Result<RequestTemplate, SliceError> {
+    let (url, target) = split_url(&request.url).map_err(|why| invalid("request.url", why))?;
     if url.scheme() != "http" {
         return Err(invalid(
             "request.url",
             format!("scheme {:?} is not supported (http only)", url.scheme()),
         ));
     }
+    if !(weight.is_finite() && weight > 0.0) {
+        return Err(invalid("requests.weight", "must be a positive number"));
+    }
+    Ok(RequestTemplate {
+        name: name.to_owned(),
+        weight,
+        method: request.method,
+        target,
+        url,
+        headers: request
+            .headers
+            .into_iter()
+            .map(|h| (h.name, h.value))
+            .collect(),
+        body: request.body,
+        timeout: (timeout_micros > 0).then(|| Duration::from_micros(timeout_micros)),
+    })
+}
+
+/// Splits a URL as written into where connections go (scheme, host and
+/// port) and the request target (path and query, kept as written: it may
+/// hold `{{placeholders}}`, which URL parsing would encode).
+pub fn split_url(raw: &str) -> Result<(url::Url, String), String> {
+    let target = request_target(raw);
+    let (scheme_len, rest) = match raw.split_once("://") {
+        Some((scheme, rest)) => (scheme.len() + 3, rest),
+        None => (0, raw),
+    };
+    let authority_len = rest.find(['/', '?']).unwrap_or(rest.len());
+    let origin = &raw[..scheme_len + authority_len];
+    if origin.contains("{{") {
+        return Err(format!(
+            "{raw:?}: the host and port cannot hold placeholders"
+        ));
+    }
+    let url = url::Url::parse(origin).map_err(|e| format!("{raw:?} is not a URL ({e})"))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{raw:?} has no host"));
+    }
+    Ok((url, target))
+}
+
+/// The path and query of a URL as written (`/` when it has none).
+pub fn request_target(raw: &str) -> String {
+    let after_scheme = raw.split_once("://").map_or(raw, |(_, rest)| rest);
+    match after_scheme.find(['/', '?']) {
+        Some(i) if after_scheme[i..].starts_with('/') => after_scheme[i..].to_owned(),
+        Some(i) => format!("/{}", &after_scheme[i..]),
+        None => "/".to_owned(),
+    }
+}
+
+fn request_to_wire(r: &RequestTemplate) -> v1::RequestSpec {
+    v1::RequestSpec {
+        method: r.method.clone(),
+        url: format!("{}{}", r.url.origin().ascii_serialization(), r.target),
+        headers: r
+            .headers
+            .iter()
+            .map(|(name, value)| v1::Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        body: r.body.clone(),
+    }
+}
+
+/// Checks a slice from the coordinator and turns it into a [`LoadPlan`].
+pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
+    let requests = if slice.requests.is_empty() {
+        let request = slice.request.ok_or(SliceError::Missing("request"))?;
+        vec![request_from_wire("default", 1.0, request, 0)?]
+    } else {
+        if slice.requests.len() > MAX_REQUESTS {
+            return Err(invalid(
+                "requests",
+                format!("{} requests (at most {MAX_REQUESTS})", slice.requests.len()),
+            ));
+        }
+        let mut out = Vec::with_capacity(slice.requests.len());
+        for r in slice.requests {
+            let request = r.request.ok_or(SliceError::Missing("requests.request"))?;
+            out.push(request_from_wire(
+                &r.name,
+                r.weight,
+                request,
+                r.timeout_micros,
+            )?);
+        }
+        if out.iter().any(|r| r.url.origin() != out[0].url.origin()) {
+            return Err(invalid(
+                "requests",
+                "every request must go to the same scheme, host and port",
+            ));
+        }
+        out
+    };
+    let data = match slice.data {
+        None => None,
+        Some(d) => Some(DataSet {
+            order: match v1::DataOrder::try_from(d.order) {
+                Ok(v1::DataOrder::Sequential) => DataOrder::Sequential,
+                Ok(v1::DataOrder::Random) => DataOrder::Random,
+                Ok(v1::DataOrder::Once) => DataOrder::Once,
+                Err(_) => return Err(invalid("data.order", format!("unknown order {}", d.order))),
+            },
+            rows: d
+                .rows
+                .into_iter()
+                .map(|r| {
+                    if r.values.len() == d.columns.len() {
+                        Ok(r.values)
+                    } else {
+                        Err(invalid(
+                            "data.rows",
+                            "a row's values do not match the columns",
+                        ))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+            columns: d.columns,
+        }),
+    };
     let duration = match slice.duration_micros {
         0 => return Err(invalid("duration", "must be positive")),
         micros => Duration::from_micros(micros),
@@ -154,16 +288,8 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
         }
     };
     Ok(LoadPlan {
-        request: RequestTemplate {
-            method: request.method,
-            url,
-            headers: request
-                .headers
-                .into_iter()
-                .map(|h| (h.name, h.value))
-                .collect(),
-            body: request.body,
-        },
+        requests,
+        data,
         model,
         duration,
         interval: positive("interval", slice.interval_micros)?,
@@ -184,19 +310,29 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
 pub fn slice_from_plan(plan: &LoadPlan) -> v1::LoadSlice {
     let micros = |d: Duration| d.as_micros() as u64;
     v1::LoadSlice {
-        request: Some(v1::RequestSpec {
-            method: plan.request.method.clone(),
-            url: plan.request.url.to_string(),
-            headers: plan
-                .request
-                .headers
+        request: None,
+        requests: plan
+            .requests
+            .iter()
+            .map(|r| v1::NamedRequest {
+                name: r.name.clone(),
+                weight: r.weight,
+                request: Some(request_to_wire(r)),
+                timeout_micros: r.timeout.map_or(0, micros),
+            })
+            .collect(),
+        data: plan.data.as_ref().map(|d| v1::DataSet {
+            columns: d.columns.clone(),
+            rows: d
+                .rows
                 .iter()
-                .map(|(name, value)| v1::Header {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
+                .map(|r| v1::DataRow { values: r.clone() })
                 .collect(),
-            body: plan.request.body.clone(),
+            order: match d.order {
+                DataOrder::Sequential => v1::DataOrder::Sequential,
+                DataOrder::Random => v1::DataOrder::Random,
+                DataOrder::Once => v1::DataOrder::Once,
+            } as i32,
         }),
         model: Some(match &plan.model {
             WorkloadModel::Closed {
@@ -258,15 +394,7 @@ pub fn interval_report(
         end_unix_nanos: offset(record.end),
         latency_histogram: histogram::encode(&data.latency, encoding)?,
         error_histogram: histogram::encode(&data.errors, encoding)?,
-        outcomes: Some(v1::OutcomeCounts {
-            success: o.success,
-            connect_error: o.connect_error,
-            timeout: o.timeout,
-            status_4xx: o.status_4xx,
-            status_5xx: o.status_5xx,
-            other_error: o.other_error,
-            interrupted: o.interrupted,
-        }),
+        outcomes: Some(outcomes_to_wire(o)),
         status_codes: data
             .status_codes()
             .map(|(code, n)| (u32::from(code), n))
@@ -279,7 +407,32 @@ pub fn interval_report(
         } else {
             histogram::encode(&data.schedule_lag, encoding)?
         },
+        requests: data
+            .requests
+            .iter()
+            .enumerate()
+            .map(|(index, r)| {
+                Ok(v1::RequestFigures {
+                    index: index as u32,
+                    latency_histogram: histogram::encode(&r.latency, encoding)?,
+                    error_histogram: histogram::encode(&r.errors, encoding)?,
+                    outcomes: Some(outcomes_to_wire(&r.outcomes)),
+                })
+            })
+            .collect::<Result<_, histogram::HistogramCodecError>>()?,
     })
+}
+
+fn outcomes_to_wire(o: &crate::recorder::OutcomeCounts) -> v1::OutcomeCounts {
+    v1::OutcomeCounts {
+        success: o.success,
+        connect_error: o.connect_error,
+        timeout: o.timeout,
+        status_4xx: o.status_4xx,
+        status_5xx: o.status_5xx,
+        other_error: o.other_error,
+        interrupted: o.interrupted,
+    }
 }
 
 #[cfg(test)]
@@ -287,13 +440,26 @@ mod tests {
     use super::*;
 
     fn plan() -> LoadPlan {
+        let mut small = RequestTemplate::new(
+            "POST",
+            url::Url::parse("http://127.0.0.1:9/x?y=1").expect("url"),
+        );
+        small.name = "small".into();
+        small.weight = 80.0;
+        small.headers = vec![("a".into(), "{{id}}".into())];
+        small.body = b"{\"p\": \"{{prompt}}\"}".to_vec();
+        let mut large = small.clone();
+        large.name = "large".into();
+        large.weight = 20.0;
+        large.target = "/items/{{id}}?full=1".into();
+        large.timeout = Some(Duration::from_millis(2500));
         LoadPlan {
-            request: RequestTemplate {
-                method: "POST".into(),
-                url: url::Url::parse("http://127.0.0.1:9/x?y=1").expect("url"),
-                headers: vec![("a".into(), "b".into())],
-                body: b"{}".to_vec(),
-            },
+            requests: vec![small, large],
+            data: Some(DataSet {
+                columns: vec!["id".into(), "prompt".into()],
+                rows: vec![vec!["1".into(), "hi".into()], vec!["2".into(), "ho".into()]],
+                order: DataOrder::Once,
+            }),
             model: WorkloadModel::Open {
                 rate: LevelProfile::new(vec![
                     Segment {
@@ -313,6 +479,21 @@ mod tests {
             graceful_stop: Duration::from_secs(2),
             think_time: Some((Duration::from_millis(10), Duration::from_millis(30))),
         }
+    }
+
+    #[test]
+    fn request_targets_are_kept_as_written() {
+        assert_eq!(
+            request_target("http://h:1/a/{{id}}?q={{x}}"),
+            "/a/{{id}}?q={{x}}"
+        );
+        assert_eq!(request_target("http://h"), "/");
+        assert_eq!(request_target("http://h?x=1"), "/?x=1");
+        let (url, target) = split_url("http://127.0.0.1:8/v1/{{model}}:predict").expect("ok");
+        assert_eq!(url.as_str(), "http://127.0.0.1:8/");
+        assert_eq!(target, "/v1/{{model}}:predict");
+        assert!(split_url("http://{{host}}/x").is_err());
+        assert!(split_url("not a url").is_err());
     }
 
     #[test]
@@ -375,10 +556,23 @@ mod tests {
         }));
         assert!(plan_from_slice(s).is_err(), "one slot per connection");
         let mut s = slice_from_plan(&plan());
+        if let Some(r) = s.requests[1].request.as_mut() {
+            r.url = "http://127.0.0.1:10/other".into();
+        }
+        assert!(
+            plan_from_slice(s).is_err(),
+            "a mix goes to one host and port"
+        );
+        let mut s = slice_from_plan(&plan());
+        if let Some(d) = s.data.as_mut() {
+            d.rows[0].values.pop();
+        }
+        assert!(plan_from_slice(s).is_err(), "ragged rows");
+        let mut s = slice_from_plan(&plan());
         s.interval_micros = 0;
         assert!(plan_from_slice(s).is_err());
         let mut s = slice_from_plan(&plan());
-        if let Some(r) = s.request.as_mut() {
+        if let Some(r) = s.requests[0].request.as_mut() {
             r.url = "ftp://x/".into();
         }
         assert!(plan_from_slice(s).is_err());

@@ -160,6 +160,7 @@ async fn agent(
                         bytes_received: 2_000_000,
                         bytes_sent: 1_000_000,
                         last: index + 1 == intervals,
+                        requests: Vec::new(),
                     };
                     bytes = prost::Message::encoded_len(&report);
                     tx.send(send(agent_message::Kind::IntervalReport(report)))

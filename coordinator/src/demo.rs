@@ -91,6 +91,8 @@ pub fn scenario(options: &DemoOptions, target_port: u16) -> Scenario {
         start_delay: Duration::from_secs(1),
         agent_wait_timeout: Duration::from_secs(30),
         thresholds: vec![],
+        requests: vec![],
+        data: None,
     }
 }
 

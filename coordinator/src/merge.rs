@@ -93,6 +93,44 @@ pub struct AgentInterval {
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub last: bool,
+    /// With a mix of several requests: each one's figures.
+    pub requests: Vec<RequestInterval>,
+}
+
+/// One request of a mix in one agent interval.
+#[derive(Debug, Clone)]
+pub struct RequestInterval {
+    /// Its index in the scenario's mix.
+    pub index: u32,
+    pub latency: SparseHistogram,
+    pub errors: SparseHistogram,
+    pub outcomes: Outcomes,
+}
+
+/// One request of a mix, added up over the run (warm-up excluded).
+#[derive(Debug, Clone, Default)]
+pub struct RequestTotals {
+    pub latency: SparseHistogram,
+    pub errors: SparseHistogram,
+    pub outcomes: Outcomes,
+}
+
+impl RequestTotals {
+    fn add(&mut self, r: &RequestInterval) {
+        self.latency.merge(&r.latency);
+        self.errors.merge(&r.errors);
+        self.outcomes.add(&r.outcomes);
+    }
+
+    /// Full totals, for reports (no status codes or bytes per request).
+    pub fn to_totals(&self) -> Totals {
+        Totals {
+            latency: self.latency.to_histogram(),
+            errors: self.errors.to_histogram(),
+            outcomes: self.outcomes,
+            ..Totals::default()
+        }
+    }
 }
 
 /// Totals kept compact once their interval is closed: histograms encoded
@@ -264,6 +302,10 @@ pub struct RunMerge {
     /// Intervals `0..warmup` are the warm-up: kept as intervals, left out of
     /// every cumulative total.
     warmup: u32,
+    /// Per (region, request index of the mix): cumulative figures.
+    pub requests: BTreeMap<(String, u32), RequestTotals>,
+    /// Requests in the scenario's mix (reports naming others are refused).
+    request_count: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -278,12 +320,23 @@ pub enum MergeError {
     },
     #[error("agent {0} reported after its last interval")]
     AfterLast(Uuid),
+    #[error("agent {agent} reported request {index}, but the mix has {count}")]
+    UnknownRequest { agent: Uuid, index: u32, count: u32 },
 }
 
 impl RunMerge {
     /// `agents`: every agent of the run with its region. Intervals below
     /// `warmup_intervals` are the warm-up.
     pub fn new(agents: impl IntoIterator<Item = (Uuid, String)>, warmup_intervals: u32) -> Self {
+        Self::with_requests(agents, warmup_intervals, 1)
+    }
+
+    /// [`RunMerge::new`] for a mix of `requests` requests.
+    pub fn with_requests(
+        agents: impl IntoIterator<Item = (Uuid, String)>,
+        warmup_intervals: u32,
+        requests: u32,
+    ) -> Self {
         let mut regions = BTreeMap::new();
         let agents: BTreeMap<Uuid, AgentProgress> = agents
             .into_iter()
@@ -308,6 +361,8 @@ impl RunMerge {
             open: BTreeMap::new(),
             closed: Vec::new(),
             warmup: warmup_intervals,
+            requests: BTreeMap::new(),
+            request_count: requests,
         }
     }
 
@@ -326,6 +381,17 @@ impl RunMerge {
         if agent.done {
             return Err(MergeError::AfterLast(report.agent_id));
         }
+        if let Some(r) = report
+            .requests
+            .iter()
+            .find(|r| r.index >= self.request_count)
+        {
+            return Err(MergeError::UnknownRequest {
+                agent: report.agent_id,
+                index: r.index,
+                count: self.request_count,
+            });
+        }
         if let Some(previous) = agent.last_index {
             if report.index <= previous {
                 return Err(MergeError::OutOfOrder {
@@ -341,6 +407,12 @@ impl RunMerge {
         let measured = report.index >= self.warmup;
         if measured {
             agent.totals.add_interval(&report);
+            for r in &report.requests {
+                self.requests
+                    .entry((agent.region.clone(), r.index))
+                    .or_default()
+                    .add(r);
+            }
         }
         if report.last {
             self.active -= 1;

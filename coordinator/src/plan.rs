@@ -6,10 +6,11 @@
 //! apportioned by largest remainder, so the sums are exact: the agents'
 //! connections add up to the scenario's, and their rates to its rate.
 
-use crate::scenario::{Arrival, Model, Scenario, Share, stages};
+use crate::scenario::{Arrival, Model, Scenario, Share, data, stages};
 use stampede_agent::plan::{
-    Arrival as AgentArrival, ClosedStages, LoadPlan, RequestTemplate, WorkloadModel,
+    Arrival as AgentArrival, ClosedStages, DataSet, LoadPlan, RequestTemplate, WorkloadModel,
 };
+use stampede_agent::wire::split_url;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -27,6 +28,8 @@ pub enum PlanError {
     EmptyRegion(String),
     #[error("agent {agent} is in region {region:?}, which the scenario does not list")]
     UnknownRegion { agent: Uuid, region: String },
+    #[error("a request's URL: {0}")]
+    Request(String),
     #[error("{connections} connections cannot give each of the {agents} agents one")]
     TooFewConnections { connections: u32, agents: usize },
 }
@@ -119,16 +122,37 @@ pub fn plan(
     // The cluster's level over time; agents get it scaled (rates) or their
     // slots in it (connections).
     let profile = stages::profile(&scenario.load.phases);
+    let mix = scenario.effective_requests();
+    // Each agent's rows of the data, in the same agent order.
+    let mut parts = scenario
+        .data
+        .as_ref()
+        .map(|d| data::partition(d, agents.len()))
+        .unwrap_or_default()
+        .into_iter();
 
     let mut out = Vec::with_capacity(agents.len());
     for region in &scenario.regions {
         let ids = &by_region[region.name.as_str()];
-        let request = RequestTemplate {
-            method: scenario.target.method.clone(),
-            url: scenario.target.url_for(&region.name).clone(),
-            headers: scenario.target.headers.clone(),
-            body: scenario.target.body.clone(),
-        };
+        // The mix, resolved against this region's URL.
+        let base = scenario.target.url_for(&region.name);
+        let requests = mix
+            .iter()
+            .map(|r| {
+                let raw = r.url.resolve(base);
+                let (url, target) = split_url(&raw).map_err(PlanError::Request)?;
+                Ok(RequestTemplate {
+                    name: r.name.clone(),
+                    weight: r.weight,
+                    method: r.method.clone(),
+                    url,
+                    target,
+                    headers: r.headers.clone(),
+                    body: r.body.clone(),
+                    timeout: r.timeout,
+                })
+            })
+            .collect::<Result<Vec<_>, PlanError>>()?;
         for (position, id) in ids.iter().enumerate() {
             let connections = counts.next().unwrap_or(1);
             let agent_slots = slots.next().unwrap_or_default();
@@ -157,7 +181,15 @@ pub fn plan(
                 agent_id: *id,
                 region: region.name.clone(),
                 plan: LoadPlan {
-                    request: request.clone(),
+                    requests: requests.clone(),
+                    data: match (&scenario.data, parts.next()) {
+                        (Some(d), Some(rows)) => Some(DataSet {
+                            columns: d.columns.clone(),
+                            rows,
+                            order: d.order,
+                        }),
+                        _ => None,
+                    },
                     model,
                     duration: scenario.load.duration,
                     interval: scenario.load.interval,
@@ -306,6 +338,8 @@ mod tests {
             start_delay: Duration::from_secs(1),
             agent_wait_timeout: Duration::from_secs(1),
             thresholds: vec![],
+            requests: vec![],
+            data: None,
         }
     }
 
@@ -346,7 +380,7 @@ mod tests {
         assert_eq!(
             plan.iter()
                 .find(|a| a.region == "b")
-                .map(|a| a.plan.request.url.port()),
+                .map(|a| a.plan.requests[0].url.port()),
             Some(Some(2))
         );
     }

@@ -215,7 +215,11 @@ pub async fn run(
     info!(%run_id, starts_in = ?scenario.start_delay, duration = ?scenario.load.duration, "run starting");
 
     // 4. Collect and merge until every agent is done (or the deadline).
-    let mut merge = RunMerge::new(roster, scenario.load.warmup_intervals());
+    let mut merge = RunMerge::with_requests(
+        roster,
+        scenario.load.warmup_intervals(),
+        scenario.effective_requests().len() as u32,
+    );
     let mut notes = Vec::new();
     let mut deadline = Instant::now()
         + scenario.start_delay

@@ -1,13 +1,16 @@
 //! Conversions between the protocol's types and the coordinator's own, at
 //! the edge. Everything arriving here comes from a peer and is checked.
 
-use crate::merge::{AgentInterval, Outcomes};
+use crate::merge::{AgentInterval, Outcomes, RequestInterval};
 use stampede_proto::histogram::{self, HistogramCodecError};
 use stampede_proto::v1;
 use uuid::Uuid;
 
 /// Most distinct status codes one interval report may carry.
 const MAX_STATUS_CODES: usize = 600;
+/// Most per-request figures one interval report may carry (the agent's
+/// limit on a mix).
+const MAX_REQUESTS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -24,6 +27,8 @@ pub enum ReportError {
     StatusCode(u32),
     #[error("interval end precedes its start")]
     Backwards,
+    #[error("{0} per-request figures in one report (at most {MAX_REQUESTS})")]
+    TooManyRequests(usize),
 }
 
 /// Decodes an interval report from an agent.
@@ -46,8 +51,24 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
     let decode = |which, bytes: &[u8]| {
         histogram::decode_sparse(bytes).map_err(|source| ReportError::Histogram { which, source })
     };
+    if report.requests.len() > MAX_REQUESTS {
+        return Err(ReportError::TooManyRequests(report.requests.len()));
+    }
+    let requests = report
+        .requests
+        .iter()
+        .map(|r| {
+            Ok(RequestInterval {
+                index: r.index,
+                latency: decode("request latency", &r.latency_histogram)?,
+                errors: decode("request error", &r.error_histogram)?,
+                outcomes: outcomes(r.outcomes.unwrap_or_default()),
+            })
+        })
+        .collect::<Result<Vec<_>, ReportError>>()?;
     let o = report.outcomes.unwrap_or_default();
     Ok(AgentInterval {
+        requests,
         agent_id,
         index: report.index,
         start_unix_nanos: report.start_unix_nanos,
@@ -55,15 +76,7 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
         latency: decode("latency", &report.latency_histogram)?,
         errors: decode("error", &report.error_histogram)?,
         schedule_lag: decode("schedule lag", &report.schedule_lag_histogram)?,
-        outcomes: Outcomes {
-            success: o.success,
-            connect_error: o.connect_error,
-            timeout: o.timeout,
-            status_4xx: o.status_4xx,
-            status_5xx: o.status_5xx,
-            other_error: o.other_error,
-            interrupted: o.interrupted,
-        },
+        outcomes: outcomes(o),
         status_codes: report
             .status_codes
             .into_iter()
@@ -73,4 +86,16 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
         bytes_sent: report.bytes_sent,
         last: report.last,
     })
+}
+
+fn outcomes(o: v1::OutcomeCounts) -> Outcomes {
+    Outcomes {
+        success: o.success,
+        connect_error: o.connect_error,
+        timeout: o.timeout,
+        status_4xx: o.status_4xx,
+        status_5xx: o.status_5xx,
+        other_error: o.other_error,
+        interrupted: o.interrupted,
+    }
 }

@@ -257,3 +257,32 @@ async fn staged_report_matches_the_schema() {
     assert_eq!(report.scenario.warmup_s, 1.0);
     assert_round_trip(&report);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mix_report_matches_the_schema() {
+    let schema = load_schema();
+    let validator = validator(&schema);
+    let target = support::InProcessTarget::start(stampede_target::TargetConfig::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("ids.csv"), "id\n1\n2\n3\n").expect("write data");
+    let path = dir.path().join("mix.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "target:\n  url: {}\nrequests:\n  - name: a\n    url: \"/items/{{{{id}}}}\"\n  - name: b\n    weight: 2\ndata:\n  file: ids.csv\nload:\n  model: open\n  rate: 50\n  duration: 1s\nregions:\n  - name: local\nstart_delay: 300ms\n",
+            target.url
+        ),
+    )
+    .expect("write scenario");
+    let scenario =
+        stampede_coordinator::scenario::load_with_env(&path, Default::default()).expect("valid");
+    let report = support::run_with_agents(scenario, &["local"]).await;
+    target.stop().await;
+
+    let instance = serde_json::to_value(&report).expect("the report serializes");
+    let found = errors(&validator, &instance);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    assert_eq!(report.requests.len(), 2);
+    assert_eq!(report.scenario.data_file.as_deref(), Some("ids.csv"));
+    assert_round_trip(&report);
+}

@@ -76,7 +76,7 @@ mod tests {
     fn piece(worker: usize, index: u32, successes: u64, last: bool) -> WorkerInterval {
         let mut recorder = IntervalRecorder::new();
         for _ in 0..successes {
-            recorder.record_success(Duration::from_millis(1), 200);
+            recorder.record_success(Duration::from_millis(1), 200, 0);
         }
         WorkerInterval {
             worker,

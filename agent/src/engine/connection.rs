@@ -6,8 +6,9 @@
 //! worker's recorder; the timers it races against are created once per
 //! connection and re-armed, not allocated per request.
 
-use super::http1::{Http1Connection, PreparedRequest, ResponseInfo};
+use super::http1::{Http1Connection, ResponseInfo};
 use super::pacer::Pacer;
+use super::request_set::{Picker, RequestSet};
 use crate::plan::{LoadPlan, WorkloadModel};
 use crate::recorder::{FailureClass, IntervalRecorder};
 use crate::schedule::{ArrivalSchedule, SplitMix64};
@@ -27,7 +28,7 @@ const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(1);
 /// What all connections of one agent share, read-only.
 pub(crate) struct RunContext {
     pub plan: LoadPlan,
-    pub request: PreparedRequest,
+    pub requests: RequestSet,
     pub addrs: Vec<SocketAddr>,
     /// Start of interval 0.
     pub start: Instant,
@@ -61,6 +62,11 @@ pub(crate) struct ConnectionLoop {
     pacer: Option<(Rc<Pacer>, usize)>,
     /// Closed model: draws think times.
     rng: SplitMix64,
+    /// Picks each send's request of the mix and data row.
+    picker: Picker,
+    /// Reused buffers for templated requests: the request, and its body.
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
 }
 
 /// How one exchange ended.
@@ -69,6 +75,15 @@ enum Exchange {
     Failed(FailureClass),
     /// Cancelled or past the hard stop while in flight.
     Interrupted,
+    /// A `once` data set is used up for this connection: nothing was sent.
+    NoData,
+}
+
+/// What one send was: which request of the mix, and its size.
+#[derive(Clone, Copy)]
+struct Sent {
+    request: usize,
+    bytes: u64,
 }
 
 impl ConnectionLoop {
@@ -81,6 +96,7 @@ impl ConnectionLoop {
     ) -> Self {
         let addr = ctx.addrs[index as usize % ctx.addrs.len()];
         let hard_stop = ctx.hard_stop();
+        let connections = ctx.plan.model.connections();
         Self {
             ctx,
             recorder,
@@ -97,6 +113,9 @@ impl ConnectionLoop {
                 (p, slot)
             }),
             rng: SplitMix64(u64::from(index) ^ std::process::id().rotate_left(16) as u64),
+            picker: Picker::new(u64::from(std::process::id()), index, connections),
+            buf: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -205,13 +224,15 @@ impl ConnectionLoop {
             if sent >= until {
                 return true;
             }
-            match self.exchange(sent).await {
+            let (outcome, what) = self.exchange(sent).await;
+            match outcome {
                 Exchange::Interrupted => {
                     self.recorder.borrow_mut().record_interrupted(1);
                     return false;
                 }
+                Exchange::NoData => return false,
                 Exchange::Failed(FailureClass::Connect) => {
-                    self.record_failure(FailureClass::Connect, sent, None);
+                    self.record_failure(FailureClass::Connect, sent, None, what.request);
                     // Don't spin on a refused port; the rate of failures is
                     // not a load figure anyone wants.
                     let resume = Instant::now() + backoff;
@@ -222,7 +243,7 @@ impl ConnectionLoop {
                 }
                 outcome => {
                     backoff = Duration::from_millis(10);
-                    self.record(outcome, sent);
+                    self.record(outcome, sent, what);
                     // A virtual user's think time before its next request.
                     if let Some((min, max)) = self.ctx.plan.think_time {
                         let pause = self.rng.duration_between(min, max);
@@ -258,14 +279,17 @@ impl ConnectionLoop {
             self.recorder
                 .borrow_mut()
                 .record_schedule_lag(sent.saturating_duration_since(intended));
-            match self.exchange(sent).await {
+            let (outcome, what) = self.exchange(sent).await;
+            match outcome {
                 Exchange::Interrupted => {
                     self.record_overdue(&schedule, intended);
                     return;
                 }
+                // The data ran out: what is still to come is not owed.
+                Exchange::NoData => return,
                 // Latency counts from the intended send time, so time spent
                 // waiting behind a slow response is included.
-                outcome => self.record(outcome, if was_idle { sent } else { intended }),
+                outcome => self.record(outcome, if was_idle { sent } else { intended }, what),
             }
         }
     }
@@ -281,48 +305,76 @@ impl ConnectionLoop {
         }
     }
 
-    fn record(&self, outcome: Exchange, origin: Instant) {
+    fn record(&self, outcome: Exchange, origin: Instant, what: Sent) {
         match outcome {
             Exchange::Response(info) => {
                 let latency = Instant::now() - origin;
                 let mut recorder = self.recorder.borrow_mut();
-                recorder.record_bytes(self.ctx.request.len() as u64, info.bytes_received);
+                recorder.record_bytes(what.bytes, info.bytes_received);
+                let status = Some(info.status);
                 match info.status {
-                    400..=499 => {
-                        recorder.record_failure(FailureClass::Status4xx, latency, Some(info.status))
-                    }
-                    500..=599 => {
-                        recorder.record_failure(FailureClass::Status5xx, latency, Some(info.status))
-                    }
-                    status => recorder.record_success(latency, status),
+                    400..=499 => recorder.record_failure(
+                        FailureClass::Status4xx,
+                        latency,
+                        status,
+                        what.request,
+                    ),
+                    500..=599 => recorder.record_failure(
+                        FailureClass::Status5xx,
+                        latency,
+                        status,
+                        what.request,
+                    ),
+                    code => recorder.record_success(latency, code, what.request),
                 }
             }
             Exchange::Failed(class) => {
                 if class != FailureClass::Connect {
                     // The request went out (or at least was written).
-                    self.recorder
-                        .borrow_mut()
-                        .record_bytes(self.ctx.request.len() as u64, 0);
+                    self.recorder.borrow_mut().record_bytes(what.bytes, 0);
                 }
-                self.record_failure(class, origin, None)
+                self.record_failure(class, origin, None, what.request)
             }
             Exchange::Interrupted => self.recorder.borrow_mut().record_interrupted(1),
+            Exchange::NoData => {}
         }
     }
 
-    fn record_failure(&self, class: FailureClass, origin: Instant, status: Option<u16>) {
+    fn record_failure(
+        &self,
+        class: FailureClass,
+        origin: Instant,
+        status: Option<u16>,
+        request: usize,
+    ) {
         let latency = Instant::now() - origin;
         self.recorder
             .borrow_mut()
-            .record_failure(class, latency, status);
+            .record_failure(class, latency, status, request);
     }
 
-    /// Sends one request (connecting first if needed) and reads its response,
-    /// racing the per-request timeout, the hard stop and cancellation.
-    async fn exchange(&mut self, sent: Instant) -> Exchange {
-        self.timeout.as_mut().reset(sent + self.ctx.plan.timeout);
+    /// Picks the request of the mix and the data row, then sends it
+    /// (connecting first if needed) and reads its response, racing the
+    /// request's timeout, the hard stop and cancellation.
+    async fn exchange(&mut self, sent: Instant) -> (Exchange, Sent) {
+        let requests: &RequestSet = &self.ctx.requests;
+        let index = self.picker.request(requests);
+        let Ok(row) = self.picker.row(requests) else {
+            let none = Sent {
+                request: index,
+                bytes: 0,
+            };
+            return (Exchange::NoData, none);
+        };
+        let ready = requests.get(index);
+        self.timeout.as_mut().reset(sent + ready.timeout);
+        let expects_body = requests.expects_body(index);
+        let bytes = requests.bytes(index, row, &mut self.buf, &mut self.scratch);
+        let what = Sent {
+            request: index,
+            bytes: bytes.len() as u64,
+        };
         let addr = self.addr;
-        let request = &self.ctx.request;
         let slot = &mut self.conn;
         let attempt = async move {
             let conn = match slot {
@@ -332,7 +384,7 @@ impl ConnectionLoop {
                     Err(_) => return Err(FailureClass::Connect),
                 },
             };
-            match conn.send(request).await {
+            match conn.send(bytes, expects_body).await {
                 Ok(info) => {
                     if !info.keep_alive {
                         *slot = None;
@@ -359,6 +411,6 @@ impl ConnectionLoop {
             // Whatever was in flight is abandoned with the connection.
             self.conn = None;
         }
-        outcome
+        (outcome, what)
     }
 }

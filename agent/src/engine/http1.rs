@@ -17,25 +17,22 @@ const READ_BUFFER_BYTES: usize = 16 * 1024;
 /// Most response headers we parse.
 const MAX_HEADERS: usize = 64;
 
-/// A request serialized once, sent many times.
-#[derive(Debug, Clone)]
-pub struct PreparedRequest {
-    bytes: Box<[u8]>,
-    /// HEAD responses carry no body whatever their headers say.
-    expects_body: bool,
+/// What every send of a request shares, checked once: the method, and the
+/// headers Stampede adds unless the scenario sets them.
+pub struct RequestHead {
+    method: String,
+    fixed_headers: String,
+    always_length: bool,
+    /// The scenario sets Content-Length itself.
+    user_length: bool,
 }
 
-impl PreparedRequest {
+impl RequestHead {
     pub fn new(template: &RequestTemplate) -> Result<Self, Http1Error> {
         let url = &template.url;
         let host = url
             .host_str()
             .ok_or_else(|| Http1Error::InvalidRequest(format!("URL {url} has no host")))?;
-        let mut path = url.path().to_owned();
-        if let Some(query) = url.query() {
-            path.push('?');
-            path.push_str(query);
-        }
         let method = template.method.to_ascii_uppercase();
         if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
             return Err(Http1Error::InvalidRequest(format!(
@@ -43,28 +40,15 @@ impl PreparedRequest {
                 template.method
             )));
         }
-        let has = |name: &str| {
-            template
-                .headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case(name))
-        };
-        let mut head = format!("{method} {path} HTTP/1.1\r\n");
-        if !has("host") {
-            match url.port() {
-                Some(port) => head.push_str(&format!("Host: {host}:{port}\r\n")),
-                None => head.push_str(&format!("Host: {host}\r\n")),
-            }
-        }
-        if !has("user-agent") {
-            head.push_str(concat!(
-                "User-Agent: stampede/",
-                env!("CARGO_PKG_VERSION"),
-                "\r\n"
-            ));
-        }
-        if !has("accept") {
-            head.push_str("Accept: */*\r\n");
+        if !template.target.starts_with('/')
+            || crate::template::outside_placeholders(&template.target)
+                .bytes()
+                .any(|b| b.is_ascii_whitespace())
+        {
+            return Err(Http1Error::InvalidRequest(format!(
+                "invalid request target {:?} (a path starting with /, no spaces)",
+                template.target
+            )));
         }
         for (name, value) in &template.headers {
             if name.is_empty()
@@ -75,19 +59,88 @@ impl PreparedRequest {
                     "invalid header {name:?}"
                 )));
             }
-            head.push_str(&format!("{name}: {value}\r\n"));
         }
-        let sends_length =
-            !template.body.is_empty() || matches!(method.as_str(), "POST" | "PUT" | "PATCH");
-        if sends_length && !has("content-length") {
-            head.push_str(&format!("Content-Length: {}\r\n", template.body.len()));
+        let has = |name: &str| {
+            template
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        };
+        let mut fixed_headers = String::new();
+        if !has("host") {
+            match url.port() {
+                Some(port) => fixed_headers.push_str(&format!("Host: {host}:{port}\r\n")),
+                None => fixed_headers.push_str(&format!("Host: {host}\r\n")),
+            }
         }
-        head.push_str("\r\n");
-        let mut bytes = head.into_bytes();
+        if !has("user-agent") {
+            fixed_headers.push_str(concat!(
+                "User-Agent: stampede/",
+                env!("CARGO_PKG_VERSION"),
+                "\r\n"
+            ));
+        }
+        if !has("accept") {
+            fixed_headers.push_str("Accept: */*\r\n");
+        }
+        let always_length = matches!(method.as_str(), "POST" | "PUT" | "PATCH");
+        Ok(Self {
+            method,
+            fixed_headers,
+            always_length,
+            user_length: has("content-length"),
+        })
+    }
+
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// Host, User-Agent and Accept lines, where the scenario sets none.
+    pub fn fixed_headers(&self) -> String {
+        self.fixed_headers.clone()
+    }
+
+    /// Content-Length is sent even for an empty body (POST, PUT, PATCH).
+    pub fn always_length(&self) -> bool {
+        self.always_length
+    }
+
+    /// The scenario's headers include Content-Length.
+    pub fn user_length(&self) -> bool {
+        self.user_length
+    }
+
+    /// HEAD responses carry no body whatever their headers say.
+    pub fn expects_body(&self) -> bool {
+        self.method != "HEAD"
+    }
+}
+
+/// A request serialized once, sent many times.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest {
+    bytes: Box<[u8]>,
+    expects_body: bool,
+}
+
+impl PreparedRequest {
+    pub fn new(template: &RequestTemplate) -> Result<Self, Http1Error> {
+        let head = RequestHead::new(template)?;
+        let mut text = format!("{} {} HTTP/1.1\r\n", head.method, template.target);
+        text.push_str(&head.fixed_headers);
+        for (name, value) in &template.headers {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if (!template.body.is_empty() || head.always_length) && !head.user_length {
+            text.push_str(&format!("Content-Length: {}\r\n", template.body.len()));
+        }
+        text.push_str("\r\n");
+        let mut bytes = text.into_bytes();
         bytes.extend_from_slice(&template.body);
         Ok(Self {
             bytes: bytes.into_boxed_slice(),
-            expects_body: method != "HEAD",
+            expects_body: head.expects_body(),
         })
     }
 
@@ -101,6 +154,18 @@ impl PreparedRequest {
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    pub fn expects_body(&self) -> bool {
+        self.expects_body
+    }
+}
+
+impl std::fmt::Debug for RequestHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestHead")
+            .field("method", &self.method)
+            .finish_non_exhaustive()
     }
 }
 
@@ -159,8 +224,12 @@ impl Http1Connection {
     /// Sends the request and reads the whole response.
     ///
     /// After an error the connection is in an unknown state: drop it.
-    pub async fn send(&mut self, request: &PreparedRequest) -> Result<ResponseInfo, Http1Error> {
-        self.stream.write_all(request.as_bytes()).await?;
+    pub async fn send(
+        &mut self,
+        request: &[u8],
+        expects_body: bool,
+    ) -> Result<ResponseInfo, Http1Error> {
+        self.stream.write_all(request).await?;
         self.filled = 0;
         let mut received = 0u64;
         loop {
@@ -171,7 +240,7 @@ impl Http1Connection {
                 continue;
             }
             self.consume(head_len);
-            let has_body = request.expects_body && !(status == 204 || status == 304);
+            let has_body = expects_body && !(status == 204 || status == 304);
             let keep_alive = if has_body {
                 match framing {
                     Framing::Length(n) => self.skip_length(n, &mut received).await?,
@@ -339,12 +408,10 @@ mod tests {
     use tokio::net::TcpListener;
 
     fn template(method: &str, url: &str, body: &[u8]) -> RequestTemplate {
-        RequestTemplate {
-            method: method.into(),
-            url: url::Url::parse(url).expect("valid url"),
-            headers: vec![("X-Test".into(), "1".into())],
-            body: body.to_vec(),
-        }
+        let mut t = RequestTemplate::new(method, url::Url::parse(url).expect("valid url"));
+        t.headers = vec![("X-Test".into(), "1".into())];
+        t.body = body.to_vec();
+        t
     }
 
     #[test]
@@ -411,14 +478,26 @@ mod tests {
         .await;
         let req = PreparedRequest::new(&template("GET", "http://127.0.0.1/", b"")).expect("valid");
         let mut conn = Http1Connection::connect(addr).await.expect("connects");
-        let r = conn.send(&req).await.expect("first");
+        let r = conn
+            .send(req.as_bytes(), req.expects_body())
+            .await
+            .expect("first");
         assert_eq!((r.status, r.keep_alive), (200, true));
         assert_eq!(r.bytes_received, 43);
-        let r = conn.send(&req).await.expect("second");
+        let r = conn
+            .send(req.as_bytes(), req.expects_body())
+            .await
+            .expect("second");
         assert_eq!((r.status, r.keep_alive), (201, true));
-        let r = conn.send(&req).await.expect("third");
+        let r = conn
+            .send(req.as_bytes(), req.expects_body())
+            .await
+            .expect("third");
         assert_eq!((r.status, r.keep_alive), (204, true));
-        let r = conn.send(&req).await.expect("fourth");
+        let r = conn
+            .send(req.as_bytes(), req.expects_body())
+            .await
+            .expect("fourth");
         assert_eq!((r.status, r.keep_alive), (503, false));
     }
 
@@ -427,21 +506,24 @@ mod tests {
         let addr = canned_server(vec![b"HTTP/1.1 200 OK\r\n\r\nall of this until close"]).await;
         let req = PreparedRequest::new(&template("GET", "http://127.0.0.1/", b"")).expect("valid");
         let mut conn = Http1Connection::connect(addr).await.expect("connects");
-        let r = conn.send(&req).await.expect("until close");
+        let r = conn
+            .send(req.as_bytes(), req.expects_body())
+            .await
+            .expect("until close");
         assert!(!r.keep_alive);
 
         let addr =
             canned_server(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"]).await;
         let mut conn = Http1Connection::connect(addr).await.expect("connects");
         assert!(matches!(
-            conn.send(&req).await,
+            conn.send(req.as_bytes(), req.expects_body()).await,
             Err(Http1Error::ClosedEarly)
         ));
 
         let addr = canned_server(vec![b"NOT HTTP AT ALL\r\n\r\n"]).await;
         let mut conn = Http1Connection::connect(addr).await.expect("connects");
         assert!(matches!(
-            conn.send(&req).await,
+            conn.send(req.as_bytes(), req.expects_body()).await,
             Err(Http1Error::Malformed(_))
         ));
     }

@@ -12,13 +12,15 @@ mod chunked;
 mod connection;
 pub mod http1;
 mod pacer;
+mod request_set;
 mod worker;
 
 use crate::plan::LoadPlan;
 use crate::recorder::{IntervalRecorder, OutcomeCounts};
 use aggregate::Aggregator;
 use connection::RunContext;
-use http1::PreparedRequest;
+use request_set::RequestSet;
+pub use request_set::RequestSetError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,8 +67,8 @@ pub struct EngineSummary {
 pub enum EngineError {
     #[error("the target address list is empty")]
     NoAddress,
-    #[error("cannot prepare the request: {0}")]
-    Request(#[from] http1::Http1Error),
+    #[error("cannot prepare the requests: {0}")]
+    Request(#[from] RequestSetError),
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
     #[error("a worker thread failed: {0}")]
@@ -86,13 +88,13 @@ pub async fn run(
     if addrs.is_empty() {
         return Err(EngineError::NoAddress);
     }
-    let request = PreparedRequest::new(&plan.request)?;
+    let requests = RequestSet::new(&plan)?;
     let connections = plan.model.connections().max(1);
     let threads = options.threads.clamp(1, connections as usize);
     let interval = plan.interval;
     let ctx = Arc::new(RunContext {
         plan,
-        request,
+        requests,
         addrs,
         start,
     });

@@ -56,7 +56,9 @@ async fn worker_loop(
     cancel: CancellationToken,
     out: UnboundedSender<WorkerInterval>,
 ) {
-    let recorder = Rc::new(RefCell::new(IntervalRecorder::new()));
+    let recorder = Rc::new(RefCell::new(IntervalRecorder::for_requests(
+        ctx.requests.len(),
+    )));
     let pacer = match &ctx.plan.model {
         WorkloadModel::Open { .. } => match Pacer::new() {
             Ok(pacer) => {
@@ -90,7 +92,11 @@ async fn worker_loop(
         let boundary = ctx.start + ctx.plan.interval * (index + 1);
         tokio::select! {
             _ = sleep_until(boundary) => {
-                let full = std::mem::take(&mut *recorder.borrow_mut());
+                let full = {
+                    let mut r = recorder.borrow_mut();
+                    let next = r.fresh();
+                    std::mem::replace(&mut *r, next)
+                };
                 let _ = out.send(WorkerInterval { worker: spec.id, index, recorder: full, last: false, closed_at: Instant::now() });
                 index += 1;
             }
@@ -100,7 +106,11 @@ async fn worker_loop(
         }
     }
     drain(&mut connections).await;
-    let full = std::mem::take(&mut *recorder.borrow_mut());
+    let full = {
+        let mut r = recorder.borrow_mut();
+        let next = r.fresh();
+        std::mem::replace(&mut *r, next)
+    };
     let _ = out.send(WorkerInterval {
         worker: spec.id,
         index,

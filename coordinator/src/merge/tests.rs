@@ -40,6 +40,7 @@ fn wire_report(
         bytes_received: 0,
         bytes_sent: 0,
         last,
+        requests: Vec::new(),
     }
 }
 

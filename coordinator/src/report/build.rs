@@ -2,7 +2,7 @@
 
 use super::model::*;
 use crate::merge::{RunMerge, Totals};
-use crate::scenario::{Arrival, Model, PhaseKind, Scenario};
+use crate::scenario::{Arrival, Model, PhaseKind, RequestUrl, Scenario};
 use base64::Engine;
 use hdrhistogram::Histogram;
 use stampede_proto::histogram::{
@@ -155,9 +155,59 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
             Vec::new()
         },
         thresholds: Vec::new(),
+        requests: request_reports(scenario, merge, total_rate, duration),
     };
     report.thresholds = super::thresholds::evaluate(&scenario.thresholds, &report);
     report
+}
+
+/// Each request of a mix: its figures globally (the regions' sum) and per
+/// region. Empty when the scenario has no `requests:`.
+fn request_reports(
+    scenario: &Scenario,
+    merge: &RunMerge,
+    total_rate: Option<f64>,
+    duration: f64,
+) -> Vec<RequestReport> {
+    let weights: f64 = scenario.requests.iter().map(|r| r.weight).sum();
+    let fractions = crate::plan::region_fractions(scenario);
+    scenario
+        .requests
+        .iter()
+        .enumerate()
+        .map(|(index, r)| {
+            let share = r.weight / weights;
+            let mut global = Totals::default();
+            let mut regions = BTreeMap::new();
+            for region in &scenario.regions {
+                let totals = merge
+                    .requests
+                    .get(&(region.name.clone(), index as u32))
+                    .map(|t| t.to_totals())
+                    .unwrap_or_default();
+                global.add(&totals);
+                let fraction = fractions.get(&region.name).copied().unwrap_or(0.0);
+                let target = total_rate.map(|rate| rate * fraction * share);
+                regions.insert(
+                    region.name.clone(),
+                    scope_summary(&totals, target, duration),
+                );
+            }
+            RequestReport {
+                name: r.name.clone(),
+                method: r.method.clone(),
+                url: match &r.url {
+                    RequestUrl::Base => String::new(),
+                    RequestUrl::Absolute(u) | RequestUrl::Relative(u) | RequestUrl::Full(u) => {
+                        u.clone()
+                    }
+                },
+                share,
+                global: scope_summary(&global, total_rate.map(|rate| rate * share), duration),
+                regions,
+            }
+        })
+        .collect()
 }
 
 /// Each phase's figures: the sum of the intervals it spans (phases start
@@ -255,6 +305,16 @@ fn echo(s: &Scenario) -> ScenarioEcho {
             _ => None,
         },
         warmup_s: s.load.warmup().as_secs_f64(),
+        data_file: s.data.as_ref().map(|d| d.file.clone()),
+        data_order: s.data.as_ref().map(|d| {
+            match d.order {
+                stampede_agent::plan::DataOrder::Sequential => "sequential",
+                stampede_agent::plan::DataOrder::Random => "random",
+                stampede_agent::plan::DataOrder::Once => "once",
+            }
+            .to_owned()
+        }),
+        data_rows: s.data.as_ref().map(|d| d.rows.len() as u64),
         region_urls: s
             .target
             .region_urls

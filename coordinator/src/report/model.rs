@@ -40,6 +40,25 @@ pub struct RunReport {
     /// fails when any did not pass.
     #[serde(default)]
     pub thresholds: Vec<ThresholdResult>,
+    /// A scenario with `requests:`: each request's figures, globally and
+    /// per region (warm-up excluded). Empty without a mix.
+    #[serde(default)]
+    pub requests: Vec<RequestReport>,
+}
+
+/// One request of the mix over the whole run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RequestReport {
+    pub name: String,
+    pub method: String,
+    /// As written in the scenario (placeholders kept; a path is joined to
+    /// each region's URL).
+    pub url: String,
+    /// Its share of the sends (weights normalized to sum to 1).
+    pub share: f64,
+    /// Status codes and bytes are not kept per request (they are `{}`/0).
+    pub global: ScopeSummary,
+    pub regions: BTreeMap<String, ScopeSummary>,
 }
 
 /// One threshold checked against one scope.
@@ -108,6 +127,15 @@ pub struct ScenarioEcho {
     pub method: String,
     pub url: String,
     pub region_urls: BTreeMap<String, String>,
+    /// The data file that filled the requests' placeholders, if any.
+    #[serde(default)]
+    pub data_file: Option<String>,
+    /// `sequential`, `random` or `once`, with a data file.
+    #[serde(default)]
+    pub data_order: Option<String>,
+    /// Rows in the data file.
+    #[serde(default)]
+    pub data_rows: Option<u64>,
     /// Open model: `constant` or `poisson`.
     pub arrival: Option<String>,
     /// Poisson: the seed used (to repeat the schedule).

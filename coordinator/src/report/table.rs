@@ -55,6 +55,15 @@ pub fn render(report: &RunReport) -> String {
     ));
     write_table(&mut out, &rows, true);
 
+    if !report.requests.is_empty() {
+        let _ = writeln!(out, "\nrequests (the mix, all regions):");
+        let mut rows: Vec<Vec<String>> = vec![header("request", "share")];
+        for r in &report.requests {
+            rows.push(row(&r.name, format!("{:.0}%", r.share * 100.0), &r.global));
+        }
+        write_table(&mut out, &rows, false);
+    }
+
     if !report.stages.is_empty() {
         let unit = if s.rate.is_some() {
             "req/s"

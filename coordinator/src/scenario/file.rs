@@ -19,6 +19,43 @@ pub struct ScenarioFile {
     pub agent_wait_timeout: Option<String>,
     /// Pass/fail criteria, e.g. `p99 < 250ms`, `eu-west: error_rate < 0.1%`.
     pub thresholds: Option<Vec<String>>,
+    /// A weighted mix of named requests, instead of the target's one.
+    pub requests: Option<Vec<RequestSection>>,
+    /// Rows that fill the requests' `{{column}}` placeholders.
+    pub data: Option<DataSection>,
+}
+
+/// One request of `requests:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSection {
+    pub name: String,
+    /// Relative share of the sends (default 1).
+    pub weight: Option<f64>,
+    pub method: Option<String>,
+    /// A path (`/v1/predict`, joined to the target or region URL), a path
+    /// relative to it (`predict`), or a full URL; may hold placeholders.
+    pub url: Option<String>,
+    /// Added to (and overriding) the target's headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    /// The body from a file (relative to the scenario's folder).
+    pub body_file: Option<String>,
+    /// This request's timeout (default: the target's).
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// A .csv (header row) or .jsonl (one object per line) file, relative
+    /// to the scenario's folder.
+    pub file: String,
+    /// `csv` or `jsonl` (default: from the file's extension).
+    pub format: Option<String>,
+    /// `sequential` (default), `random` or `once`.
+    pub order: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,12 +5,16 @@
 //! `load.rate` (`__` separates levels). It is then validated into a typed
 //! [`Scenario`]; every error names the file, the field and why.
 
+pub mod data;
 mod file;
 mod locate;
+pub mod requests;
 pub mod stages;
 pub mod thresholds;
 mod validate;
 
+pub use data::Data;
+pub use requests::{NamedRequest, RequestUrl};
 pub use stages::{Phase, PhaseKind};
 pub use thresholds::Threshold;
 pub use validate::{random_seed, validate};
@@ -30,6 +34,10 @@ pub struct Scenario {
     pub agent_wait_timeout: Duration,
     /// The run fails (non-zero exit) when one of these does not hold.
     pub thresholds: Vec<Threshold>,
+    /// A weighted mix of named requests; empty: the target's own request.
+    pub requests: Vec<NamedRequest>,
+    /// Rows for the requests' placeholders.
+    pub data: Option<Data>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -183,6 +191,15 @@ impl Scenario {
         )
     }
 
+    /// The requests to send: the mix, or the target's own request.
+    pub fn effective_requests(&self) -> Vec<NamedRequest> {
+        if self.requests.is_empty() {
+            vec![requests::from_target(&self.target)]
+        } else {
+            self.requests.clone()
+        }
+    }
+
     pub fn region(&self, name: &str) -> Option<&RegionSpec> {
         self.regions.iter().find(|r| r.name == name)
     }
@@ -205,7 +222,7 @@ pub struct ScenarioError {
 
 /// Top-level keys that environment overrides may set. Other `STAMPEDE_*`
 /// variables (the CLI's own settings) are not scenario fields.
-const OVERRIDABLE: [&str; 7] = [
+const OVERRIDABLE: [&str; 9] = [
     "name",
     "target",
     "load",
@@ -213,6 +230,8 @@ const OVERRIDABLE: [&str; 7] = [
     "start_delay",
     "agent_wait_timeout",
     "thresholds",
+    "requests",
+    "data",
 ];
 
 /// Reads, merges environment overrides into, and validates a scenario file.
@@ -280,7 +299,8 @@ pub fn load_with_env(
             ..error(&field, e.into_inner().to_string())
         }
     })?;
-    validate(raw).map_err(|(field, why)| ScenarioError {
+    let base = path.parent().unwrap_or(Path::new("."));
+    validate(raw, base).map_err(|(field, why)| ScenarioError {
         line: locate(&field),
         ..error(&field, why)
     })

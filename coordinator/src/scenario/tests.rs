@@ -450,3 +450,141 @@ fn thresholds_are_read_and_bad_ones_point_at_their_line() {
     assert_eq!(e.line, Some(text.lines().count()));
     assert!(e.why.contains("is not a duration"), "{e}");
 }
+
+fn load_in(dir: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    let path = dir.join("s.yaml");
+    std::fs::write(&path, text).expect("write");
+    load_with_env(&path, BTreeMap::new())
+}
+
+const MIX: &str = r#"
+target:
+  url: http://127.0.0.1:8080/api/
+  headers:
+    accept: application/json
+requests:
+  - name: small
+    weight: 4
+    method: post
+    url: "v1/{{model}}:predict"
+    body_file: body.json
+  - name: health
+    url: /health
+    headers:
+      accept: text/plain
+data:
+  file: rows.jsonl
+load:
+  model: open
+  rate: 10
+  duration: 1s
+regions:
+  - name: eu-west
+"#;
+
+fn mix_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("body.json"), r#"{"prompt": "{{prompt}}"}"#).expect("write");
+    std::fs::write(
+        dir.path().join("rows.jsonl"),
+        "{\"model\": \"m1\", \"prompt\": \"hi\"}\n{\"model\": \"m2\", \"prompt\": \"ho\"}\n",
+    )
+    .expect("write");
+    dir
+}
+
+#[test]
+fn reads_a_request_mix_with_data() {
+    let dir = mix_dir();
+    let s = load_in(dir.path(), MIX).expect("valid");
+    assert_eq!(s.requests.len(), 2);
+    let small = &s.requests[0];
+    assert_eq!(small.method, "POST");
+    assert_eq!(small.body, br#"{"prompt": "{{prompt}}"}"#);
+    assert_eq!(
+        small.url.resolve(&s.target.url),
+        "http://127.0.0.1:8080/api/v1/{{model}}:predict"
+    );
+    // Request headers override the target's.
+    assert_eq!(
+        s.requests[1].headers,
+        vec![("accept".to_owned(), "text/plain".to_owned())]
+    );
+    let data = s.data.as_ref().expect("data");
+    assert_eq!(data.columns, ["model", "prompt"]);
+    assert_eq!(data.rows.len(), 2);
+}
+
+#[test]
+fn bad_mixes_name_the_field() {
+    let dir = mix_dir();
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "v1/{{model}}:predict",
+            "v1/{{modle}}:predict",
+            "requests[0].url: unknown placeholder {{modle}}: the data's columns are model, prompt",
+        ),
+        (
+            "  - name: health",
+            "  - name: small",
+            "requests[1].name: request \"small\" is listed twice",
+        ),
+        (
+            "    weight: 4",
+            "    weight: 0",
+            "requests[0].weight: 0: must be a positive number",
+        ),
+        (
+            "    body_file: body.json",
+            "    body_file: nope.json",
+            "requests[0].body_file: nope.json: cannot read",
+        ),
+        (
+            "    body_file: body.json",
+            "    body_file: body.json\n    body: x",
+            "requests[0].body_file: give a body or a body_file, not both",
+        ),
+        (
+            "    url: /health",
+            "    url: http://127.0.0.2:9/health",
+            "requests[1].url: goes to http://127.0.0.2:9",
+        ),
+        (
+            "    url: /health",
+            "    url: https://h/health",
+            "only http:// URLs",
+        ),
+        (
+            "  file: rows.jsonl",
+            "  file: rows.jsonl\n  order: shuffled",
+            "data.order: \"shuffled\": expected sequential, random or once",
+        ),
+        (
+            "  file: rows.jsonl",
+            "  file: none.csv",
+            "data.file: none.csv: cannot read",
+        ),
+        (
+            "  headers:\n    accept: application/json\nrequests",
+            "  method: GET\nrequests",
+            "target.method: with `requests`, each request has its own method",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert!(MIX.contains(from), "fixture lacks {from:?}");
+        let text = MIX.replacen(from, to, 1);
+        let e = load_in(dir.path(), &text).expect_err(expected);
+        assert!(e.to_string().contains(expected), "{e} lacks {expected:?}");
+        assert!(
+            e.line.is_some() || e.field.starts_with("data"),
+            "{e} has no line"
+        );
+    }
+    // A placeholder without any data file.
+    let text = MIX.replacen("data:\n  file: rows.jsonl\n", "", 1);
+    let e = load_in(dir.path(), &text).expect_err("no data");
+    assert!(
+        e.to_string().contains("the scenario has no data file"),
+        "{e}"
+    );
+}

@@ -5,6 +5,7 @@ use super::file::ScenarioFile;
 use super::stages::{self, LevelUnit, Phase, PhaseKind};
 use super::thresholds;
 use super::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target, parse_duration};
+use super::{data, requests};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -70,7 +71,8 @@ fn http_url(field: &str, text: &str) -> Result<url::Url, FieldError> {
     Ok(url)
 }
 
-pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
+/// `base`: the scenario file's folder (data and body files are relative to it).
+pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, FieldError> {
     let name = raw.name.unwrap_or_else(|| "scenario".to_owned());
     if name.trim().is_empty() {
         return err("name", "must not be empty");
@@ -415,7 +417,68 @@ pub fn validate(raw: ScenarioFile) -> Result<Scenario, FieldError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
+    let data = match &raw.data {
+        None => None,
+        Some(d) => Some(data::read(
+            base,
+            &d.file,
+            d.format.as_deref(),
+            d.order.as_deref(),
+        )?),
+    };
+    let requests = match &raw.requests {
+        None => {
+            // The target's own request may use the data too (its body and
+            // headers; its URL is parsed, so placeholders go in `requests`).
+            requests::check_templates("target", &requests::from_target(&target), data.as_ref())?;
+            Vec::new()
+        }
+        Some(list) => {
+            if raw.target.method.is_some() {
+                return err(
+                    "target.method",
+                    "with `requests`, each request has its own method",
+                );
+            }
+            if raw.target.body.is_some() {
+                return err(
+                    "target.body",
+                    "with `requests`, each request has its own body",
+                );
+            }
+            requests::requests(list, &target, base, data.as_ref())?
+        }
+    };
+    // A mix shares each agent's connections: one host and port per region.
+    for region in &regions {
+        let base_url = target.url_for(&region.name);
+        let mut origin = None;
+        for (i, r) in requests.iter().enumerate() {
+            let field = format!("requests[{i}].url");
+            let (url, _) = stampede_agent::wire::split_url(&r.url.resolve(base_url))
+                .map_err(|why| (field.clone(), why))?;
+            match &origin {
+                None => origin = Some(url.origin()),
+                Some(o) if *o != url.origin() => {
+                    return err(
+                        field,
+                        format!(
+                            "goes to {}, but the mix's first request goes to {} (in region {}); \
+                             a mix shares connections, so all its requests need one host and port",
+                            url.origin().ascii_serialization(),
+                            o.ascii_serialization(),
+                            region.name
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
     Ok(Scenario {
+        requests,
+        data,
         thresholds,
         name,
         target,
