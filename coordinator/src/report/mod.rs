@@ -1,8 +1,19 @@
 //! How results are shown and kept: the JSON report ([`model`], built by
-//! [`build`]) and the terminal table ([`table`]).
+//! [`build`]), and what is rendered from it: the terminal table
+//! ([`table`]), the per-interval CSV ([`csv`]), HdrHistogram interval logs
+//! ([`hlog`]), the HTML page ([`html`], drawing its charts with [`svg`] on
+//! [`scale`]d axes) and the comparison of two runs ([`compare`]).
 
 pub mod build;
+pub mod compare;
+pub mod csv;
+#[cfg(test)]
+mod fixture;
+pub mod hlog;
+pub mod html;
 pub mod model;
+pub mod scale;
+pub mod svg;
 pub mod table;
 
 use model::{RunReport, SCHEMA_VERSION};
