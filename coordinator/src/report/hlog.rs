@@ -29,19 +29,16 @@ pub enum HlogError {
     StartTime(String),
     #[error("region name {0:?} cannot be part of a file name")]
     RegionName(String),
-    #[error("interval {index} {scope}: {source}")]
+    #[error("interval {index} {scope}: {error}")]
     Histogram {
         index: u32,
         scope: String,
-        source: HistogramFieldError,
+        error: HistogramFieldError,
     },
     #[error("{scope}: cannot write the interval log: {message}")]
     Write { scope: String, message: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
 }
 
 /// The log's scope: the whole run or one region.
@@ -120,11 +117,11 @@ pub fn render(report: &RunReport, scope: Scope<'_>) -> Result<Vec<u8>, HlogError
             Scope::Global => Some(&interval.global.latency_histogram),
             Scope::Region(name) => interval.regions.get(name).map(|f| &f.latency_histogram),
         };
-        let histogram = decode_base64(encoded.map_or("", String::as_str)).map_err(|source| {
+        let histogram = decode_base64(encoded.map_or("", String::as_str)).map_err(|error| {
             HlogError::Histogram {
                 index: interval.index,
                 scope: scope.describe(),
-                source,
+                error,
             }
         })?;
         writer
@@ -144,7 +141,7 @@ pub fn render(report: &RunReport, scope: Scope<'_>) -> Result<Vec<u8>, HlogError
 pub fn write_dir(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>, HlogError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
-        move |source| HlogError::Io { path, source }
+        move |error| HlogError::Io { path, error }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut logs = vec![(GLOBAL_FILE.to_owned(), Scope::Global)];

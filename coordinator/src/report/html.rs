@@ -22,16 +22,13 @@ const STYLE: &str = include_str!("html/style.css");
 
 #[derive(Debug, thiserror::Error)]
 pub enum HtmlError {
-    #[error("{scope}: histogram does not decode: {source}")]
+    #[error("{scope}: histogram does not decode: {error}")]
     Histogram {
         scope: String,
-        source: HistogramFieldError,
+        error: HistogramFieldError,
     },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
 }
 
 /// Renders the whole page.
@@ -61,9 +58,9 @@ pub fn render(report: &RunReport) -> Result<String, HtmlError> {
 /// Writes the page (to a temporary file, then renamed, so a reader never
 /// sees half a page).
 pub fn write(report: &RunReport, path: &Path) -> Result<(), HtmlError> {
-    let io = |source| HtmlError::Io {
+    let io = |error| HtmlError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     };
     let page = render(report)?;
     let tmp = path.with_extension("html.tmp");
@@ -197,6 +194,19 @@ mod tests {
         assert!(page.contains("agent &lt;i&gt;x&lt;/i&gt; &amp; &quot;y&quot; was lost"));
         assert!(page.contains("{{style}}"), "a value is not a placeholder");
         assert!(page.contains("badge partial"));
+    }
+
+    #[test]
+    fn one_region_is_not_drawn_twice() {
+        let r = report(&[("local", vec![slice([1000], 1), slice([1200], 0)])]);
+        let page = render(&r).expect("renders");
+        assert!(
+            !page.contains("all regions</span></li>"),
+            "no whole-run series"
+        );
+        // throughput, latency p50 + p99, distribution, errors: one line each
+        assert_eq!(page.matches("<path class=\"line").count(), 1 + 2 + 1 + 1);
+        assert!(page.contains("class=\"value warn\""), "errors stand out");
     }
 
     #[test]

@@ -75,18 +75,27 @@ fn over_time(
         .collect()
 }
 
-/// The whole run plus each region, one series each.
+/// With one region, the whole run's line would hide under the region's.
+fn whole_run_differs(report: &RunReport) -> bool {
+    report.regions.len() != 1
+}
+
+/// The whole run (unless it is the one region) plus each region, one
+/// series each.
 fn run_and_regions(
     report: &RunReport,
     unit: &TimeUnit,
     value: impl Fn(&IntervalFigures) -> Option<f64> + Copy,
 ) -> Vec<Series> {
-    let mut series = vec![Series {
-        label: "all regions".into(),
-        points: over_time(report, unit, None, value),
-        color: 0,
-        dashed: false,
-    }];
+    let mut series = Vec::new();
+    if whole_run_differs(report) {
+        series.push(Series {
+            label: "all regions".into(),
+            points: over_time(report, unit, None, value),
+            color: 0,
+            dashed: false,
+        });
+    }
     for (i, region) in report.regions.iter().enumerate() {
         series.push(Series {
             label: region.name.clone(),
@@ -179,9 +188,9 @@ pub(super) fn latency_over_time(report: &RunReport) -> String {
 /// run's), on the nines axis.
 pub(super) fn distribution(report: &RunReport) -> Result<String, HtmlError> {
     let curve = |scope: &str, encoded: &str| -> Result<Vec<(f64, f64)>, HtmlError> {
-        let h = decode_base64(encoded).map_err(|source| HtmlError::Histogram {
+        let h = decode_base64(encoded).map_err(|error| HtmlError::Histogram {
             scope: scope.to_owned(),
-            source,
+            error,
         })?;
         if h.is_empty() {
             return Ok(vec![]);
@@ -200,12 +209,15 @@ pub(super) fn distribution(report: &RunReport) -> Result<String, HtmlError> {
         }
         Ok(points)
     };
-    let mut series = vec![Series {
-        label: "all regions".into(),
-        points: curve("global", &report.global.latency_histogram)?,
-        color: 0,
-        dashed: true,
-    }];
+    let mut series = Vec::new();
+    if whole_run_differs(report) {
+        series.push(Series {
+            label: "all regions".into(),
+            points: curve("global", &report.global.latency_histogram)?,
+            color: 0,
+            dashed: true,
+        });
+    }
     for (i, region) in report.regions.iter().enumerate() {
         series.push(Series {
             label: region.name.clone(),

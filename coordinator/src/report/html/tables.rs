@@ -65,9 +65,14 @@ pub(super) fn cards(report: &RunReport) -> String {
     ];
     let mut out = String::new();
     for (label, value, sub) in cards {
+        let warn = if label == "error rate" && g.errors.total > 0 {
+            " warn"
+        } else {
+            ""
+        };
         let _ = write!(
             out,
-            r#"<div class="card"><div class="label">{label}</div><div class="value">{}</div><div class="sub">{}</div></div>"#,
+            r#"<div class="card"><div class="label">{label}</div><div class="value{warn}">{}</div><div class="sub">{}</div></div>"#,
             escape(&value),
             escape(&sub)
         );
