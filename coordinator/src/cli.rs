@@ -26,8 +26,10 @@ pub enum Command {
     Agent(AgentArgs),
     /// Serve the built-in HTTP target (per-region delays, a served-requests counter).
     Target(TargetArgs),
-    /// Re-print a saved JSON report (percentiles recomputed from its histograms).
+    /// Re-render a saved JSON report: table, JSON, CSV, HTML or HdrHistogram logs (percentiles recomputed from its histograms).
     Report(ReportArgs),
+    /// Compare two saved reports: how each headline figure moved, per region; optionally fail on a regression.
+    Compare(CompareArgs),
     /// Check a scenario file without sending any load (exit 0 if it is valid).
     Validate(ValidateArgs),
 }
@@ -50,6 +52,9 @@ pub struct DemoArgs {
     /// Where to write the JSON report (default: stampede-report-<run id>.json).
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Also write the HTML report to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +97,9 @@ pub struct BenchArgs {
     /// Also write the JSON report to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Also write the HTML report to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +113,9 @@ pub struct CoordinatorArgs {
     /// Where to write the JSON report (default: stampede-report-<run id>.json).
     #[arg(long, env = "STAMPEDE_REPORT")]
     pub report: Option<PathBuf>,
+    /// Also write the HTML report to this file.
+    #[arg(long, env = "STAMPEDE_HTML_REPORT")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -159,7 +170,57 @@ fn parse_region_delay(s: &str) -> Result<(String, stampede_target::DelaySpec), S
 pub struct ReportArgs {
     /// A JSON report written by a run.
     pub file: PathBuf,
-    /// Print the (re-analysed) JSON instead of the table.
-    #[arg(long)]
+    /// What to render: the terminal table, the JSON report, a per-interval CSV time series,
+    /// a self-contained HTML page (needs --output FILE) or HdrHistogram interval logs
+    /// (.hlog, one per region and one global; needs --output DIR).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Write here instead of stdout: a file, or for hlog a directory (created if missing).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+    Html,
+    Hlog,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline JSON report.
+    pub base: PathBuf,
+    /// The JSON report to compare with it.
+    pub new: PathBuf,
+    /// table, or json for scripts.
+    #[arg(long, value_enum, default_value_t = CompareFormat::Table)]
+    pub format: CompareFormat,
+    /// Exit 1 when, globally or in any region, p50, p90, p99 or p99.9 grew, or the achieved rps fell,
+    /// by more than PCT percent.
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    pub fail_on_regression: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompareFormat {
+    Table,
+    Json,
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let pct: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of percent"))?;
+    if pct.is_finite() && pct >= 0.0 {
+        Ok(pct)
+    } else {
+        Err(format!("{s:?}: must be a percentage of 0 or more"))
+    }
 }

@@ -3,11 +3,12 @@
 
 use crate::bench::{BenchOptions, run_bench};
 use crate::cli::{
-    AgentArgs, BenchArgs, CoordinatorArgs, DemoArgs, ReportArgs, TargetArgs, ValidateArgs,
+    AgentArgs, BenchArgs, CompareArgs, CompareFormat, CoordinatorArgs, DemoArgs, ReportArgs,
+    ReportFormat, TargetArgs, ValidateArgs,
 };
 use crate::cluster::run_coordinator;
 use crate::demo::{DemoOptions, run_demo};
-use crate::report::{self, model::RunReport, table};
+use crate::report::{self, compare, csv, hlog, html, model::RunReport, table};
 use anyhow::{Context, bail};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -79,10 +80,14 @@ pub const THRESHOLDS_FAILED_EXIT: u8 = 99;
 #[error("{} threshold(s) failed: {}", .0.len(), .0.join("; "))]
 pub struct ThresholdsFailed(pub Vec<String>);
 
-fn finish(report: &RunReport, path: &Path) -> anyhow::Result<()> {
+fn finish(report: &RunReport, path: &Path, html_path: Option<&Path>) -> anyhow::Result<()> {
     report::write(report, path)?;
     announce(&table::render(report));
     announce(&format!("report: {}", path.display()));
+    if let Some(html_path) = html_path {
+        html::write(report, html_path)?;
+        announce(&format!("html report: {}", html_path.display()));
+    }
     let failed = report::thresholds::failures(report);
     if !failed.is_empty() {
         return Err(ThresholdsFailed(failed).into());
@@ -105,7 +110,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     let (report, served) = run_demo(options, shutdown_token()).await?;
     let path = report_path(args.report, &report);
-    finish(&report, &path)?;
+    finish(&report, &path, args.html.as_deref())?;
     announce(&format!(
         "target served {served} requests; the report counts {}",
         report.global.requests
@@ -161,6 +166,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.report {
         report::write(&report, path)?;
     }
+    if let Some(path) = &args.html {
+        html::write(&report, path)?;
+    }
     if args.json {
         announce(&serde_json::to_string_pretty(&report)?);
     } else {
@@ -181,7 +189,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     ));
     let report = run_coordinator(scenario, listener, shutdown_token()).await?;
     let path = report_path(args.report, &report);
-    finish(&report, &path)
+    finish(&report, &path, args.html.as_deref())
 }
 
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
@@ -227,11 +235,63 @@ pub async fn target(args: TargetArgs) -> anyhow::Result<()> {
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<()> {
-    let report = report::read(&args.file)?;
-    if args.json {
-        announce(&serde_json::to_string_pretty(&report)?);
+    let format = if args.json {
+        ReportFormat::Json
     } else {
-        announce(&table::render(&report));
+        args.format
+    };
+    let report = report::read(&args.file)?;
+    let text = match format {
+        ReportFormat::Table => table::render(&report),
+        ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        ReportFormat::Csv => csv::render(&report),
+        ReportFormat::Html => {
+            let Some(path) = &args.output else {
+                bail!("--format html writes a file: give it with --output FILE.html");
+            };
+            html::write(&report, path)?;
+            announce(&format!("html report: {}", path.display()));
+            return Ok(());
+        }
+        ReportFormat::Hlog => {
+            let Some(dir) = &args.output else {
+                bail!(
+                    "--format hlog writes one file per region and one global: give their directory with --output DIR"
+                );
+            };
+            for path in hlog::write_dir(&report, dir)? {
+                announce(&format!("interval log: {}", path.display()));
+            }
+            return Ok(());
+        }
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
+    let base = report::read(&args.base)?;
+    let new = report::read(&args.new)?;
+    let comparison = compare::compare(&base, &new, args.fail_on_regression);
+    match args.format {
+        CompareFormat::Table => announce(compare::render_table(&comparison).trim_end()),
+        CompareFormat::Json => announce(&serde_json::to_string_pretty(&comparison)?),
+    }
+    if let (Some(pct), false) = (args.fail_on_regression, comparison.regressions.is_empty()) {
+        let figures: Vec<String> = comparison
+            .regressions
+            .iter()
+            .map(compare::Regression::describe)
+            .collect();
+        bail!("regression beyond {pct}%: {}", figures.join(", "));
     }
     Ok(())
 }

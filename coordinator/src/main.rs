@@ -27,6 +27,7 @@ fn main() -> std::process::ExitCode {
             Command::Agent(args) => commands::agent(args).await,
             Command::Target(args) => commands::target(args).await,
             Command::Report(args) => commands::report(args),
+            Command::Compare(args) => commands::compare(args),
             Command::Validate(args) => commands::validate(args),
         }
     });

@@ -1,8 +1,19 @@
 //! How results are shown and kept: the JSON report ([`model`], built by
-//! [`build`]) and the terminal table ([`table`]).
+//! [`build`]), and what is rendered from it: the terminal table
+//! ([`table`]), the per-interval CSV ([`csv`]), HdrHistogram interval logs
+//! ([`hlog`]), the HTML page ([`html`], drawing its charts with [`svg`] on
+//! [`scale`]d axes) and the comparison of two runs ([`compare`]).
 
 pub mod build;
+pub mod compare;
+pub mod csv;
+#[cfg(test)]
+mod fixture;
+pub mod hlog;
+pub mod html;
 pub mod model;
+pub mod scale;
+pub mod svg;
 pub mod table;
 pub mod thresholds;
 
@@ -11,32 +22,29 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportFileError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: not a Stampede report: {source}")]
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("{path}: not a Stampede report: {error}")]
     Json {
         path: String,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("{path}: report schema version {found}; this build reads version {SCHEMA_VERSION}")]
     Version { path: String, found: u32 },
-    #[error("{path}: {scope}: histogram does not decode: {source}")]
+    #[error("{path}: {scope}: histogram does not decode: {error}")]
     Histogram {
         path: String,
         scope: String,
-        source: build::HistogramFieldError,
+        error: build::HistogramFieldError,
     },
 }
 
 /// Writes the report as pretty JSON (to a temporary file, then renamed, so
 /// a reader never sees half a report).
 pub fn write(report: &RunReport, path: &Path) -> Result<(), ReportFileError> {
-    let io = |source| ReportFileError::Io {
+    let io = |error| ReportFileError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     };
     let text = serde_json::to_string_pretty(report).map_err(|e| io(std::io::Error::other(e)))?;
     let tmp = path.with_extension("json.tmp");
@@ -48,14 +56,14 @@ pub fn write(report: &RunReport, path: &Path) -> Result<(), ReportFileError> {
 /// stored histograms (so the figures shown are re-derived, not trusted).
 pub fn read(path: &Path) -> Result<RunReport, ReportFileError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ReportFileError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| ReportFileError::Io {
         path: shown.clone(),
-        source,
+        error,
     })?;
     let mut report: RunReport =
-        serde_json::from_str(&text).map_err(|source| ReportFileError::Json {
+        serde_json::from_str(&text).map_err(|error| ReportFileError::Json {
             path: shown.clone(),
-            source,
+            error,
         })?;
     if report.schema_version != SCHEMA_VERSION {
         return Err(ReportFileError::Version {
@@ -64,10 +72,10 @@ pub fn read(path: &Path) -> Result<RunReport, ReportFileError> {
         });
     }
     let reanalyse = |scope: String, s: &mut model::ScopeSummary| -> Result<(), ReportFileError> {
-        let err = |source| ReportFileError::Histogram {
+        let err = |error| ReportFileError::Histogram {
             path: shown.clone(),
             scope: scope.clone(),
-            source,
+            error,
         };
         s.latency_us =
             build::latency_summary(&build::decode_base64(&s.latency_histogram).map_err(err)?);
@@ -92,11 +100,11 @@ pub fn read(path: &Path) -> Result<RunReport, ReportFileError> {
                 .map(|(name, f)| (format!("region {name}"), f)),
         );
         for (scope, figures) in scopes {
-            let histogram = build::decode_base64(&figures.latency_histogram).map_err(|source| {
+            let histogram = build::decode_base64(&figures.latency_histogram).map_err(|error| {
                 ReportFileError::Histogram {
                     path: shown.clone(),
                     scope: format!("interval {} {scope}", interval.index),
-                    source,
+                    error,
                 }
             })?;
             figures.latency_us = build::latency_summary(&histogram);

@@ -1,4 +1,5 @@
-//! Helpers for tests that run `stampede` as separate OS processes.
+//! Helpers for tests that run `stampede` (or another program, such as a
+//! browser) as separate OS processes.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -17,9 +18,14 @@ pub struct Proc {
 
 /// Starts `stampede` with `args`, capturing stdout line by line.
 pub fn spawn(name: &str, args: &[&str]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stampede"))
-        .args(args)
-        .env("STAMPEDE_LOG", "info")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stampede"));
+    command.args(args).env("STAMPEDE_LOG", "info");
+    spawn_command(name, command)
+}
+
+/// Starts `command`, capturing stdout line by line and stderr whole.
+pub fn spawn_command(name: &str, mut command: Command) -> Proc {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -90,6 +96,16 @@ impl Proc {
             .map(|h| h.join().unwrap_or_default())
             .unwrap_or_default();
         (status, stderr)
+    }
+
+    /// Every stdout line not yet consumed (call after [`Proc::wait`]: the
+    /// reader thread has then seen the end of the output).
+    pub fn remaining_stdout(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            lines.push(line);
+        }
+        lines
     }
 
     pub fn stop(&mut self) {
