@@ -48,7 +48,11 @@ impl FromStr for AllowRule {
         if let Ok(net) = s.parse::<IpNet>() {
             return Ok(Self::Net(net.trunc()));
         }
-        if let Ok(ip) = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        if let Ok(ip) = s
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
             return Ok(Self::Net(IpNet::from(ip.to_canonical())));
         }
         if s.contains('/') {
@@ -62,11 +66,15 @@ impl FromStr for AllowRule {
         if name.is_empty() {
             return Err(bad("empty name"));
         }
-        if !name
-            .split('.')
-            .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-        {
-            return Err(bad("not a host name (letters, digits, '-' and '.' only; '*' only as a leading '*.')"));
+        if !name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        }) {
+            return Err(bad(
+                "not a host name (letters, digits, '-' and '.' only; '*' only as a leading '*.')",
+            ));
         }
         Ok(if suffix {
             Self::Suffix(name)
@@ -126,11 +134,19 @@ impl TargetAllowlist {
         if outside.is_empty() && !addrs.is_empty() {
             return Ok(());
         }
-        let allowed = rules.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ");
+        let allowed = rules
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         let what = if literal || outside.is_empty() {
             format!("target {host}")
         } else {
-            let shown = outside.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ");
+            let shown = outside
+                .iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
             format!("target {host} (resolves to {shown})")
         };
         Err(format!(
@@ -160,8 +176,14 @@ mod tests {
 
     #[test]
     fn entries_parse_into_their_kind() {
-        assert_eq!("Example.COM.".parse(), Ok(AllowRule::Host("example.com".into())));
-        assert_eq!("*.example.com".parse(), Ok(AllowRule::Suffix("example.com".into())));
+        assert_eq!(
+            "Example.COM.".parse(),
+            Ok(AllowRule::Host("example.com".into()))
+        );
+        assert_eq!(
+            "*.example.com".parse(),
+            Ok(AllowRule::Suffix("example.com".into()))
+        );
         assert_eq!(
             "10.1.2.3/8".parse(),
             Ok(AllowRule::Net("10.0.0.0/8".parse().expect("net")))
@@ -174,7 +196,16 @@ mod tests {
             "[::1]".parse(),
             Ok(AllowRule::Net("::1/128".parse().expect("net")))
         );
-        for bad in ["", "10.0.0.0/33", "*", "*.", "a*.example.com", "bad host", "x/y", "a..b"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "*",
+            "*.",
+            "a*.example.com",
+            "bad host",
+            "x/y",
+            "a..b",
+        ] {
             let err = bad.parse::<AllowRule>().expect_err(bad);
             assert!(err.to_string().contains("--allow-target"), "{err}");
         }
@@ -187,7 +218,10 @@ mod tests {
         assert!(allow.check("api.example.com", &far).is_ok());
         assert!(allow.check("API.Example.com.", &far).is_ok());
         assert!(allow.check("a.b.internal", &far).is_ok());
-        assert!(allow.check("internal", &far).is_err(), "a suffix does not match its apex");
+        assert!(
+            allow.check("internal", &far).is_err(),
+            "a suffix does not match its apex"
+        );
         assert!(allow.check("evilinternal", &far).is_err());
         assert!(allow.check("www.example.com", &far).is_err());
         // An address literal is never matched by a name rule.
@@ -197,10 +231,18 @@ mod tests {
     #[test]
     fn a_name_passes_on_addresses_only_if_all_are_allowed() {
         let allow = list(&["127.0.0.0/8", "::1"]);
-        assert!(allow.check("localhost", &addrs(&["127.0.0.1", "::1"])).is_ok());
+        assert!(
+            allow
+                .check("localhost", &addrs(&["127.0.0.1", "::1"]))
+                .is_ok()
+        );
         assert!(allow.check("127.0.0.1", &addrs(&["127.0.0.1"])).is_ok());
         assert!(allow.check("[::1]", &addrs(&["::1"])).is_ok());
-        assert!(allow.check("::ffff:127.0.0.1", &addrs(&["::ffff:127.0.0.1"])).is_ok());
+        assert!(
+            allow
+                .check("::ffff:127.0.0.1", &addrs(&["::ffff:127.0.0.1"]))
+                .is_ok()
+        );
         let err = allow
             .check("mixed.example", &addrs(&["127.0.0.1", "192.0.2.1"]))
             .expect_err("one address is outside");
@@ -208,13 +250,19 @@ mod tests {
             err,
             "target mixed.example (resolves to 192.0.2.1) is not in this agent's allowlist (--allow-target 127.0.0.0/8, ::1)"
         );
-        let err = allow.check("10.0.0.1", &addrs(&["10.0.0.1"])).expect_err("outside");
+        let err = allow
+            .check("10.0.0.1", &addrs(&["10.0.0.1"]))
+            .expect_err("outside");
         assert!(err.starts_with("target 10.0.0.1 is not in"), "{err}");
         assert!(allow.check("nothing.example", &[]).is_err());
     }
 
     #[test]
     fn any_allows_everything() {
-        assert!(TargetAllowlist::Any.check("anything", &addrs(&["192.0.2.1"])).is_ok());
+        assert!(
+            TargetAllowlist::Any
+                .check("anything", &addrs(&["192.0.2.1"]))
+                .is_ok()
+        );
     }
 }

@@ -157,7 +157,11 @@ struct Run {
 fn check_scheme(config: &AgentConfig) -> Result<(), SessionError> {
     let url = url::Url::parse(&config.coordinator)
         .map_err(|_| SessionError::BadUrl(config.coordinator.clone()))?;
-    let expected = if config.tls.is_some() { "https" } else { "http" };
+    let expected = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     if url.scheme() != expected {
         return Err(SessionError::SchemeMismatch {
             url: config.coordinator.clone(),
@@ -171,7 +175,10 @@ fn check_scheme(config: &AgentConfig) -> Result<(), SessionError> {
 struct Authorization(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
 impl tonic::service::Interceptor for Authorization {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.0 {
             request
                 .metadata_mut()
@@ -233,15 +240,13 @@ async fn session(
             url: config.coordinator.clone(),
             reason: describe(&e),
         })?;
-    let authorization = match &config.token {
-        Some(token) => Some(
-            token
-                .header_value()
-                .parse()
-                .map_err(|_| SessionError::Setup("the token is not a valid header value".into()))?,
-        ),
-        None => None,
-    };
+    let authorization =
+        match &config.token {
+            Some(token) => Some(token.header_value().parse().map_err(|_| {
+                SessionError::Setup("the token is not a valid header value".into())
+            })?),
+            None => None,
+        };
     let mut client = AgentSessionClient::with_interceptor(channel, Authorization(authorization));
     let (tx, rx) = mpsc::channel::<v1::AgentMessage>(64);
     let agent_id = config.agent_id.to_string();

@@ -164,7 +164,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
 fn shared_token(file: Option<&Path>) -> anyhow::Result<Option<SharedToken>> {
     let from_env = std::env::var("STAMPEDE_TOKEN").ok();
     Ok(match (file, from_env) {
-        (Some(_), Some(_)) => bail!("give the token once: --token-file or STAMPEDE_TOKEN, not both"),
+        (Some(_), Some(_)) => {
+            bail!("give the token once: --token-file or STAMPEDE_TOKEN, not both")
+        }
         (Some(path), None) => Some(SharedToken::from_file(path)?),
         (None, Some(value)) => Some(SharedToken::new(&value, "STAMPEDE_TOKEN")?),
         (None, None) => None,
@@ -190,7 +192,11 @@ fn cluster_options(args: &CoordinatorArgs) -> anyhow::Result<ClusterOptions> {
         None => warn!(
             "INSECURE: serving agents over PLAIN TEXT (--insecure-plaintext): anyone who can reach this port can read \
              the run and{} join it",
-            if token.is_some() { ", with the token," } else { "" }
+            if token.is_some() {
+                ", with the token,"
+            } else {
+                ""
+            }
         ),
         Some(tls) if !tls.requires_client_certificates() && token.is_none() => warn!(
             "TLS without --tls-client-ca or a token: any client that trusts this certificate can join as an agent"
@@ -233,7 +239,11 @@ fn agent_security(args: &AgentArgs, config: &mut AgentConfig) -> anyhow::Result<
             warn!(
                 "INSECURE: talking to the coordinator over PLAIN TEXT (--insecure-plaintext): the session{} can be read \
                  and the coordinator is not authenticated",
-                if config.token.is_some() { " and its token" } else { "" }
+                if config.token.is_some() {
+                    " and its token"
+                } else {
+                    ""
+                }
             );
             None
         }

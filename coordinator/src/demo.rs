@@ -20,8 +20,10 @@ pub const REGIONS: [(&str, Duration); 3] = [
     ("ap-south", Duration::from_millis(120)),
 ];
 
-const LOOPBACK: ipnet::IpNet =
-    ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(127, 0, 0, 0), 8));
+const LOOPBACK: ipnet::IpNet = ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+    std::net::Ipv4Addr::new(127, 0, 0, 0),
+    8,
+));
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {

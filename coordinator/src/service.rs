@@ -8,7 +8,9 @@
 use crate::run::RunCommand;
 use crate::wire;
 use stampede_proto::security::{SharedToken, TOKEN_METADATA_KEY};
-use stampede_proto::v1::{self, agent_message, agent_session_server::AgentSession, coordinator_message};
+use stampede_proto::v1::{
+    self, agent_message, agent_session_server::AgentSession, coordinator_message,
+};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -180,13 +180,27 @@ mod tests {
         let missing = dir.join("missing.pem");
 
         let err = read_certificates(&garbage).expect_err("no certificate");
-        assert!(err.to_string().contains("garbage.pem: holds no PEM certificate"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("garbage.pem: holds no PEM certificate"),
+            "{err}"
+        );
         let err = read_certificates(&broken).expect_err("bad base64");
-        assert!(err.to_string().contains("broken.pem: not a valid PEM"), "{err}");
+        assert!(
+            err.to_string().contains("broken.pem: not a valid PEM"),
+            "{err}"
+        );
         let err = read_private_key(&garbage).expect_err("no key");
-        assert!(err.to_string().contains("garbage.pem: holds no PEM private key"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("garbage.pem: holds no PEM private key"),
+            "{err}"
+        );
         let err = read_certificates(&missing).expect_err("missing");
-        assert!(err.to_string().contains("missing.pem: cannot read"), "{err}");
+        assert!(
+            err.to_string().contains("missing.pem: cannot read"),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
