@@ -297,3 +297,17 @@ The scenario file the coordinator reads: scenario.inline plus `regions` generate
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
+
+{{/* NOTES.txt: how agents and coordinator trust each other, and what agents may load. */}}
+{{- define "stampede.securityNotes" -}}
+{{- if .Values.tls.enabled -}}
+Transport: mTLS with Secret {{ include "stampede.tlsSecretName" . }}{{ if not .Values.tls.secretName }} (made by the chart for this release){{ end }}
+{{- else -}}
+WARNING: agents and coordinator talk PLAIN TEXT (insecurePlaintext=true)
+{{- end }}{{ if .Values.token.secretName }}, and a token from Secret {{ .Values.token.secretName }}{{ end }}.
+{{ if .Values.agents.allowAnyTarget -}}
+WARNING: agents load any target the coordinator names (agents.allowAnyTarget=true).
+{{- else -}}
+Agents load only: {{ include "stampede.allowTargets" . | replace "," ", " }}.
+{{- end }}
+{{- end -}}
