@@ -85,6 +85,8 @@ pub enum SessionError {
     Setup(String),
     #[error("coordinator refused this agent's token: {0}")]
     Unauthenticated(String),
+    #[error("TLS handshake with coordinator {url} failed (check the certificates): {reason}")]
+    TlsRejected { url: String, reason: String },
     #[error("session stream failed: {}", describe_status(.0))]
     Stream(#[from] tonic::Status),
     #[error("coordinator refused this agent: {0}")]
@@ -104,8 +106,8 @@ enum SessionEnd {
 /// Runs the agent until `cancel` fires (or, with `once`, until one run ends).
 /// Connection failures are retried with capped exponential back-off; a
 /// refusal by the coordinator is final (it would refuse again). A refused
-/// token is final with `once` (a Job should fail, not hang) and retried
-/// otherwise (the coordinator's token may be rotated).
+/// token or certificate is final with `once` (a Job should fail, not hang)
+/// and retried otherwise (certificates and tokens get rotated).
 pub async fn run_agent(config: AgentConfig, cancel: CancellationToken) -> Result<(), SessionError> {
     check_scheme(&config)?;
     let mut backoff = Duration::from_millis(100);
@@ -118,9 +120,13 @@ pub async fn run_agent(config: AgentConfig, cancel: CancellationToken) -> Result
                 | SessionError::SchemeMismatch { .. }
                 | SessionError::Setup(_)),
             ) => return Err(e),
-            Err(e @ SessionError::Unauthenticated(_)) if config.once => return Err(e),
-            Err(e @ SessionError::Unauthenticated(_)) => {
-                error!(error = %e, retry_in = ?backoff, "coordinator refused this agent's token")
+            Err(e @ (SessionError::Unauthenticated(_) | SessionError::TlsRejected { .. }))
+                if config.once =>
+            {
+                return Err(e);
+            }
+            Err(e @ (SessionError::Unauthenticated(_) | SessionError::TlsRejected { .. })) => {
+                error!(error = %e, retry_in = ?backoff, "coordinator did not accept this agent")
             }
             Err(e) => warn!(error = %e, retry_in = ?backoff, "session with coordinator lost"),
         }
@@ -204,6 +210,35 @@ fn describe(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Whether a transport error is a TLS rejection: the coordinator refused our
+/// certificate (a fatal alert) or we refused its certificate. Those are
+/// configuration errors, unlike a coordinator that is not up yet.
+fn is_tls_rejection(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::AlertReceived(_)
+                    | rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+            );
+        }
+        // io::Error's source() skips the error it wraps; look inside.
+        next = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    // h2 reports an I/O error on an established connection (where a TLS 1.3
+    // server's alert arrives) by its text only, so the chain above never
+    // reaches the rustls error: recognise rustls's own words for it.
+    let text = describe(error);
+    text.contains("received fatal alert") || text.contains("invalid peer certificate")
+}
+
 fn describe_status(status: &tonic::Status) -> String {
     let mut text = format!("{:?}: {}", status.code(), status.message());
     if let Some(source) = std::error::Error::source(status) {
@@ -233,13 +268,15 @@ async fn session(
         .http2_keep_alive_interval(config.link_timeout / 3)
         .keep_alive_timeout(config.link_timeout)
         .keep_alive_while_idle(true);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| SessionError::Connect {
-            url: config.coordinator.clone(),
-            reason: describe(&e),
-        })?;
+    let channel = endpoint.connect().await.map_err(|e| {
+        let url = config.coordinator.clone();
+        let reason = describe(&e);
+        if is_tls_rejection(&e) {
+            SessionError::TlsRejected { url, reason }
+        } else {
+            SessionError::Connect { url, reason }
+        }
+    })?;
     let authorization =
         match &config.token {
             Some(token) => Some(token.header_value().parse().map_err(|_| {
@@ -265,6 +302,12 @@ async fn session(
         Ok(response) => response.into_inner(),
         Err(status) if status.code() == tonic::Code::Unauthenticated => {
             return Err(SessionError::Unauthenticated(status.message().to_owned()));
+        }
+        Err(status) if is_tls_rejection(&status) => {
+            return Err(SessionError::TlsRejected {
+                url: config.coordinator.clone(),
+                reason: describe_status(&status),
+            });
         }
         Err(status) => return Err(SessionError::Stream(status)),
     };

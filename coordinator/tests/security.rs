@@ -135,22 +135,37 @@ fn agents_without_a_certificate_from_the_trusted_ca_cannot_register() {
         &[],
     );
 
-    // Neither counts: the coordinator gives up waiting for its one agent.
+    // Does not trust the coordinator's certificate (it expects another CA).
+    let mut distrustful = spawn_agent(
+        "agent that trusts another CA",
+        &url,
+        "local",
+        &["--tls-ca", stranger_ca.ca(), "--allow-target", "127.0.0.1"],
+        &[],
+    );
+
+    // A TLS rejection is a configuration error: with --once the agent exits
+    // non-zero at once instead of retrying until the Job's deadline.
+    for (agent, why) in [
+        (&mut no_cert, "CertificateRequired"),
+        (&mut other_ca, "UnknownCA"),
+        (&mut distrustful, "invalid peer certificate: UnknownIssuer"),
+    ] {
+        let (status, stderr) = agent.wait(Duration::from_secs(30));
+        assert!(!status.success(), "{} must fail", agent.name);
+        for part in ["TLS handshake with coordinator", why] {
+            assert!(
+                stderr.contains(part),
+                "{}: expected {part:?} in:\n{stderr}",
+                agent.name
+            );
+        }
+    }
+    // None of them counts: the coordinator gives up waiting for its one agent.
     let (status, stderr) = coordinator.wait(Duration::from_secs(30));
     assert!(!status.success(), "no agent may have joined: {stderr}");
     assert!(stderr.contains("region local has 0 of 1"), "{stderr}");
     assert!(!stderr.contains("agent registered"), "{stderr}");
-    for (agent, why) in [
-        (&mut no_cert, "CertificateRequired"),
-        (&mut other_ca, "UnknownCA"),
-    ] {
-        let stderr = agent.kill_for_stderr();
-        assert!(
-            stderr.contains(why),
-            "{}: expected {why:?} in:\n{stderr}",
-            agent.name
-        );
-    }
     assert_eq!(served(target)["served"], 0, "no load may be sent");
 }
 
