@@ -95,16 +95,6 @@ impl Proc {
         (status, stderr)
     }
 
-    /// Kills the process (it was expected to keep retrying); returns what it
-    /// wrote to stderr.
-    pub fn kill_for_stderr(&mut self) -> String {
-        self.stop();
-        self.stderr
-            .take()
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default()
-    }
-
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
