@@ -218,11 +218,12 @@ def soak(args):
     procs = []
     try:
         coordinator = subprocess.Popen([args.stampede, "coordinator", "--scenario", scenario, "--listen",
-                                        f"127.0.0.1:{port}", "--report", report],
+                                        f"127.0.0.1:{port}", "--insecure-plaintext", "--report", report],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(coordinator)
         agent = subprocess.Popen(pinned(1, [args.stampede, "agent", "--coordinator", f"http://127.0.0.1:{port}",
-                                            "--region", "local", "--threads", "1", "--once"]),
+                                            "--region", "local", "--threads", "1", "--once",
+                                            "--insecure-plaintext", "--allow-target", "127.0.0.0/8"]),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(agent)
         samples = []

@@ -4,7 +4,8 @@
 #   2. the image: runs as 65532:65532, has no shell, `stampede --version`, and `stampede demo
 #      --duration 3s` with no network at all (everything on the container's loopback);
 #   3. deploy/compose/compose.yaml: target, coordinator and one agent per region on a private
-#      network with no way out; waits (bounded) for the coordinator to exit, copies the JSON report
+#      network with no way out, talking over mTLS with certificates from deploy/make-certs.sh;
+#      waits (bounded) for the coordinator to exit, copies the JSON report
 #      out and checks it: three regions, no errors, p50 ordered us-east < eu-west < ap-south.
 # Everything it starts is removed on exit. Without a reachable Docker daemon it prints SKIP and
 # exits 0.
@@ -90,7 +91,9 @@ grep -q '^report: ' "$work/demo.out" || fail "demo wrote no report"
 echo "ok    demo exited 0 as uid $uid and wrote its report"
 docker rm -f "$demo" >/dev/null
 
-echo "== compose: target, coordinator and agents in us-east, eu-west, ap-south (${compose[*]})"
+echo "== compose: target, coordinator and agents in us-east, eu-west, ap-south, over mTLS (${compose[*]})"
+bash deploy/make-certs.sh "$work/certs" coordinator | sed 's/^/      /'
+export STAMPEDE_CERTS="$work/certs"
 if ! timeout 120 "${compose[@]}" -p "$project" -f "$compose_file" up -d >"$work/up.log" 2>&1; then
   sed 's/^/      /' "$work/up.log"
   fail "compose up failed"

@@ -3,7 +3,8 @@
 //! histograms and counts) per interval back.
 //!
 //! - [`session`]: the gRPC session with the coordinator (register, receive,
-//!   report, reconnect).
+//!   report, reconnect); [`tls`]: its TLS settings.
+//! - [`allowlist`]: the targets this agent agrees to load.
 //! - [`engine`]: worker threads and the per-connection request loop.
 //! - [`schedule`]: when each request is due (open model).
 //! - [`profile`]: a load level over time (stages: ramps, steps, spikes).
@@ -12,6 +13,7 @@
 //! - [`plan`]: the engine's view of an assignment; [`wire`] converts to and
 //!   from the protocol's types.
 
+pub mod allowlist;
 pub mod engine;
 pub mod plan;
 pub mod profile;
@@ -19,6 +21,9 @@ pub mod recorder;
 pub mod schedule;
 pub mod session;
 pub mod template;
+pub mod tls;
 pub mod wire;
 
+pub use allowlist::{AllowRule, TargetAllowlist};
 pub use session::{AgentConfig, SessionError, run_agent};
+pub use tls::ClientTls;

@@ -5,10 +5,13 @@
 //! One task owns the session state; the engine runs in its own task and hands
 //! interval records over a channel.
 
+use crate::allowlist::TargetAllowlist;
 use crate::engine::{self, EngineError, EngineOptions, EngineSummary, IntervalRecord};
 use crate::plan::LoadPlan;
+use crate::tls::ClientTls;
 use crate::wire;
 use stampede_proto::histogram::Encoding;
+use stampede_proto::security::{SharedToken, TOKEN_METADATA_KEY};
 use stampede_proto::v1::{
     self, agent_message, agent_session_client::AgentSessionClient, coordinator_message,
 };
@@ -18,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Largest message accepted from the coordinator.
 const MAX_ASSIGNMENT_BYTES: usize = 64 << 20;
@@ -41,6 +44,12 @@ pub struct AgentConfig {
     /// The coordinator is gone (and load stops) when the link has not
     /// answered a keep-alive ping for this long.
     pub link_timeout: Duration,
+    /// TLS (and mTLS) to the coordinator; `None` is plain text.
+    pub tls: Option<ClientTls>,
+    /// The shared token sent with the session, if the coordinator wants one.
+    pub token: Option<SharedToken>,
+    /// Targets this agent accepts in an assignment.
+    pub allowlist: TargetAllowlist,
 }
 
 impl AgentConfig {
@@ -56,20 +65,32 @@ impl AgentConfig {
             heartbeat_every: Duration::from_secs(2),
             max_backoff: Duration::from_secs(10),
             link_timeout: Duration::from_secs(3),
+            tls: None,
+            token: None,
+            // In-process runs (demo, bench, tests) choose their own targets;
+            // the `stampede agent` command requires an explicit choice.
+            allowlist: TargetAllowlist::Any,
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("cannot reach coordinator {url}: {source}")]
-    Connect {
-        url: String,
-        source: tonic::transport::Error,
-    },
+    #[error("cannot reach coordinator {url}: {reason}")]
+    Connect { url: String, reason: String },
     #[error("coordinator {0} is not a valid URL")]
     BadUrl(String),
-    #[error("session stream failed: {0}")]
+    #[error(
+        "coordinator URL {url} does not match the transport: use https:// with TLS (--tls-ca) and http:// only with --insecure-plaintext"
+    )]
+    SchemeMismatch { url: String },
+    #[error("cannot set up the connection to the coordinator: {0}")]
+    Setup(String),
+    #[error("coordinator refused this agent's token: {0}")]
+    Unauthenticated(String),
+    #[error("TLS handshake with coordinator {url} failed (check the certificates): {reason}")]
+    TlsRejected { url: String, reason: String },
+    #[error("session stream failed: {}", describe_status(.0))]
     Stream(#[from] tonic::Status),
     #[error("coordinator refused this agent: {0}")]
     Refused(String),
@@ -87,13 +108,29 @@ enum SessionEnd {
 
 /// Runs the agent until `cancel` fires (or, with `once`, until one run ends).
 /// Connection failures are retried with capped exponential back-off; a
-/// refusal by the coordinator is final (it would refuse again).
+/// refusal by the coordinator is final (it would refuse again). A refused
+/// token or certificate is final with `once` (a Job should fail, not hang)
+/// and retried otherwise (certificates and tokens get rotated).
 pub async fn run_agent(config: AgentConfig, cancel: CancellationToken) -> Result<(), SessionError> {
+    check_scheme(&config)?;
     let mut backoff = Duration::from_millis(100);
     loop {
         match session(&config, &cancel).await {
             Ok(SessionEnd::Done | SessionEnd::Cancelled) => return Ok(()),
-            Err(e @ (SessionError::Refused(_) | SessionError::BadUrl(_))) => return Err(e),
+            Err(
+                e @ (SessionError::Refused(_)
+                | SessionError::BadUrl(_)
+                | SessionError::SchemeMismatch { .. }
+                | SessionError::Setup(_)),
+            ) => return Err(e),
+            Err(e @ (SessionError::Unauthenticated(_) | SessionError::TlsRejected { .. }))
+                if config.once =>
+            {
+                return Err(e);
+            }
+            Err(e @ (SessionError::Unauthenticated(_) | SessionError::TlsRejected { .. })) => {
+                error!(error = %e, retry_in = ?backoff, "coordinator did not accept this agent")
+            }
             Err(e) => warn!(error = %e, retry_in = ?backoff, "session with coordinator lost"),
         }
         tokio::select! {
@@ -124,12 +161,108 @@ struct Run {
     intervals_sent: u32,
 }
 
+/// TLS only happens on https:// URLs; refuse a mismatch instead of quietly
+/// sending the session in plain text.
+fn check_scheme(config: &AgentConfig) -> Result<(), SessionError> {
+    let url = url::Url::parse(&config.coordinator)
+        .map_err(|_| SessionError::BadUrl(config.coordinator.clone()))?;
+    let expected = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    if url.scheme() != expected {
+        return Err(SessionError::SchemeMismatch {
+            url: config.coordinator.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Adds the shared token to every request of the session.
+#[derive(Clone)]
+struct Authorization(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Authorization {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert(TOKEN_METADATA_KEY, value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// An error with its causes, `a: b: c`, so that a TLS failure deep inside
+/// the transport reaches the log.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether a transport error is a TLS rejection: the coordinator refused our
+/// certificate (a fatal alert) or we refused its certificate. Those are
+/// configuration errors, unlike a coordinator that is not up yet.
+fn is_tls_rejection(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::AlertReceived(_)
+                    | rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+            );
+        }
+        // io::Error's source() skips the error it wraps; look inside.
+        next = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    // h2 reports an I/O error on an established connection (where a TLS 1.3
+    // server's alert arrives) by its text only, so the chain above never
+    // reaches the rustls error: recognise rustls's own words for it.
+    let text = describe(error);
+    text.contains("received fatal alert") || text.contains("invalid peer certificate")
+}
+
+fn describe_status(status: &tonic::Status) -> String {
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    if let Some(source) = std::error::Error::source(status) {
+        text.push_str(": ");
+        text.push_str(&describe(source));
+    }
+    text
+}
+
 async fn session(
     config: &AgentConfig,
     cancel: &CancellationToken,
 ) -> Result<SessionEnd, SessionError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(config.coordinator.clone())
-        .map_err(|_| SessionError::BadUrl(config.coordinator.clone()))?
+    let mut endpoint = tonic::transport::Endpoint::from_shared(config.coordinator.clone())
+        .map_err(|_| SessionError::BadUrl(config.coordinator.clone()))?;
+    if let Some(tls) = &config.tls {
+        endpoint = endpoint
+            .tls_config(tls.tonic_config())
+            .map_err(|e| SessionError::Setup(describe(&e)))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         // HTTP/2 pings even while idle: a cut link (no RST, no FIN) is noticed
@@ -138,17 +271,26 @@ async fn session(
         .http2_keep_alive_interval(config.link_timeout / 3)
         .keep_alive_timeout(config.link_timeout)
         .keep_alive_while_idle(true);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|source| SessionError::Connect {
-            url: config.coordinator.clone(),
-            source,
-        })?;
+    let channel = endpoint.connect().await.map_err(|e| {
+        let url = config.coordinator.clone();
+        let reason = describe(&e);
+        if is_tls_rejection(&e) {
+            SessionError::TlsRejected { url, reason }
+        } else {
+            SessionError::Connect { url, reason }
+        }
+    })?;
+    let authorization =
+        match &config.token {
+            Some(token) => Some(token.header_value().parse().map_err(|_| {
+                SessionError::Setup("the token is not a valid header value".into())
+            })?),
+            None => None,
+        };
     // An assignment carries this agent's rows of the scenario's data file
     // (at most 32 MiB in all); the default 4 MiB limit would refuse it.
-    let mut client =
-        AgentSessionClient::new(channel).max_decoding_message_size(MAX_ASSIGNMENT_BYTES);
+    let mut client = AgentSessionClient::with_interceptor(channel, Authorization(authorization))
+        .max_decoding_message_size(MAX_ASSIGNMENT_BYTES);
     let (tx, rx) = mpsc::channel::<v1::AgentMessage>(64);
     let agent_id = config.agent_id.to_string();
     let send = |kind| v1::AgentMessage { kind: Some(kind) };
@@ -162,7 +304,19 @@ async fn session(
     })))
     .await
     .map_err(|_| SessionError::Closed)?;
-    let mut inbound = client.join(ReceiverStream::new(rx)).await?.into_inner();
+    let mut inbound = match client.join(ReceiverStream::new(rx)).await {
+        Ok(response) => response.into_inner(),
+        Err(status) if status.code() == tonic::Code::Unauthenticated => {
+            return Err(SessionError::Unauthenticated(status.message().to_owned()));
+        }
+        Err(status) if is_tls_rejection(&status) => {
+            return Err(SessionError::TlsRejected {
+                url: config.coordinator.clone(),
+                reason: describe_status(&status),
+            });
+        }
+        Err(status) => return Err(SessionError::Stream(status)),
+    };
 
     let mut state = State::Idle;
     let mut heartbeat = tokio::time::interval(config.heartbeat_every);
@@ -261,7 +415,7 @@ async fn handle(
                 tx.send(send(msg)).await.map_err(|_| SessionError::Closed)?;
                 return Ok(Flow::Continue);
             }
-            let reply = match accept(a.slice).await {
+            let reply = match accept(a.slice, &config.allowlist).await {
                 Ok((plan, addrs)) => {
                     info!(run_id = %a.run_id, model = ?plan.model, url = %plan.requests[0].url, requests = plan.requests.len(), "assignment accepted");
                     *state = State::Assigned {
@@ -344,8 +498,12 @@ async fn handle(
 }
 
 /// Checks an assignment and resolves its target (once, here, so that the
-/// request loop never waits on DNS).
-async fn accept(slice: Option<v1::LoadSlice>) -> Result<(LoadPlan, Vec<SocketAddr>), String> {
+/// request loop never waits on DNS), then checks the target against the
+/// allowlist: the addresses checked are the ones the engine will dial.
+async fn accept(
+    slice: Option<v1::LoadSlice>,
+    allowlist: &TargetAllowlist,
+) -> Result<(LoadPlan, Vec<SocketAddr>), String> {
     let slice = slice.ok_or("assignment has no slice")?;
     let plan = wire::plan_from_slice(slice).map_err(|e| e.to_string())?;
     // Every request of a mix goes to the same host and port (checked).
@@ -362,6 +520,7 @@ async fn accept(slice: Option<v1::LoadSlice>) -> Result<(LoadPlan, Vec<SocketAdd
     if addrs.is_empty() {
         return Err(format!("{host} resolves to no address"));
     }
+    allowlist.check(host, &addrs)?;
     Ok((plan, addrs))
 }
 

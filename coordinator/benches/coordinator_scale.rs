@@ -260,7 +260,14 @@ fn main() {
     let mut coordinator = command
         .args(["coordinator", "--scenario"])
         .arg(&scenario)
-        .args(["--listen", "127.0.0.1:0", "--report"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-plaintext",
+            "--max-agents",
+        ])
+        .arg(o.agents.max(1).to_string())
+        .arg("--report")
         .arg(dir.join("report.json"))
         .env("STAMPEDE_LOG", "info")
         .env("NO_COLOR", "1")

@@ -116,6 +116,44 @@ pub struct CoordinatorArgs {
     /// Also write the HTML report to this file.
     #[arg(long, env = "STAMPEDE_HTML_REPORT")]
     pub html: Option<PathBuf>,
+    /// This coordinator's TLS certificate chain (PEM).
+    #[arg(
+        long,
+        env = "STAMPEDE_TLS_CERT",
+        requires = "tls_key",
+        help_heading = "Security"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        env = "STAMPEDE_TLS_KEY",
+        requires = "tls_cert",
+        help_heading = "Security"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) for agents' certificates: when given, every agent must present one it signed (mTLS).
+    #[arg(
+        long,
+        env = "STAMPEDE_TLS_CLIENT_CA",
+        requires = "tls_cert",
+        help_heading = "Security"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+    /// A file holding the token every agent must send (or the token itself in STAMPEDE_TOKEN).
+    #[arg(long, env = "STAMPEDE_TOKEN_FILE", help_heading = "Security")]
+    pub token_file: Option<PathBuf>,
+    /// Serve agents without TLS (a private network, or TLS ended in front of the coordinator).
+    #[arg(
+        long,
+        env = "STAMPEDE_INSECURE_PLAINTEXT",
+        conflicts_with = "tls_cert",
+        help_heading = "Security"
+    )]
+    pub insecure_plaintext: bool,
+    /// Most agent sessions at once; one more is refused with the reason.
+    #[arg(long, env = "STAMPEDE_MAX_AGENTS", default_value_t = crate::service::DEFAULT_MAX_AGENTS, help_heading = "Security")]
+    pub max_agents: usize,
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +176,55 @@ pub struct AgentArgs {
     /// Histogram encoding on the wire: plain (default: cheapest for the coordinator) or deflate (half the bytes).
     #[arg(long, default_value = "plain")]
     pub histogram_encoding: stampede_proto::histogram::Encoding,
+    /// CA bundle (PEM) that signed the coordinator's certificate; turns TLS on (the URL must be https://).
+    #[arg(long, env = "STAMPEDE_TLS_CA", help_heading = "Security")]
+    pub tls_ca: Option<PathBuf>,
+    /// This agent's client certificate chain (PEM), for a coordinator that requires one (mTLS).
+    #[arg(long, env = "STAMPEDE_TLS_CERT", requires_all = ["tls_key", "tls_ca"], help_heading = "Security")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        env = "STAMPEDE_TLS_KEY",
+        requires = "tls_cert",
+        help_heading = "Security"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// The name to expect in the coordinator's certificate (default: the URL's host).
+    #[arg(
+        long,
+        env = "STAMPEDE_TLS_SERVER_NAME",
+        requires = "tls_ca",
+        help_heading = "Security"
+    )]
+    pub tls_server_name: Option<String>,
+    /// A file holding the token to send to the coordinator (or the token itself in STAMPEDE_TOKEN).
+    #[arg(long, env = "STAMPEDE_TOKEN_FILE", help_heading = "Security")]
+    pub token_file: Option<PathBuf>,
+    /// Dial the coordinator without TLS (a private network, or TLS ended in front of it).
+    #[arg(
+        long,
+        env = "STAMPEDE_INSECURE_PLAINTEXT",
+        conflicts_with = "tls_ca",
+        help_heading = "Security"
+    )]
+    pub insecure_plaintext: bool,
+    /// A target this agent may load: HOST, *.SUFFIX, IP or CIDR (repeatable; env: a comma list).
+    #[arg(
+        long = "allow-target",
+        env = "STAMPEDE_ALLOW_TARGETS",
+        value_delimiter = ',',
+        help_heading = "Security"
+    )]
+    pub allow_targets: Vec<stampede_agent::AllowRule>,
+    /// Load any target the coordinator names (no allowlist).
+    #[arg(
+        long,
+        env = "STAMPEDE_ALLOW_ANY_TARGET",
+        conflicts_with = "allow_targets",
+        help_heading = "Security"
+    )]
+    pub allow_any_target: bool,
 }
 
 #[derive(Debug, Args)]

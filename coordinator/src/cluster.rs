@@ -4,7 +4,9 @@
 use crate::report::model::RunReport;
 use crate::run::{self, RunError};
 use crate::scenario::Scenario;
-use crate::service::{AgentSessionService, MAX_MESSAGE_BYTES};
+use crate::service::{AgentSessionService, DEFAULT_MAX_AGENTS, MAX_MESSAGE_BYTES};
+use crate::tls::ServerTls;
+use stampede_proto::security::SharedToken;
 use stampede_proto::v1::agent_session_server::AgentSessionServer;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -16,18 +18,65 @@ use tracing::warn;
 /// How long the gRPC server may take to close sessions after the run.
 const SERVER_DRAIN: Duration = Duration::from_secs(2);
 
-/// Serves agents on `listener` and runs `scenario` once. `cancel` stops the
-/// run early (the report is then partial).
+/// Who may join, and how many.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// TLS (and mTLS); `None` serves plain text.
+    pub tls: Option<ServerTls>,
+    /// A token every agent must present.
+    pub token: Option<SharedToken>,
+    /// Most agent sessions open at once.
+    pub max_agents: usize,
+}
+
+impl Default for ClusterOptions {
+    /// Plain text, no token: for runs inside one process on loopback.
+    fn default() -> Self {
+        Self {
+            tls: None,
+            token: None,
+            max_agents: DEFAULT_MAX_AGENTS,
+        }
+    }
+}
+
+/// Serves agents on `listener` (plain text, no token) and runs `scenario`
+/// once. `cancel` stops the run early (the report is then partial).
 pub async fn run_coordinator(
     scenario: Scenario,
     listener: TcpListener,
     cancel: CancellationToken,
 ) -> Result<RunReport, RunError> {
+    run_coordinator_with(scenario, listener, ClusterOptions::default(), cancel).await
+}
+
+/// [`run_coordinator`] with TLS, a token and a cap on agents.
+pub async fn run_coordinator_with(
+    scenario: Scenario,
+    listener: TcpListener,
+    options: ClusterOptions,
+    cancel: CancellationToken,
+) -> Result<RunReport, RunError> {
+    let wanted = scenario.total_agents() as usize;
+    if wanted > options.max_agents {
+        return Err(RunError::AgentLimit {
+            wanted,
+            max: options.max_agents,
+        });
+    }
     let (commands_tx, commands_rx) = mpsc::channel(1024);
-    let service = AgentSessionServer::new(AgentSessionService::new(commands_tx))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let service = AgentSessionService::new(commands_tx)
+        .with_token(options.token)
+        .with_max_agents(options.max_agents);
+    let service = AgentSessionServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let shutdown = CancellationToken::new();
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &options.tls {
+        builder = builder
+            .tls_config(tls.tonic_config())
+            .map_err(|e| RunError::Server(format!("TLS: {e}")))?;
+    }
+    let server = builder
         .tcp_nodelay(true)
         // Pings notice an agent behind a cut link within a few seconds; its
         // session then ends and the run marks it lost.

@@ -6,13 +6,17 @@ use crate::cli::{
     AgentArgs, BenchArgs, CompareArgs, CompareFormat, CoordinatorArgs, DemoArgs, ReportArgs,
     ReportFormat, TargetArgs, ValidateArgs,
 };
-use crate::cluster::run_coordinator;
+use crate::cluster::{ClusterOptions, run_coordinator_with};
 use crate::demo::{DemoOptions, run_demo};
 use crate::report::{self, compare, csv, hlog, html, model::RunReport, table};
+use crate::tls::ServerTls;
 use anyhow::{Context, bail};
+use stampede_agent::{AgentConfig, ClientTls, TargetAllowlist};
+use stampede_proto::security::SharedToken;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 /// Logs to stderr; `STAMPEDE_LOG` (or `RUST_LOG`) sets the filter, default `info`.
 pub fn init_logging() {
@@ -177,8 +181,59 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The shared token, from `--token-file` or `STAMPEDE_TOKEN`.
+fn shared_token(file: Option<&Path>) -> anyhow::Result<Option<SharedToken>> {
+    let from_env = std::env::var("STAMPEDE_TOKEN").ok();
+    Ok(match (file, from_env) {
+        (Some(_), Some(_)) => {
+            bail!("give the token once: --token-file or STAMPEDE_TOKEN, not both")
+        }
+        (Some(path), None) => Some(SharedToken::from_file(path)?),
+        (None, Some(value)) => Some(SharedToken::new(&value, "STAMPEDE_TOKEN")?),
+        (None, None) => None,
+    })
+}
+
+/// Who may join this coordinator, from its flags; refuses plain text unless
+/// asked for it by name.
+fn cluster_options(args: &CoordinatorArgs) -> anyhow::Result<ClusterOptions> {
+    if args.max_agents == 0 {
+        bail!("--max-agents must be at least 1");
+    }
+    let token = shared_token(args.token_file.as_deref())?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls::load(cert, key, args.tls_client_ca.as_deref())?),
+        _ if args.insecure_plaintext => None,
+        _ => bail!(
+            "refusing to serve agents in plain text: give --tls-cert and --tls-key (and --tls-client-ca to require \
+             agents' certificates), or --insecure-plaintext if the network is private or TLS ends in front of the coordinator"
+        ),
+    };
+    match &tls {
+        None => warn!(
+            "INSECURE: serving agents over PLAIN TEXT (--insecure-plaintext): anyone who can reach this port can read \
+             the run and{} join it",
+            if token.is_some() {
+                ", with the token,"
+            } else {
+                ""
+            }
+        ),
+        Some(tls) if !tls.requires_client_certificates() && token.is_none() => warn!(
+            "TLS without --tls-client-ca or a token: any client that trusts this certificate can join as an agent"
+        ),
+        Some(_) => {}
+    }
+    Ok(ClusterOptions {
+        tls,
+        token,
+        max_agents: args.max_agents,
+    })
+}
+
 pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     // Validate everything before listening: bad input sends no load.
+    let options = cluster_options(&args)?;
     let scenario = crate::scenario::load(&args.scenario)?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -187,13 +242,54 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         "coordinator listening on {}",
         listener.local_addr()?
     ));
-    let report = run_coordinator(scenario, listener, shutdown_token()).await?;
+    let report = run_coordinator_with(scenario, listener, options, shutdown_token()).await?;
     let path = report_path(args.report, &report);
     finish(&report, &path, args.html.as_deref())
 }
 
+/// The agent's transport security and allowlist, from its flags; refuses
+/// plain text and an open allowlist unless asked for them by name.
+fn agent_security(args: &AgentArgs, config: &mut AgentConfig) -> anyhow::Result<()> {
+    config.token = shared_token(args.token_file.as_deref())?;
+    config.tls = match &args.tls_ca {
+        Some(ca) => {
+            let identity = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+            Some(ClientTls::load(ca, identity, args.tls_server_name.clone())?)
+        }
+        None if args.insecure_plaintext => {
+            warn!(
+                "INSECURE: talking to the coordinator over PLAIN TEXT (--insecure-plaintext): the session{} can be read \
+                 and the coordinator is not authenticated",
+                if config.token.is_some() {
+                    " and its token"
+                } else {
+                    ""
+                }
+            );
+            None
+        }
+        None => bail!(
+            "refusing to dial the coordinator in plain text: give --tls-ca (and --tls-cert/--tls-key for mTLS) with an \
+             https:// URL, or --insecure-plaintext"
+        ),
+    };
+    config.allowlist = if args.allow_any_target {
+        warn!("--allow-any-target: this agent will load any target its coordinator names");
+        TargetAllowlist::Any
+    } else if args.allow_targets.is_empty() {
+        bail!(
+            "refusing to start without a target allowlist: give --allow-target HOST|*.SUFFIX|IP|CIDR (repeatable, or \
+             STAMPEDE_ALLOW_TARGETS=a,b) for the targets this agent may load, or --allow-any-target"
+        )
+    } else {
+        TargetAllowlist::Only(args.allow_targets.clone())
+    };
+    Ok(())
+}
+
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let mut config = stampede_agent::AgentConfig::new(args.coordinator, args.region);
+    let mut config = AgentConfig::new(args.coordinator.clone(), args.region.clone());
+    agent_security(&args, &mut config)?;
     config.zone = args.zone;
     config.once = args.once;
     config.histogram_encoding = args.histogram_encoding;

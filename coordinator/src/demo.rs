@@ -6,7 +6,7 @@
 use crate::cluster::run_coordinator;
 use crate::report::model::RunReport;
 use crate::scenario::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target, stages};
-use stampede_agent::{AgentConfig, run_agent};
+use stampede_agent::{AgentConfig, AllowRule, TargetAllowlist, run_agent};
 use stampede_target::{DelaySpec, TargetConfig, TargetServer};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,6 +19,11 @@ pub const REGIONS: [(&str, Duration); 3] = [
     ("eu-west", Duration::from_millis(40)),
     ("ap-south", Duration::from_millis(120)),
 ];
+
+const LOOPBACK: ipnet::IpNet = ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+    std::net::Ipv4Addr::new(127, 0, 0, 0),
+    8,
+));
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -140,6 +145,8 @@ pub async fn run_demo(
             let mut config = AgentConfig::new(coordinator_url.clone(), *region);
             config.once = true;
             config.engine.threads = 1;
+            // The demo's agents only ever load the built-in target here.
+            config.allowlist = TargetAllowlist::Only(vec![AllowRule::Net(LOOPBACK)]);
             tokio::spawn(run_agent(config, agents_stop.clone()))
         })
         .collect();

@@ -3,7 +3,8 @@
 //! - [`scenario`]: how a scenario is read and checked.
 //! - [`plan`]: how load is split across regions and agents.
 //! - [`run`]: the run actor that owns a run's state.
-//! - [`service`]: the gRPC face agents talk to; [`cluster`] wires it to a run.
+//! - [`service`]: the gRPC face agents talk to; [`cluster`] wires it to a run;
+//!   [`tls`]: the server's certificates.
 //! - [`merge`]: where histograms are merged.
 //! - [`report`]: the JSON report and the terminal table.
 //! - [`demo`], [`bench`]: everything in one process.
@@ -20,4 +21,5 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod service;
+pub mod tls;
 pub mod wire;

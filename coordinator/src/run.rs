@@ -51,7 +51,7 @@ pub enum RunError {
         waited: Duration,
         missing: Vec<(String, u32, u32)>,
     },
-    #[error("agent {agent} ({region}) rejected its assignment: {reason}")]
+    #[error("agent {agent} in region {region} rejected its assignment: {reason}")]
     Rejected {
         agent: Uuid,
         region: String,
@@ -67,6 +67,8 @@ pub enum RunError {
     Cancelled,
     #[error("the gRPC server failed: {0}")]
     Server(String),
+    #[error("the scenario needs {wanted} agents but --max-agents is {max}")]
+    AgentLimit { wanted: usize, max: usize },
 }
 
 fn describe_missing(missing: &[(String, u32, u32)]) -> String {
@@ -255,14 +257,19 @@ pub async fn run(
         match command {
             Some(RunCommand::FromAgent { agent_id, message }) => match message {
                 agent_message::Kind::FinalReport(f) if f.run_id == run_id => {
-                    if let Some(m) = members.iter_mut().find(|m| m.id == agent_id) {
-                        m.state = MemberState::Finished;
-                    }
+                    let Some(m) = members.iter_mut().find(|m| m.id == agent_id) else {
+                        warn!(agent = %agent_id, "final report from an agent that is not part of this run; refused");
+                        continue;
+                    };
+                    m.state = MemberState::Finished;
                     if !f.error.is_empty() {
                         warn!(agent = %agent_id, error = %f.error, "agent ended with an error");
                         notes.push(format!("agent {agent_id} ended with an error: {}", f.error));
                     }
                     merge.agent_done(agent_id);
+                }
+                agent_message::Kind::FinalReport(f) => {
+                    warn!(agent = %agent_id, run = %f.run_id, "final report for another run; refused")
                 }
                 _ => {}
             },

@@ -4,7 +4,10 @@
 mod support;
 
 use std::time::Duration;
-use support::{served, spawn, start_target};
+use support::{
+    PLAINTEXT, PLAINTEXT_LOOPBACK_AGENT, listening_on, served, spawn_agent, spawn_coordinator,
+    start_target,
+};
 
 fn scenario(target: std::net::SocketAddr) -> String {
     format!(
@@ -46,16 +49,7 @@ fn malformed_scenarios_exit_non_zero_before_sending_load() {
         let path = dir.path().join(format!("{name}.yaml"));
         assert!(good.contains(from));
         std::fs::write(&path, good.replacen(from, to, 1)).expect("write scenario");
-        let mut coordinator = spawn(
-            name,
-            &[
-                "coordinator",
-                "--scenario",
-                path.to_str().expect("utf-8"),
-                "--listen",
-                "127.0.0.1:0",
-            ],
-        );
+        let mut coordinator = spawn_coordinator(name, &path, PLAINTEXT, &[]);
         let (status, stderr) = coordinator.wait(Duration::from_secs(30));
         assert!(!status.success(), "{name}: must fail");
         let file = path.display().to_string();
@@ -75,28 +69,9 @@ fn an_agent_from_an_unlisted_region_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("scenario.yaml");
     std::fs::write(&path, scenario(addr)).expect("write scenario");
-    let _coordinator = spawn(
-        "coordinator",
-        &[
-            "coordinator",
-            "--scenario",
-            path.to_str().expect("utf-8"),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-    );
-    let listen = _coordinator.line_after("coordinator listening on ", Duration::from_secs(30));
-    let mut agent = spawn(
-        "agent",
-        &[
-            "agent",
-            "--coordinator",
-            &format!("http://{listen}"),
-            "--region",
-            "mars-1",
-            "--once",
-        ],
-    );
+    let coordinator = spawn_coordinator("coordinator", &path, PLAINTEXT, &[]);
+    let url = format!("http://{}", listening_on(&coordinator));
+    let mut agent = spawn_agent("agent", &url, "mars-1", PLAINTEXT_LOOPBACK_AGENT, &[]);
     let (status, stderr) = agent.wait(Duration::from_secs(30));
     assert!(!status.success());
     assert!(
@@ -112,29 +87,10 @@ fn missing_agents_time_out_naming_the_regions() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("scenario.yaml");
     std::fs::write(&path, scenario(addr) + "agent_wait_timeout: 4s\n").expect("write scenario");
-    let mut coordinator = spawn(
-        "coordinator",
-        &[
-            "coordinator",
-            "--scenario",
-            path.to_str().expect("utf-8"),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-    );
-    let listen = coordinator.line_after("coordinator listening on ", Duration::from_secs(30));
+    let mut coordinator = spawn_coordinator("coordinator", &path, PLAINTEXT, &[]);
+    let url = format!("http://{}", listening_on(&coordinator));
     // One of the two regions shows up; eu-west never does.
-    let _agent = spawn(
-        "agent",
-        &[
-            "agent",
-            "--coordinator",
-            &format!("http://{listen}"),
-            "--region",
-            "us-east",
-            "--once",
-        ],
-    );
+    let _agent = spawn_agent("agent", &url, "us-east", PLAINTEXT_LOOPBACK_AGENT, &[]);
     let (status, stderr) = coordinator.wait(Duration::from_secs(30));
     assert!(!status.success());
     assert!(stderr.contains("waiting for agents"), "{stderr}");

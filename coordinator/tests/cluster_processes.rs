@@ -6,7 +6,10 @@ mod support;
 
 use stampede_coordinator::report::model::RunReport;
 use std::time::Duration;
-use support::{served, spawn, start_target};
+use support::{
+    PLAINTEXT, PLAINTEXT_LOOPBACK_AGENT, listening_on, served, spawn_agent, spawn_coordinator,
+    start_target,
+};
 
 const REGIONS: [(&str, u64); 3] = [("us-east", 5), ("eu-west", 40), ("ap-south", 120)];
 
@@ -37,36 +40,22 @@ fn three_regions_as_separate_processes() {
     std::fs::write(&scenario, yaml).expect("write scenario");
     let report_path = dir.path().join("report.json");
 
-    let mut coordinator = spawn(
+    let mut coordinator = spawn_coordinator(
         "coordinator",
-        &[
-            "coordinator",
-            "--scenario",
-            scenario.to_str().expect("utf-8 path"),
-            "--listen",
-            "127.0.0.1:0",
-            "--report",
-            report_path.to_str().expect("utf-8 path"),
-        ],
+        &scenario,
+        PLAINTEXT,
+        &["--report", report_path.to_str().expect("utf-8 path")],
     );
-    let coordinator_addr =
-        coordinator.line_after("coordinator listening on ", Duration::from_secs(30));
-    let url = format!("http://{coordinator_addr}");
+    let url = format!("http://{}", listening_on(&coordinator));
     let mut agents: Vec<_> = REGIONS
         .iter()
         .map(|(region, _)| {
-            spawn(
+            spawn_agent(
                 &format!("agent {region}"),
-                &[
-                    "agent",
-                    "--coordinator",
-                    &url,
-                    "--region",
-                    region,
-                    "--threads",
-                    "1",
-                    "--once",
-                ],
+                &url,
+                region,
+                PLAINTEXT_LOOPBACK_AGENT,
+                &[],
             )
         })
         .collect();

@@ -5,7 +5,9 @@ mod support;
 
 use stampede_coordinator::report::model::RunReport;
 use std::time::Duration;
-use support::{spawn, start_target};
+use support::{
+    PLAINTEXT, PLAINTEXT_LOOPBACK_AGENT, listening_on, spawn_agent, spawn_coordinator, start_target,
+};
 
 #[test]
 fn a_failed_threshold_fails_the_coordinator_and_says_which() {
@@ -35,32 +37,14 @@ thresholds:
     )
     .expect("write scenario");
     let report_path = dir.path().join("report.json");
-    let mut coordinator = spawn(
+    let mut coordinator = spawn_coordinator(
         "coordinator",
-        &[
-            "coordinator",
-            "--scenario",
-            scenario.to_str().expect("utf-8 path"),
-            "--listen",
-            "127.0.0.1:0",
-            "--report",
-            report_path.to_str().expect("utf-8 path"),
-        ],
+        &scenario,
+        PLAINTEXT,
+        &["--report", report_path.to_str().expect("utf-8 path")],
     );
-    let addr = coordinator.line_after("coordinator listening on ", Duration::from_secs(30));
-    let mut agent = spawn(
-        "agent",
-        &[
-            "agent",
-            "--coordinator",
-            &format!("http://{addr}"),
-            "--region",
-            "local",
-            "--threads",
-            "1",
-            "--once",
-        ],
-    );
+    let url = format!("http://{}", listening_on(&coordinator));
+    let mut agent = spawn_agent("agent", &url, "local", PLAINTEXT_LOOPBACK_AGENT, &[]);
     let (status, stderr) = coordinator.wait(Duration::from_secs(60));
     let _ = agent.wait(Duration::from_secs(30));
     target.stop();

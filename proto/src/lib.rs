@@ -3,12 +3,14 @@
 //! The `.proto` files under `proto/stampede/v1/` are the source of truth; this
 //! crate compiles them (with `protox`, no system `protoc`) and re-exports the
 //! generated types. It also owns the one wire concern that is not protobuf:
-//! how latency histograms are encoded ([`histogram`]).
+//! how latency histograms are encoded ([`histogram`]), and what both ends need
+//! to trust each other ([`security`]: PEM files, the shared token).
 //!
 //! Other crates convert these wire types into their own domain types at their
 //! edges; nothing deeper than a session module should name `v1::*`.
 
 pub mod histogram;
+pub mod security;
 
 /// Generated code for package `stampede.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -2,8 +2,11 @@
 //! browser) as separate OS processes.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -120,6 +123,57 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Security flags for a coordinator that serves plain text (tests on loopback).
+pub const PLAINTEXT: &[&str] = &["--insecure-plaintext"];
+/// Security flags for an agent that dials in plain text and loads loopback
+/// targets only.
+pub const PLAINTEXT_LOOPBACK_AGENT: &[&str] =
+    &["--insecure-plaintext", "--allow-target", "127.0.0.0/8"];
+
+/// Starts `stampede coordinator` for `scenario` on a free loopback port,
+/// with its `security` flags and any `extra` ones.
+pub fn spawn_coordinator(name: &str, scenario: &Path, security: &[&str], extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "coordinator",
+        "--scenario",
+        scenario.to_str().expect("utf-8 path"),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(security);
+    args.extend_from_slice(extra);
+    spawn(name, &args)
+}
+
+/// Waits for a coordinator to listen; returns its `host:port`.
+pub fn listening_on(coordinator: &Proc) -> String {
+    coordinator.line_after("coordinator listening on ", Duration::from_secs(30))
+}
+
+/// Starts `stampede agent --once --threads 1` for `region`, dialing
+/// `coordinator_url`, with its `security` flags and any `extra` ones.
+pub fn spawn_agent(
+    name: &str,
+    coordinator_url: &str,
+    region: &str,
+    security: &[&str],
+    extra: &[&str],
+) -> Proc {
+    let mut args = vec![
+        "agent",
+        "--coordinator",
+        coordinator_url,
+        "--region",
+        region,
+        "--threads",
+        "1",
+        "--once",
+    ];
+    args.extend_from_slice(security);
+    args.extend_from_slice(extra);
+    spawn(name, &args)
 }
 
 /// Starts the built-in target on a free loopback port; returns it and its address.

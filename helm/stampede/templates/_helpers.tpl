@@ -58,7 +58,7 @@ scenario.yaml
 {{- if .Values.agents.coordinatorUrl -}}
 {{- .Values.agents.coordinatorUrl -}}
 {{- else if .Values.coordinator.enabled -}}
-{{- printf "http://%s:%d" (include "stampede.coordinatorName" .) (int .Values.service.port) -}}
+{{- printf "%s://%s:%d" (ternary "https" "http" .Values.tls.enabled) (include "stampede.coordinatorName" .) (int .Values.service.port) -}}
 {{- else -}}
 {{- fail "agents.coordinatorUrl: set it to the coordinator agents should join (coordinator.enabled is false, so this release has none)" -}}
 {{- end -}}
@@ -124,6 +124,122 @@ securityContext:
 {{- if and (not .Values.coordinator.enabled) (not .Values.agents.coordinatorUrl) -}}
 {{- fail "agents.coordinatorUrl: set it to the coordinator agents should join (coordinator.enabled is false, so this release has none)" -}}
 {{- end -}}
+{{- include "stampede.securityChecks" . -}}
+{{- end -}}
+
+{{/* Plain text only when asked for by name; TLS settings that cannot work are refused. */}}
+{{- define "stampede.securityChecks" -}}
+{{- if and .Values.tls.enabled .Values.insecurePlaintext -}}
+{{- fail "insecurePlaintext: true contradicts tls.enabled: true; set one of them" -}}
+{{- end -}}
+{{- if not (or .Values.tls.enabled .Values.insecurePlaintext) -}}
+{{- fail "tls.enabled is false, so agents and coordinator would talk plain text: set tls.enabled=true (with tls.secretName, or let the chart make a certificate), or insecurePlaintext=true on a private network or behind TLS that ends elsewhere" -}}
+{{- end -}}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) (not .Values.coordinator.enabled) -}}
+{{- fail "tls.secretName: agents-only installs need the Secret (ca.crt, tls.crt, tls.key) whose CA the coordinator trusts; a certificate made here would be refused" -}}
+{{- end -}}
+{{- if and .Values.agents.allowAnyTarget .Values.agents.allowTargets -}}
+{{- fail "agents.allowTargets and agents.allowAnyTarget: give one" -}}
+{{- end -}}
+{{- $_ := include "stampede.allowTargets" . -}}
+{{- end -}}
+
+{{/* The Secret with ca.crt, tls.crt and tls.key: the user's, or the one the chart makes. */}}
+{{- define "stampede.tlsSecretName" -}}
+{{- .Values.tls.secretName | default (include "stampede.childName" (dict "root" . "suffix" "tls")) -}}
+{{- end -}}
+
+{{/*
+The targets agents may load, a comma list: agents.allowTargets, else the hosts of the inline
+scenario's URLs. Empty with agents.allowAnyTarget.
+*/}}
+{{- define "stampede.allowTargets" -}}
+{{- if .Values.agents.allowTargets -}}
+{{- join "," .Values.agents.allowTargets -}}
+{{- else if .Values.agents.allowAnyTarget -}}
+{{- else if or .Values.scenario.existingConfigMap (not .Values.coordinator.enabled) -}}
+{{- fail "agents.allowTargets: list the hosts or networks agents may load (HOST, *.SUFFIX, IP or CIDR), or set agents.allowAnyTarget=true; the chart takes them from the scenario only when it renders the scenario itself" -}}
+{{- else -}}
+{{- $s := include "stampede.scenario" . | fromYaml -}}
+{{- $urls := list $s.target.url -}}
+{{- range $_, $url := ($s.target.region_urls | default dict) -}}
+{{- $urls = append $urls $url -}}
+{{- end -}}
+{{- $hosts := list -}}
+{{- range $urls -}}
+{{- $hosts = append $hosts (urlParse .).hostname -}}
+{{- end -}}
+{{- $hosts | uniq | join "," -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the Secrets are mounted. Not under /etc/stampede, where the scenario ConfigMap is. */}}
+{{- define "stampede.tlsDir" -}}/etc/stampede-tls{{- end -}}
+{{- define "stampede.tokenFile" -}}/etc/stampede-token/token{{- end -}}
+
+{{/* TLS (or plain-text) and token flags; .role is coordinator or agent. */}}
+{{- define "stampede.securityArgs" -}}
+{{- $v := .root.Values -}}
+{{- $dir := include "stampede.tlsDir" .root -}}
+{{- if $v.tls.enabled }}
+{{- if eq .role "coordinator" }}
+- --tls-cert
+- {{ $dir }}/tls.crt
+- --tls-key
+- {{ $dir }}/tls.key
+- --tls-client-ca
+- {{ $dir }}/ca.crt
+{{- else }}
+- --tls-ca
+- {{ $dir }}/ca.crt
+- --tls-cert
+- {{ $dir }}/tls.crt
+- --tls-key
+- {{ $dir }}/tls.key
+{{- with $v.tls.serverName }}
+- --tls-server-name
+- {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- else }}
+- --insecure-plaintext
+{{- end }}
+{{- if $v.token.secretName }}
+- --token-file
+- {{ include "stampede.tokenFile" .root }}
+{{- end }}
+{{- end -}}
+
+{{/* volumeMounts and volumes for the TLS and token Secrets (empty when neither is used). */}}
+{{- define "stampede.securityMounts" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  mountPath: {{ include "stampede.tlsDir" . }}
+  readOnly: true
+{{- end }}
+{{- if .Values.token.secretName }}
+- name: token
+  mountPath: {{ include "stampede.tokenFile" . | dir }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "stampede.securityVolumes" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ include "stampede.tlsSecretName" . }}
+    defaultMode: 0440
+{{- end }}
+{{- if .Values.token.secretName }}
+- name: token
+  secret:
+    secretName: {{ .Values.token.secretName }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.token.key }}
+        path: {{ include "stampede.tokenFile" . | base }}
+{{- end }}
 {{- end -}}
 
 {{/*
@@ -179,5 +295,19 @@ The scenario file the coordinator reads: scenario.inline plus `regions` generate
 {{- end }}
 {{- with .env }}
 {{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* NOTES.txt: how agents and coordinator trust each other, and what agents may load. */}}
+{{- define "stampede.securityNotes" -}}
+{{- if .Values.tls.enabled -}}
+Transport: mTLS with Secret {{ include "stampede.tlsSecretName" . }}{{ if not .Values.tls.secretName }} (made by the chart for this release){{ end }}
+{{- else -}}
+WARNING: agents and coordinator talk PLAIN TEXT (insecurePlaintext=true)
+{{- end }}{{ if .Values.token.secretName }}, and a token from Secret {{ .Values.token.secretName }}{{ end }}.
+{{ if .Values.agents.allowAnyTarget -}}
+WARNING: agents load any target the coordinator names (agents.allowAnyTarget=true).
+{{- else -}}
+Agents load only: {{ include "stampede.allowTargets" . | replace "," ", " }}.
 {{- end }}
 {{- end -}}
