@@ -488,8 +488,12 @@ async fn handle(
             }
         }
         coordinator_message::Kind::RunFinished(f) => {
-            info!(run_id = %f.run_id, "run finished");
-            if config.once {
+            info!(run_id = %f.run_id, more_runs = f.more_runs, "run finished");
+            if let State::Assigned { .. } = state {
+                // Assigned but never started (the run's set-up failed).
+                *state = State::Idle;
+            }
+            if config.once && !f.more_runs {
                 return Ok(Flow::Finished);
             }
         }

@@ -64,6 +64,7 @@ pub fn scenario(o: &BenchOptions) -> Scenario {
         thresholds: vec![],
         requests: vec![],
         data: None,
+        repeat: 1,
     }
 }
 

@@ -2,7 +2,7 @@
 //! actor behind it, and an orderly shutdown of both.
 
 use crate::report::model::RunReport;
-use crate::run::{self, RunError};
+use crate::run::{self, RunError, Series};
 use crate::scenario::Scenario;
 use crate::service::{AgentSessionService, DEFAULT_MAX_AGENTS, MAX_MESSAGE_BYTES};
 use crate::tls::ServerTls;
@@ -57,6 +57,22 @@ pub async fn run_coordinator_with(
     options: ClusterOptions,
     cancel: CancellationToken,
 ) -> Result<RunReport, RunError> {
+    let mut series = run_series_with(scenario, listener, options, cancel).await?;
+    match series.error.take() {
+        Some(e) => Err(e),
+        None => series.reports.pop().ok_or(RunError::Cancelled),
+    }
+}
+
+/// Serves agents and runs `scenario` `scenario.repeat` times with them. An
+/// error here is the server's (or a limit); a run's own failure is in
+/// [`Series::error`], next to the reports of the runs before it.
+pub async fn run_series_with(
+    scenario: Scenario,
+    listener: TcpListener,
+    options: ClusterOptions,
+    cancel: CancellationToken,
+) -> Result<Series, RunError> {
     let wanted = scenario.total_agents() as usize;
     if wanted > options.max_agents {
         return Err(RunError::AgentLimit {
@@ -90,7 +106,7 @@ pub async fn run_coordinator_with(
     let mut server = tokio::spawn(server);
 
     let result = tokio::select! {
-        result = run::run(scenario, commands_rx, cancel) => result,
+        series = run::run_series(scenario, commands_rx, cancel) => Ok(series),
         served = &mut server => {
             // The server only ends on its own if it failed.
             warn!(?served, "gRPC server stopped unexpectedly");

@@ -6,9 +6,9 @@ use crate::cli::{
     AgentArgs, BenchArgs, CompareArgs, CompareFormat, CoordinatorArgs, DemoArgs, ReportArgs,
     ReportFormat, TargetArgs, ValidateArgs,
 };
-use crate::cluster::{ClusterOptions, run_coordinator_with};
+use crate::cluster::{ClusterOptions, run_series_with};
 use crate::demo::{DemoOptions, run_demo};
-use crate::report::{self, compare, csv, hlog, html, model::RunReport, table};
+use crate::report::{self, compare, csv, hlog, html, model::RunReport, series, table};
 use crate::tls::ServerTls;
 use anyhow::{Context, bail};
 use stampede_agent::{AgentConfig, ClientTls, TargetAllowlist};
@@ -242,9 +242,70 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         "coordinator listening on {}",
         listener.local_addr()?
     ));
-    let report = run_coordinator_with(scenario, listener, options, shutdown_token()).await?;
-    let path = report_path(args.report, &report);
-    finish(&report, &path, args.html.as_deref())
+    let series = run_series_with(scenario, listener, options, shutdown_token()).await?;
+    if series.reports.len() <= 1 && series.error.is_none() {
+        if let Some(report) = series.reports.first() {
+            let path = report_path(args.report, report);
+            return finish(report, &path, args.html.as_deref());
+        }
+    }
+    finish_series(series, args.report.as_deref(), args.html.as_deref())
+}
+
+/// Writes every run's report (`NAME-1.json`, `NAME-2.json`, … after
+/// `--report NAME.json`), the series summary next to them, and judges every
+/// run's thresholds. A run that could not run fails the command after the
+/// reports of the runs before it are written.
+fn finish_series(
+    series: crate::run::Series,
+    report: Option<&Path>,
+    html_path: Option<&Path>,
+) -> anyhow::Result<()> {
+    let numbered = |path: &Path, suffix: &str| -> PathBuf {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("stampede-report");
+        let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("json");
+        path.with_file_name(format!("{stem}-{suffix}.{ext}"))
+    };
+    let mut paths = Vec::new();
+    let mut failed = Vec::new();
+    for (i, run) in series.reports.iter().enumerate() {
+        let path = match report {
+            Some(p) => numbered(p, &(i + 1).to_string()),
+            None => report_path(None, run),
+        };
+        let html = html_path.map(|p| numbered(p, &(i + 1).to_string()));
+        announce(&format!("\n== run {} of the series", i + 1));
+        if let Err(e) = finish(run, &path, html.as_deref()) {
+            match e.downcast::<ThresholdsFailed>() {
+                Ok(ThresholdsFailed(list)) => {
+                    failed.extend(list.into_iter().map(|t| format!("run {}: {t}", i + 1)))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        paths.push(path.display().to_string());
+    }
+    if !series.reports.is_empty() {
+        let summary = series::summarize(&series.id, &series.reports, &paths);
+        let path = match report {
+            Some(p) => numbered(p, "series"),
+            None => PathBuf::from(format!("stampede-series-{}.json", series.id)),
+        };
+        let text = serde_json::to_string_pretty(&summary)?;
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        announce(&format!("\n{}", series::render(&summary)));
+        announce(&format!("series summary: {}", path.display()));
+    }
+    if let Some(e) = series.error {
+        return Err(e.into());
+    }
+    if !failed.is_empty() {
+        return Err(ThresholdsFailed(failed).into());
+    }
+    Ok(())
 }
 
 /// The agent's transport security and allowlist, from its flags; refuses

@@ -98,6 +98,7 @@ pub fn scenario(options: &DemoOptions, target_port: u16) -> Scenario {
         thresholds: vec![],
         requests: vec![],
         data: None,
+        repeat: 1,
     }
 }
 

@@ -340,6 +340,7 @@ mod tests {
             thresholds: vec![],
             requests: vec![],
             data: None,
+            repeat: 1,
         }
     }
 

@@ -6,7 +6,7 @@ use crate::merge::AgentInterval;
 use crate::merge::RunMerge;
 use crate::plan::{self, PlanError};
 use crate::report::build::{self, AgentMeta, ReportInput};
-use crate::report::model::RunReport;
+use crate::report::model::{RunReport, SeriesInfo};
 use crate::report::table::micros;
 use crate::scenario::Scenario;
 use crate::wire::ReportError;
@@ -108,19 +108,100 @@ fn msg(kind: coordinator_message::Kind) -> Result<v1::CoordinatorMessage, tonic:
     Ok(v1::CoordinatorMessage { kind: Some(kind) })
 }
 
-/// Runs one scenario to completion and returns its report.
+/// The runs of a series (`repeat: N`), and what stopped it early, if
+/// anything. Reports of the runs that finished are kept either way.
+#[derive(Debug)]
+pub struct Series {
+    /// Shared by the runs' reports (`series.id`).
+    pub id: String,
+    pub reports: Vec<RunReport>,
+    pub error: Option<RunError>,
+}
+
+/// Runs one scenario once and returns its report.
 pub async fn run(
+    scenario: Scenario,
+    commands: mpsc::Receiver<RunCommand>,
+    cancel: CancellationToken,
+) -> Result<RunReport, RunError> {
+    let mut series = run_series(scenario, commands, cancel).await;
+    match series.error.take() {
+        Some(e) => Err(e),
+        None => series.reports.pop().ok_or(RunError::Cancelled),
+    }
+}
+
+/// Runs the scenario `scenario.repeat` times in a row with the same agents
+/// (an agent lost in one run is replaced before the next).
+pub async fn run_series(
     scenario: Scenario,
     mut commands: mpsc::Receiver<RunCommand>,
     cancel: CancellationToken,
-) -> Result<RunReport, RunError> {
-    let run_id = Uuid::new_v4().to_string();
+) -> Series {
+    let mut series = Series {
+        id: Uuid::new_v4().to_string(),
+        reports: Vec::new(),
+        error: None,
+    };
     let mut members: Vec<Member> = Vec::new();
+    let count = scenario.repeat.max(1);
+    for index in 0..count {
+        if let Err(e) = gather(&scenario, &mut members, &mut commands, &cancel).await {
+            series.error = Some(e);
+            break;
+        }
+        let position = SeriesPosition {
+            id: &series.id,
+            index,
+            count,
+        };
+        match run_once(&scenario, &mut members, &mut commands, &cancel, position).await {
+            Ok(report) => series.reports.push(report),
+            Err(e) => {
+                series.error = Some(e);
+                break;
+            }
+        }
+        if cancel.is_cancelled() {
+            // A stop ends the series after the (partial) run it cut short.
+            break;
+        }
+        members.retain(|m| m.state != MemberState::Lost);
+        for m in &mut members {
+            m.state = MemberState::Registered;
+        }
+    }
+    series
+}
 
-    // 1. Gather the expected agents of every region.
+/// Which run of its series a run is.
+#[derive(Debug, Clone, Copy)]
+struct SeriesPosition<'a> {
+    id: &'a str,
+    /// 0-based.
+    index: u32,
+    count: u32,
+}
+
+impl SeriesPosition<'_> {
+    fn more_runs(&self) -> bool {
+        self.index + 1 < self.count
+    }
+}
+
+/// Waits until every region has the agents it expects (keeping those
+/// already gathered).
+async fn gather(
+    scenario: &Scenario,
+    members: &mut Vec<Member>,
+    commands: &mut mpsc::Receiver<RunCommand>,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
     let wait_until = Instant::now() + scenario.agent_wait_timeout;
-    info!(scenario = %scenario.name, agents = scenario.total_agents(), "waiting for agents");
-    while !all_present(&scenario, &members) {
+    if !all_present(scenario, members) {
+        info!(scenario = %scenario.name, agents = scenario.total_agents(), "waiting for agents");
+    }
+    while !all_present(scenario, members) {
         tokio::select! {
             _ = cancel.cancelled() => return Err(RunError::Cancelled),
             _ = sleep_until(wait_until) => {
@@ -131,7 +212,7 @@ pub async fn run(
                 return Err(RunError::MissingAgents { waited: scenario.agent_wait_timeout, missing });
             }
             command = commands.recv() => match command {
-                Some(RunCommand::Register { register, outbound }) => admit(&scenario, &mut members, register, outbound).await,
+                Some(RunCommand::Register { register, outbound }) => admit(scenario, members, register, outbound).await,
                 Some(RunCommand::Disconnected { agent_id }) => {
                     if let Some(pos) = members.iter().position(|m| m.id == agent_id) {
                         let m = members.remove(pos);
@@ -143,10 +224,22 @@ pub async fn run(
             },
         }
     }
+    Ok(())
+}
+
+/// One run with the gathered agents: assign, start, collect, report.
+async fn run_once(
+    scenario: &Scenario,
+    members: &mut [Member],
+    commands: &mut mpsc::Receiver<RunCommand>,
+    cancel: &CancellationToken,
+    position: SeriesPosition<'_>,
+) -> Result<RunReport, RunError> {
+    let run_id = Uuid::new_v4().to_string();
 
     // 2. Assign every agent its slice; wait until all accepted.
     let roster: Vec<(Uuid, String)> = members.iter().map(|m| (m.id, m.region.clone())).collect();
-    let assignments = plan::plan(&scenario, &roster)?;
+    let assignments = plan::plan(scenario, &roster)?;
     for a in &assignments {
         if let Some(m) = members.iter().find(|m| m.id == a.agent_id) {
             let slice = stampede_agent::wire::slice_from_plan(&a.plan);
@@ -163,8 +256,8 @@ pub async fn run(
     let accept_by = Instant::now() + ACCEPT_TIMEOUT;
     while members.iter().any(|m| m.state != MemberState::Accepted) {
         let command = tokio::select! {
-            _ = cancel.cancelled() => { finish_all(&members, &run_id).await; return Err(RunError::Cancelled) }
-            _ = sleep_until(accept_by) => { finish_all(&members, &run_id).await; return Err(RunError::AcceptTimeout) }
+            _ = cancel.cancelled() => { finish_all(members, &run_id, false).await; return Err(RunError::Cancelled) }
+            _ = sleep_until(accept_by) => { finish_all(members, &run_id, false).await; return Err(RunError::AcceptTimeout) }
             command = commands.recv() => command,
         };
         match command {
@@ -175,8 +268,8 @@ pub async fn run(
                     }
                 }
                 agent_message::Kind::AssignmentRejected(r) if r.run_id == run_id => {
-                    finish_all(&members, &run_id).await;
-                    let region = region_of(&members, agent_id);
+                    finish_all(members, &run_id, false).await;
+                    let region = region_of(members, agent_id);
                     return Err(RunError::Rejected {
                         agent: agent_id,
                         region,
@@ -186,8 +279,8 @@ pub async fn run(
                 _ => {}
             },
             Some(RunCommand::Disconnected { agent_id }) => {
-                finish_all(&members, &run_id).await;
-                let region = region_of(&members, agent_id);
+                finish_all(members, &run_id, false).await;
+                let region = region_of(members, agent_id);
                 return Err(RunError::LostBeforeStart {
                     agent: agent_id,
                     region,
@@ -203,7 +296,7 @@ pub async fn run(
 
     // 3. One common start time, far enough ahead that every agent has it.
     let start_unix_nanos = build::unix_nanos_now() + scenario.start_delay.as_nanos() as i64;
-    for m in &mut members {
+    for m in members.iter_mut() {
         let start = v1::Start {
             run_id: run_id.clone(),
             start_unix_nanos,
@@ -332,9 +425,10 @@ pub async fn run(
         shown_intervals = merge.intervals().len();
     }
 
-    // 5. Release the agents and write up.
+    // 5. Release the agents (for good, if the series is over) and write up.
     merge.close_all();
-    finish_all(&members, &run_id).await;
+    let more = position.more_runs() && !cancel.is_cancelled();
+    finish_all(members, &run_id, more).await;
     let meta: BTreeMap<Uuid, AgentMeta> = members
         .iter()
         .map(|m| {
@@ -355,11 +449,16 @@ pub async fn run(
         .collect();
     Ok(build::build(ReportInput {
         run_id: &run_id,
-        scenario: &scenario,
+        scenario,
         merge: &merge,
         agents: &meta,
         start_unix_nanos,
         notes,
+        series: (position.count > 1).then(|| SeriesInfo {
+            id: position.id.to_owned(),
+            run: position.index + 1,
+            runs: position.count,
+        }),
     }))
 }
 
@@ -441,10 +540,13 @@ async fn admit(
     });
 }
 
-async fn finish_all(members: &[Member], run_id: &str) {
+/// Releases the agents from the run; `more_runs`: the series goes on, so
+/// agents started for one run stay.
+async fn finish_all(members: &[Member], run_id: &str, more_runs: bool) {
     for m in members {
         let done = v1::RunFinished {
             run_id: run_id.into(),
+            more_runs,
         };
         let _ = m
             .outbound

@@ -26,6 +26,7 @@ pub struct ReportInput<'a> {
     pub agents: &'a BTreeMap<uuid::Uuid, AgentMeta>,
     pub start_unix_nanos: i64,
     pub notes: Vec<String>,
+    pub series: Option<SeriesInfo>,
 }
 
 pub fn build(input: ReportInput<'_>) -> RunReport {
@@ -36,6 +37,7 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
         agents,
         start_unix_nanos,
         notes,
+        series,
     } = input;
     let end_unix_nanos = merge
         .intervals()
@@ -156,6 +158,7 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
         },
         thresholds: Vec::new(),
         requests: request_reports(scenario, merge, total_rate, duration),
+        series,
     };
     report.thresholds = super::thresholds::evaluate(&scenario.thresholds, &report);
     report

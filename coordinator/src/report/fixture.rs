@@ -165,6 +165,7 @@ pub fn report(regions: &[(&str, Vec<Slice>)]) -> RunReport {
         stages: vec![],
         thresholds: vec![],
         requests: vec![],
+        series: None,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod hlog;
 pub mod html;
 pub mod model;
 pub mod scale;
+pub mod series;
 pub mod svg;
 pub mod table;
 pub mod thresholds;

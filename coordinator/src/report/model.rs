@@ -44,6 +44,19 @@ pub struct RunReport {
     /// per region (warm-up excluded). Empty without a mix.
     #[serde(default)]
     pub requests: Vec<RequestReport>,
+    /// A run of a series (`repeat: N`): which one. `null` for a single run.
+    #[serde(default)]
+    pub series: Option<SeriesInfo>,
+}
+
+/// Where a run stands in its series.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SeriesInfo {
+    /// Shared by every run of the series.
+    pub id: String,
+    /// 1-based.
+    pub run: u32,
+    pub runs: u32,
 }
 
 /// One request of the mix over the whole run.

@@ -23,6 +23,9 @@ pub struct ScenarioFile {
     pub requests: Option<Vec<RequestSection>>,
     /// Rows that fill the requests' `{{column}}` placeholders.
     pub data: Option<DataSection>,
+    /// Run the whole scenario this many times in a row (default 1) and
+    /// report each run plus the mean and standard deviation.
+    pub repeat: Option<i64>,
 }
 
 /// One request of `requests:`.

@@ -38,6 +38,8 @@ pub struct Scenario {
     pub requests: Vec<NamedRequest>,
     /// Rows for the requests' placeholders.
     pub data: Option<Data>,
+    /// Runs in a row (a series); 1 for a single run.
+    pub repeat: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -222,7 +224,7 @@ pub struct ScenarioError {
 
 /// Top-level keys that environment overrides may set. Other `STAMPEDE_*`
 /// variables (the CLI's own settings) are not scenario fields.
-const OVERRIDABLE: [&str; 9] = [
+const OVERRIDABLE: [&str; 10] = [
     "name",
     "target",
     "load",
@@ -232,6 +234,7 @@ const OVERRIDABLE: [&str; 9] = [
     "thresholds",
     "requests",
     "data",
+    "repeat",
 ];
 
 /// Reads, merges environment overrides into, and validates a scenario file.

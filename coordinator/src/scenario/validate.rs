@@ -9,6 +9,9 @@ use super::{data, requests};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// Most runs in a series.
+const MAX_REPEAT: i64 = 100;
+
 /// A field path and the reason it is wrong.
 pub type FieldError = (String, String);
 
@@ -476,7 +479,16 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
         }
     }
 
+    let repeat = match raw.repeat {
+        None => 1,
+        Some(n) if (1..=MAX_REPEAT).contains(&n) => n as u32,
+        Some(n) => {
+            return err("repeat", format!("{n}: must be between 1 and {MAX_REPEAT}"));
+        }
+    };
+
     Ok(Scenario {
+        repeat,
         requests,
         data,
         thresholds,

@@ -260,6 +260,7 @@ pub fn one_region_scenario(
         thresholds: vec![],
         requests: vec![],
         data: None,
+        repeat: 1,
     }
 }
 
