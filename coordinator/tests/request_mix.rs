@@ -157,3 +157,55 @@ start_delay: 300ms
     assert_eq!(report.scenario.data_rows, Some(90));
     assert_eq!(report.scenario.data_order.as_deref(), Some("once"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_80_20_mix_over_ten_thousand_requests_lands_within_tolerance() {
+    let target = InProcessTarget::start(TargetConfig::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = scenario_file(
+        dir.path(),
+        &format!(
+            r#"
+target:
+  url: {url}
+requests:
+  - name: predict-small
+    weight: 80
+    url: /region/small
+  - name: predict-large
+    weight: 20
+    url: /region/large
+load:
+  model: open
+  rate: 2500
+  connections: 40
+  duration: 4s
+regions:
+  - name: us-east
+  - name: eu-west
+start_delay: 300ms
+"#,
+            url = target.url
+        ),
+    );
+    let scenario = load_with_env(&path, BTreeMap::new()).expect("valid scenario");
+    let report = run_with_agents(scenario, &["us-east", "eu-west"]).await;
+    let small = target.stats.served_in_region("small");
+    target.stop().await;
+
+    assert_eq!(report.global.requests, 10_000);
+    let reported = report
+        .requests
+        .iter()
+        .find(|r| r.name == "predict-small")
+        .map(|r| r.global.requests);
+    assert_eq!(reported, Some(small));
+    // 8000 expected; σ = √(10000 · 0.8 · 0.2) = 40: within 4σ.
+    assert!(
+        (7_840..=8_160).contains(&small),
+        "{small} of 10000 were predict-small"
+    );
+    for r in &report.requests {
+        assert_eq!(r.regions.len(), 2, "{}", r.name);
+    }
+}
