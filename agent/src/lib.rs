@@ -7,6 +7,7 @@
 //! - [`allowlist`]: the targets this agent agrees to load.
 //! - [`engine`]: worker threads and the per-connection request loop.
 //! - [`schedule`]: when each request is due (open model).
+//! - [`llm`]: OpenAI-compatible responses and their TTFT, ITL, TPOT, tokens/s.
 //! - [`profile`]: a load level over time (stages: ramps, steps, spikes).
 //! - [`template`]: `{{column}}` placeholders filled from data rows.
 //! - [`recorder`]: where latencies are recorded.
@@ -15,6 +16,7 @@
 
 pub mod allowlist;
 pub mod engine;
+pub mod llm;
 pub mod plan;
 pub mod profile;
 pub mod recorder;

@@ -48,6 +48,12 @@ impl RequestTemplate {
     }
 }
 
+/// Model-serving measurements and the goodput SLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LlmSpec {
+    pub goodput: crate::llm::GoodputSlo,
+}
+
 /// Rows that fill the requests' placeholders (a CSV or JSONL file's, or
 /// this agent's part of it).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -141,6 +147,9 @@ pub struct LoadPlan {
     pub requests: Vec<RequestTemplate>,
     /// Rows for the requests' placeholders.
     pub data: Option<DataSet>,
+    /// Model-serving mode: read responses as OpenAI-compatible completions
+    /// (streamed or not) and measure TTFT, ITL, TPOT, tokens and goodput.
+    pub llm: Option<LlmSpec>,
     pub model: WorkloadModel,
     pub duration: Duration,
     pub interval: Duration,
@@ -176,6 +185,7 @@ mod tests {
                 url::Url::parse("http://127.0.0.1:1/").expect("valid url"),
             )],
             data: None,
+            llm: None,
             model: WorkloadModel::Closed {
                 connections: 1,
                 stages: None,

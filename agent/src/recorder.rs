@@ -6,6 +6,7 @@
 //! worker swaps the recorder for a fresh one and ships the full one to the
 //! agent's aggregator, which adds the workers' recorders together.
 
+use crate::llm::LlmFigures;
 use hdrhistogram::Histogram;
 use stampede_proto::histogram::{HIGHEST_MICROS, LOWEST_MICROS, new_latency_histogram};
 use std::time::Duration;
@@ -91,6 +92,8 @@ pub struct IntervalRecorder {
     /// With a mix of several requests: each request's own figures, by its
     /// index in the plan. Empty for a single request (the totals are its).
     pub requests: Vec<RequestFigures>,
+    /// Model-serving runs: TTFT, ITL, TPOT, tokens, goodput.
+    pub llm: Option<Box<LlmFigures>>,
 }
 
 /// One request of a mix, for one interval.
@@ -136,6 +139,7 @@ impl IntervalRecorder {
             bytes_received: 0,
             bytes_sent: 0,
             requests: Vec::new(),
+            llm: None,
         }
     }
 
@@ -149,9 +153,16 @@ impl IntervalRecorder {
         r
     }
 
+    /// With model-serving figures.
+    pub fn with_llm(mut self) -> Self {
+        self.llm = Some(Box::default());
+        self
+    }
+
     /// A fresh recorder of the same shape (for the next interval).
     pub fn fresh(&self) -> Self {
-        Self::for_requests(self.requests.len())
+        let r = Self::for_requests(self.requests.len());
+        if self.llm.is_some() { r.with_llm() } else { r }
     }
 
     /// `request`: the request's index in the mix.
@@ -237,6 +248,9 @@ impl IntervalRecorder {
         }
         for (mine, theirs) in self.requests.iter_mut().zip(&other.requests) {
             mine.merge(theirs);
+        }
+        if let Some(theirs) = &other.llm {
+            self.llm.get_or_insert_with(Box::default).merge(theirs);
         }
     }
 }

@@ -114,8 +114,33 @@ enum SessionEnd {
 pub async fn run_agent(config: AgentConfig, cancel: CancellationToken) -> Result<(), SessionError> {
     check_scheme(&config)?;
     let mut backoff = Duration::from_millis(100);
+    // Sessions that a TLS coordinator closed before this agent registered:
+    // under TLS 1.3 a rejected client certificate can surface as a bare
+    // reset rather than the server's alert, so a run of them is a rejection.
+    let mut closed_unregistered = 0;
     loop {
-        match session(&config, &cancel).await {
+        let mut registered = false;
+        let result = session(&config, &cancel, &mut registered).await;
+        match &result {
+            Err(SessionError::Stream(_) | SessionError::Closed)
+                if config.tls.is_some() && !registered =>
+            {
+                closed_unregistered += 1
+            }
+            _ => closed_unregistered = 0,
+        }
+        if config.once && closed_unregistered >= MAX_CLOSED_UNREGISTERED {
+            let last = result.err().map(|e| e.to_string()).unwrap_or_default();
+            return Err(SessionError::TlsRejected {
+                url: config.coordinator.clone(),
+                reason: format!(
+                    "the coordinator closed the session before this agent could register, \
+                     {closed_unregistered} times in a row (last: {last}); is this agent's certificate \
+                     signed by a CA the coordinator trusts?"
+                ),
+            });
+        }
+        match result {
             Ok(SessionEnd::Done | SessionEnd::Cancelled) => return Ok(()),
             Err(
                 e @ (SessionError::Refused(_)
@@ -140,6 +165,10 @@ pub async fn run_agent(config: AgentConfig, cancel: CancellationToken) -> Result
         backoff = (backoff * 2).min(config.max_backoff);
     }
 }
+
+/// With `--once`: how many sessions in a row a TLS coordinator may close
+/// before registration before the agent gives up.
+const MAX_CLOSED_UNREGISTERED: u32 = 3;
 
 /// What the agent is doing in its current session.
 enum State {
@@ -251,9 +280,11 @@ fn describe_status(status: &tonic::Status) -> String {
     text
 }
 
+/// One session; `registered` is set once the coordinator registered us.
 async fn session(
     config: &AgentConfig,
     cancel: &CancellationToken,
+    registered: &mut bool,
 ) -> Result<SessionEnd, SessionError> {
     let mut endpoint = tonic::transport::Endpoint::from_shared(config.coordinator.clone())
         .map_err(|_| SessionError::BadUrl(config.coordinator.clone()))?;
@@ -372,6 +403,9 @@ async fn session(
                     Ok(None) => break Err(SessionError::Closed),
                     Err(status) => break Err(SessionError::Stream(status)),
                 };
+                if matches!(kind, coordinator_message::Kind::Registered(_)) {
+                    *registered = true;
+                }
                 match handle(kind, &mut state, config, &tx).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Finished) => break Ok(SessionEnd::Done),

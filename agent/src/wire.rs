@@ -2,8 +2,9 @@
 //! A slice from the coordinator is checked here: it comes from a peer.
 
 use crate::engine::IntervalRecord;
+use crate::llm::GoodputSlo;
 use crate::plan::{
-    Arrival, ClosedStages, DataOrder, DataSet, LoadPlan, RequestTemplate, WorkloadModel,
+    Arrival, ClosedStages, DataOrder, DataSet, LlmSpec, LoadPlan, RequestTemplate, WorkloadModel,
 };
 use crate::profile::{LevelProfile, Segment};
 use stampede_proto::histogram::{self, Encoding};
@@ -290,6 +291,16 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
     Ok(LoadPlan {
         requests,
         data,
+        llm: slice.llm.map(|l| {
+            let limit = |micros: u64| (micros > 0).then(|| Duration::from_micros(micros));
+            LlmSpec {
+                goodput: GoodputSlo {
+                    ttft: limit(l.goodput_ttft_micros),
+                    tpot: limit(l.goodput_tpot_micros),
+                    e2e: limit(l.goodput_e2e_micros),
+                },
+            }
+        }),
         model,
         duration,
         interval: positive("interval", slice.interval_micros)?,
@@ -311,6 +322,11 @@ pub fn slice_from_plan(plan: &LoadPlan) -> v1::LoadSlice {
     let micros = |d: Duration| d.as_micros() as u64;
     v1::LoadSlice {
         request: None,
+        llm: plan.llm.map(|l| v1::LlmSpec {
+            goodput_ttft_micros: l.goodput.ttft.map_or(0, micros),
+            goodput_tpot_micros: l.goodput.tpot.map_or(0, micros),
+            goodput_e2e_micros: l.goodput.e2e.map_or(0, micros),
+        }),
         requests: plan
             .requests
             .iter()
@@ -420,6 +436,25 @@ pub fn interval_report(
                 })
             })
             .collect::<Result<_, histogram::HistogramCodecError>>()?,
+        llm: match &data.llm {
+            None => None,
+            Some(l) => Some(v1::LlmFigures {
+                ttft_histogram: histogram::encode(&l.ttft, encoding)?,
+                itl_histogram: histogram::encode(&l.itl, encoding)?,
+                itl_per_token_histogram: histogram::encode(&l.itl_per_token, encoding)?,
+                tpot_histogram: histogram::encode(&l.tpot, encoding)?,
+                tokens_per_second_histogram: histogram::encode(&l.tokens_per_second, encoding)?,
+                output_tokens: l.output_tokens,
+                input_tokens: l.input_tokens,
+                usage_counted: l.usage_counted,
+                chunk_counted: l.chunk_counted,
+                uncounted: l.uncounted,
+                streamed: l.streamed,
+                good: l.good,
+                malformed: l.malformed,
+                truncated: l.truncated,
+            }),
+        },
     })
 }
 
@@ -459,6 +494,13 @@ mod tests {
                 columns: vec!["id".into(), "prompt".into()],
                 rows: vec![vec!["1".into(), "hi".into()], vec!["2".into(), "ho".into()]],
                 order: DataOrder::Once,
+            }),
+            llm: Some(LlmSpec {
+                goodput: GoodputSlo {
+                    ttft: Some(Duration::from_millis(500)),
+                    tpot: None,
+                    e2e: Some(Duration::from_secs(9)),
+                },
             }),
             model: WorkloadModel::Open {
                 rate: LevelProfile::new(vec![

@@ -161,6 +161,7 @@ async fn agent(
                         bytes_sent: 1_000_000,
                         last: index + 1 == intervals,
                         requests: Vec::new(),
+                        llm: None,
                     };
                     bytes = prost::Message::encoded_len(&report);
                     tx.send(send(agent_message::Kind::IntervalReport(report)))

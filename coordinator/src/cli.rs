@@ -247,6 +247,15 @@ pub struct TargetArgs {
     /// How long the stall lasts.
     #[arg(long, value_parser = humantime::parse_duration, requires = "stall_after_requests")]
     pub stall_for: Option<std::time::Duration>,
+    /// OpenAI-compatible mock (POST /v1/completions, /v1/chat/completions): time to the first token.
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub llm_ttft: std::time::Duration,
+    /// OpenAI-compatible mock: time between tokens.
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    pub llm_token_interval: std::time::Duration,
+    /// OpenAI-compatible mock: tokens per answer when the request names no max_tokens.
+    #[arg(long, default_value_t = 32)]
+    pub llm_tokens: u32,
 }
 
 fn parse_region_delay(s: &str) -> Result<(String, stampede_target::DelaySpec), String> {

@@ -381,6 +381,11 @@ pub async fn target(args: TargetArgs) -> anyhow::Result<()> {
             }),
             _ => None,
         },
+        llm: stampede_target::LlmConfig {
+            ttft: args.llm_ttft,
+            token_interval: args.llm_token_interval,
+            default_tokens: args.llm_tokens,
+        },
     };
     let server = stampede_target::TargetServer::bind(config).await?;
     announce(&format!(

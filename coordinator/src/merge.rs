@@ -95,6 +95,59 @@ pub struct AgentInterval {
     pub last: bool,
     /// With a mix of several requests: each one's figures.
     pub requests: Vec<RequestInterval>,
+    /// Model-serving runs: TTFT, ITL, TPOT and tokens.
+    pub llm: Option<LlmInterval>,
+}
+
+/// An agent interval's model-serving figures.
+#[derive(Debug, Clone, Default)]
+pub struct LlmInterval {
+    pub ttft: SparseHistogram,
+    pub itl: SparseHistogram,
+    pub itl_per_token: SparseHistogram,
+    pub tpot: SparseHistogram,
+    pub tokens_per_second: SparseHistogram,
+    pub counts: LlmCounts,
+}
+
+/// Model-serving counters (see `agent::llm::LlmFigures`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LlmCounts {
+    pub output_tokens: u64,
+    pub input_tokens: u64,
+    pub usage_counted: u64,
+    pub chunk_counted: u64,
+    pub uncounted: u64,
+    pub streamed: u64,
+    pub good: u64,
+    pub malformed: u64,
+    pub truncated: u64,
+}
+
+impl LlmCounts {
+    pub fn add(&mut self, o: &LlmCounts) {
+        self.output_tokens += o.output_tokens;
+        self.input_tokens += o.input_tokens;
+        self.usage_counted += o.usage_counted;
+        self.chunk_counted += o.chunk_counted;
+        self.uncounted += o.uncounted;
+        self.streamed += o.streamed;
+        self.good += o.good;
+        self.malformed += o.malformed;
+        self.truncated += o.truncated;
+    }
+}
+
+impl LlmInterval {
+    /// Adds another's figures (cumulative totals are kept in this form).
+    pub fn add(&mut self, o: &LlmInterval) {
+        self.ttft.merge(&o.ttft);
+        self.itl.merge(&o.itl);
+        self.itl_per_token.merge(&o.itl_per_token);
+        self.tpot.merge(&o.tpot);
+        self.tokens_per_second.merge(&o.tokens_per_second);
+        self.counts.add(&o.counts);
+    }
 }
 
 /// One request of a mix in one agent interval.
@@ -304,6 +357,8 @@ pub struct RunMerge {
     warmup: u32,
     /// Per (region, request index of the mix): cumulative figures.
     pub requests: BTreeMap<(String, u32), RequestTotals>,
+    /// Per region: cumulative model-serving figures (warm-up excluded).
+    pub llm: BTreeMap<String, LlmInterval>,
     /// Requests in the scenario's mix (reports naming others are refused).
     request_count: u32,
 }
@@ -362,6 +417,7 @@ impl RunMerge {
             closed: Vec::new(),
             warmup: warmup_intervals,
             requests: BTreeMap::new(),
+            llm: BTreeMap::new(),
             request_count: requests,
         }
     }
@@ -412,6 +468,9 @@ impl RunMerge {
                     .entry((agent.region.clone(), r.index))
                     .or_default()
                     .add(r);
+            }
+            if let Some(llm) = &report.llm {
+                self.llm.entry(agent.region.clone()).or_default().add(llm);
             }
         }
         if report.last {

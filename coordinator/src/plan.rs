@@ -181,6 +181,7 @@ pub fn plan(
                 agent_id: *id,
                 region: region.name.clone(),
                 plan: LoadPlan {
+                    llm: scenario.llm,
                     requests: requests.clone(),
                     data: match (&scenario.data, parts.next()) {
                         (Some(d), Some(rows)) => Some(DataSet {
@@ -341,6 +342,7 @@ mod tests {
             requests: vec![],
             data: None,
             repeat: 1,
+            llm: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Conversions between the protocol's types and the coordinator's own, at
 //! the edge. Everything arriving here comes from a peer and is checked.
 
-use crate::merge::{AgentInterval, Outcomes, RequestInterval};
+use crate::merge::{AgentInterval, LlmCounts, LlmInterval, Outcomes, RequestInterval};
 use stampede_proto::histogram::{self, HistogramCodecError};
 use stampede_proto::v1;
 use uuid::Uuid;
@@ -66,8 +66,30 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
             })
         })
         .collect::<Result<Vec<_>, ReportError>>()?;
+    let llm = match &report.llm {
+        None => None,
+        Some(l) => Some(LlmInterval {
+            ttft: decode("ttft", &l.ttft_histogram)?,
+            itl: decode("itl", &l.itl_histogram)?,
+            itl_per_token: decode("itl per token", &l.itl_per_token_histogram)?,
+            tpot: decode("tpot", &l.tpot_histogram)?,
+            tokens_per_second: decode("tokens per second", &l.tokens_per_second_histogram)?,
+            counts: LlmCounts {
+                output_tokens: l.output_tokens,
+                input_tokens: l.input_tokens,
+                usage_counted: l.usage_counted,
+                chunk_counted: l.chunk_counted,
+                uncounted: l.uncounted,
+                streamed: l.streamed,
+                good: l.good,
+                malformed: l.malformed,
+                truncated: l.truncated,
+            },
+        }),
+    };
     let o = report.outcomes.unwrap_or_default();
     Ok(AgentInterval {
+        llm,
         requests,
         agent_id,
         index: report.index,

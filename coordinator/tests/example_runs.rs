@@ -13,8 +13,10 @@ use std::time::Duration;
 use support::{InProcessTarget, run_with_agents};
 
 /// Same shape, smaller: every phase 1 s, levels scaled so the peak is 300
-/// req/s (open) or at most 8 connections (closed), the target replaced.
+/// req/s (20 for model serving, whose answers take a while; open model) or
+/// at most 8 connections (closed), the target replaced.
 fn shrink(mut s: Scenario, url: &url::Url) -> Scenario {
+    let top = if s.llm.is_some() { 20.0 } else { 300.0 };
     let peak = s
         .load
         .phases
@@ -23,7 +25,7 @@ fn shrink(mut s: Scenario, url: &url::Url) -> Scenario {
         .fold(0.0, f64::max);
     let agents = f64::from(s.total_agents());
     let scale = |x: f64| match s.load.model {
-        Model::Open { .. } => x * 300.0 / peak,
+        Model::Open { .. } => x * top / peak,
         Model::Closed => (x * 8.0 / peak).round().max(agents.min(x)),
     };
     let mut phases = s.load.phases.clone();
@@ -43,7 +45,7 @@ fn shrink(mut s: Scenario, url: &url::Url) -> Scenario {
     }
     if let Model::Open { rate, arrival } = s.load.model {
         s.load.model = Model::Open {
-            rate: rate * 300.0 / peak,
+            rate: rate * top / peak,
             arrival,
         };
         s.load.connections = s.load.connections.min(40).max(s.total_agents());
@@ -51,7 +53,7 @@ fn shrink(mut s: Scenario, url: &url::Url) -> Scenario {
     s.load.phases = phases;
     for region in &mut s.regions {
         if let Share::Rate(rate) = region.share {
-            region.share = Share::Rate(rate * 300.0 / peak);
+            region.share = Share::Rate(rate * top / peak);
         }
     }
     s.load.think_time = s

@@ -286,3 +286,38 @@ async fn mix_report_matches_the_schema() {
     assert_eq!(report.scenario.data_file.as_deref(), Some("ids.csv"));
     assert_round_trip(&report);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_report_matches_the_schema() {
+    let schema = load_schema();
+    let validator = validator(&schema);
+    let target = support::InProcessTarget::start(stampede_target::TargetConfig {
+        llm: stampede_target::LlmConfig {
+            ttft: Duration::from_millis(20),
+            token_interval: Duration::from_millis(2),
+            default_tokens: 5,
+        },
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("llm.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "target:\n  url: {}\nrequests:\n  - name: c\n    method: POST\n    url: /v1/completions\n    body: '{{\"stream\": true}}'\nllm:\n  goodput:\n    ttft: 1s\nload:\n  model: open\n  rate: 20\n  duration: 1s\nregions:\n  - name: local\nstart_delay: 300ms\n",
+            target.url
+        ),
+    )
+    .expect("write scenario");
+    let scenario =
+        stampede_coordinator::scenario::load_with_env(&path, Default::default()).expect("valid");
+    let report = support::run_with_agents(scenario, &["local"]).await;
+    target.stop().await;
+
+    let instance = serde_json::to_value(&report).expect("the report serializes");
+    let found = errors(&validator, &instance);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    assert!(report.global.llm.is_some());
+    assert_round_trip(&report);
+}

@@ -153,13 +153,21 @@ fn agents_without_a_certificate_from_the_trusted_ca_cannot_register() {
     ] {
         let (status, stderr) = agent.wait(Duration::from_secs(30));
         assert!(!status.success(), "{} must fail", agent.name);
-        for part in ["TLS handshake with coordinator", why] {
-            assert!(
-                stderr.contains(part),
-                "{}: expected {part:?} in:\n{stderr}",
-                agent.name
-            );
-        }
+        assert!(
+            stderr.contains("TLS handshake with coordinator"),
+            "{}: not a TLS rejection:\n{stderr}",
+            agent.name
+        );
+        // The server's alert names the cause, unless the connection was
+        // reset before the client read it (TLS 1.3 rejects a client
+        // certificate after the client's handshake is done): then the
+        // agent gives up after a few sessions closed before registering.
+        assert!(
+            stderr.contains(why)
+                || stderr.contains("closed the session before this agent could register"),
+            "{}: expected {why:?} in:\n{stderr}",
+            agent.name
+        );
     }
     // None of them counts: the coordinator gives up waiting for its one agent.
     let (status, stderr) = coordinator.wait(Duration::from_secs(30));

@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::delay::DelaySpec;
+use crate::llm::LlmConfig;
 
 /// Body size used when nothing else is configured: `ok`.
 pub const DEFAULT_BODY_BYTES: usize = 2;
@@ -25,6 +26,8 @@ pub struct TargetConfig {
     pub body_bytes: usize,
     /// An automatic stall, to test a load generator's coordinated-omission correction.
     pub stall: Option<StallSpec>,
+    /// The OpenAI-compatible mock's timing (`/v1/completions`, `/v1/chat/completions`).
+    pub llm: LlmConfig,
 }
 
 impl Default for TargetConfig {
@@ -36,6 +39,7 @@ impl Default for TargetConfig {
             region_delays: BTreeMap::new(),
             body_bytes: DEFAULT_BODY_BYTES,
             stall: None,
+            llm: LlmConfig::default(),
         }
     }
 }

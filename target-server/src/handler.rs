@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -15,12 +15,17 @@ use tokio::time::Instant;
 
 use crate::config::TargetConfig;
 use crate::delay::DelaySpec;
+use crate::llm::{self, Fault, LlmConfig, LlmStream};
 use crate::route::{self, Route};
 use crate::stall::Stall;
 use crate::stats::{RegionSlot, TargetStats};
 
-/// Every response body is a `Bytes`, so the load path can hand out clones of one preallocated buffer.
-pub(crate) type ResponseBody = Full<Bytes>;
+/// Response bodies: a `Bytes` (the load path hands out clones of one preallocated buffer), or the
+/// OpenAI mock's timed event stream.
+pub(crate) type ResponseBody = Either<Full<Bytes>, LlmStream>;
+
+/// Largest request body the OpenAI mock reads.
+const MAX_LLM_REQUEST_BYTES: usize = 1 << 20;
 
 const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain");
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -39,6 +44,12 @@ pub(crate) enum Plan {
         slot: RegionSlot,
         status: Option<StatusCode>,
     },
+    Llm {
+        delay: Duration,
+        slot: RegionSlot,
+        chat: bool,
+        fault: Option<Fault>,
+    },
     Stats,
     Stall,
     NotFound,
@@ -53,6 +64,7 @@ pub(crate) struct Handler {
     body: Bytes,
     stats: TargetStats,
     stall: Stall,
+    llm: LlmConfig,
 }
 
 impl Handler {
@@ -63,6 +75,7 @@ impl Handler {
             body: make_body(config.body_bytes),
             stats: TargetStats::new(config.region_delays.keys().map(String::as_str)),
             stall: Stall::new(config.stall),
+            llm: config.llm,
         }
     }
 
@@ -88,6 +101,21 @@ impl Handler {
                     delay,
                     slot,
                     status,
+                }
+            }
+            Route::Llm { region, chat } => {
+                let slot = self.stats.slot(region);
+                let spec = match slot {
+                    RegionSlot::Known(i) => {
+                        self.region_delays.get(i).unwrap_or(&self.default_delay)
+                    }
+                    RegionSlot::Unnamed | RegionSlot::Unknown => &self.default_delay,
+                };
+                Plan::Llm {
+                    delay: spec.sample(rng),
+                    slot,
+                    chat,
+                    fault: Fault::from_query(route::query_param(req.uri().query(), "fault")),
                 }
             }
             Route::Stats => Plan::Stats,
@@ -134,6 +162,55 @@ impl Handler {
                         StatusCode::BAD_REQUEST,
                         "bad status code: /status/<code> takes a code from 200 to 599\n",
                     ),
+                }
+            }
+            Plan::Llm {
+                delay,
+                slot,
+                chat,
+                fault,
+            } => {
+                let arrived = Instant::now();
+                let (parts, body) = req.into_parts();
+                if parts.method != Method::POST {
+                    return method_not_allowed("POST");
+                }
+                let Some(bytes) = read_bounded(body, MAX_LLM_REQUEST_BYTES).await else {
+                    return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+                };
+                let Some(request) = llm::parse_request(chat, &bytes, &self.llm, fault) else {
+                    return text(StatusCode::BAD_REQUEST, "the body must be a JSON object\n");
+                };
+                let name = match slot {
+                    RegionSlot::Unknown => {
+                        route::region(parts.uri.path(), &parts.headers).unwrap_or_default()
+                    }
+                    RegionSlot::Unnamed | RegionSlot::Known(_) => "",
+                };
+                let start = arrived + delay;
+                if request.stream {
+                    // Counted once its last event is out, like any answer
+                    // once it is produced.
+                    let stats = self.stats.clone();
+                    let name = name.to_owned();
+                    let stream = LlmStream::new(&request, &self.llm, start)
+                        .on_done(move || stats.record(slot, &name));
+                    let mut resp = Response::new(Either::Right(stream));
+                    resp.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/event-stream"),
+                    );
+                    resp.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                    resp
+                } else {
+                    tokio::time::sleep_until(start + llm::full_duration(&request, &self.llm)).await;
+                    self.stats.record(slot, name);
+                    response(
+                        StatusCode::OK,
+                        APPLICATION_JSON,
+                        llm::full_response(&request),
+                    )
                 }
             }
             Plan::Stats => self.stats_endpoint(req.method()),
@@ -204,8 +281,23 @@ async fn drain(mut body: Incoming) {
     }
 }
 
+/// Reads a request body of at most `limit` bytes; `None` when it is larger or broken.
+async fn read_bounded(mut body: Incoming, limit: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.ok()?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > limit {
+                return None;
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Some(out)
+}
+
 fn response(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Response<ResponseBody> {
-    let mut resp = Response::new(Full::new(body));
+    let mut resp = Response::new(Either::Left(Full::new(body)));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, content_type);

@@ -16,6 +16,9 @@
 //!   Request bodies are read and discarded so that keep-alive survives POST loads.
 //! * **`/status/<code>`** (also under a region prefix, e.g. `/region/us-east/status/503`): the same, but
 //!   answered with `<code>` (200..=599; anything else gets 400). Counted as served too.
+//! * **`POST /v1/completions`, `POST /v1/chat/completions`** (also under a region prefix): an
+//!   OpenAI-compatible mock, streamed as server-sent events with `"stream": true`; see [`LlmConfig`] for
+//!   its timing. Counted as served.
 //! * **Admin**, never delayed, stalled or counted: `GET /__stampede/stats` returns a JSON
 //!   [`StatsSnapshot`]; `POST /__stampede/stall?for=1s` opens a stall window now.
 //!
@@ -34,6 +37,7 @@ mod config;
 mod delay;
 mod error;
 mod handler;
+mod llm;
 mod region;
 mod route;
 mod server;
@@ -43,6 +47,7 @@ mod stats;
 pub use config::{DEFAULT_BODY_BYTES, StallSpec, TargetConfig};
 pub use delay::{DelayParseError, DelaySpec};
 pub use error::TargetError;
+pub use llm::LlmConfig;
 pub use region::{
     MAX_REGION_NAME_LEN, RegionDelayParseError, check_region_name, parse_region_delay,
 };

@@ -26,6 +26,9 @@ pub(crate) enum Route<'a> {
         /// code asked for cannot be sent (the caller answers 400).
         status: Option<StatusCode>,
     },
+    /// `POST /v1/completions` or `/v1/chat/completions` (also under a region
+    /// prefix): the OpenAI-compatible mock.
+    Llm { region: Option<&'a str>, chat: bool },
     /// `/__stampede/stats`.
     Stats,
     /// `/__stampede/stall`.
@@ -45,6 +48,17 @@ pub(crate) fn route<'a>(path: &'a str, headers: &'a HeaderMap) -> Route<'a> {
     }
     let (path_region, rest) = split_region(path);
     let region = path_region.or_else(|| header_region(headers));
+    let rest = if path_region.is_some() { rest } else { path };
+    match rest {
+        "/v1/completions" => {
+            return Route::Llm {
+                region,
+                chat: false,
+            };
+        }
+        "/v1/chat/completions" => return Route::Llm { region, chat: true },
+        _ => {}
+    }
     Route::Load {
         region,
         status: status_of(rest),

@@ -1,5 +1,5 @@
-//! A streaming decoder for `Transfer-Encoding: chunked` bodies that only
-//! finds where the body ends (the load generator discards body bytes).
+//! A streaming decoder for `Transfer-Encoding: chunked` bodies: finds where
+//! the body ends, and hands out the data to a client that wants it.
 
 /// Longest chunk-size or trailer line accepted before calling it garbage.
 const MAX_LINE: usize = 4096;
@@ -31,13 +31,27 @@ impl ChunkedDecoder {
     /// Consumes what it can of `input`. Returns how many bytes were used and
     /// whether the body is complete. Unused bytes (an incomplete line) must
     /// be offered again with more data appended.
+    #[cfg(test)]
     pub fn feed(&mut self, input: &[u8]) -> Result<(usize, bool), &'static str> {
+        self.feed_with(input, |_| {})
+    }
+
+    /// [`ChunkedDecoder::feed`], handing each piece of chunk data to
+    /// `on_data` (for clients that read the body, such as event streams).
+    pub fn feed_with(
+        &mut self,
+        input: &[u8],
+        mut on_data: impl FnMut(&[u8]),
+    ) -> Result<(usize, bool), &'static str> {
         let mut pos = 0;
         loop {
             match self.state {
                 State::Done => return Ok((pos, true)),
                 State::Data(left) => {
                     let take = ((input.len() - pos) as u64).min(left);
+                    if take > 0 {
+                        on_data(&input[pos..pos + take as usize]);
+                    }
                     pos += take as usize;
                     if take == left {
                         self.state = State::DataEnd;
@@ -114,6 +128,21 @@ mod tests {
             // The caller keeps unused bytes and appends the rest.
             let rest: Vec<u8> = BODY[used..].to_vec();
             assert_eq!(d.feed(&rest), Ok((rest.len(), true)), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn hands_out_the_data_whatever_the_split() {
+        for split in 0..BODY.len() {
+            let mut d = ChunkedDecoder::default();
+            let mut data = Vec::new();
+            let (used, _) = d
+                .feed_with(&BODY[..split], |b| data.extend_from_slice(b))
+                .expect("valid prefix");
+            let rest: Vec<u8> = BODY[used..].to_vec();
+            d.feed_with(&rest, |b| data.extend_from_slice(b))
+                .expect("valid rest");
+            assert_eq!(data, b"wikipedia in\r\n\r\nchunks.", "split at {split}");
         }
     }
 

@@ -9,6 +9,7 @@
 use super::http1::{Http1Connection, ResponseInfo};
 use super::pacer::Pacer;
 use super::request_set::{Picker, RequestSet};
+use crate::llm::{LlmFault, LlmObserver};
 use crate::plan::{LoadPlan, WorkloadModel};
 use crate::recorder::{FailureClass, IntervalRecorder};
 use crate::schedule::{ArrivalSchedule, SplitMix64};
@@ -67,6 +68,8 @@ pub(crate) struct ConnectionLoop {
     /// Reused buffers for templated requests: the request, and its body.
     buf: Vec<u8>,
     scratch: Vec<u8>,
+    /// Model-serving runs: reads each OpenAI-compatible response as it comes.
+    llm: Option<LlmObserver>,
 }
 
 /// How one exchange ended.
@@ -77,6 +80,8 @@ enum Exchange {
     Interrupted,
     /// A `once` data set is used up for this connection: nothing was sent.
     NoData,
+    /// A model-serving stream that broke off before its end.
+    Truncated,
 }
 
 /// What one send was: which request of the mix, and its size.
@@ -97,6 +102,7 @@ impl ConnectionLoop {
         let addr = ctx.addrs[index as usize % ctx.addrs.len()];
         let hard_stop = ctx.hard_stop();
         let connections = ctx.plan.model.connections();
+        let llm = ctx.plan.llm.is_some();
         Self {
             ctx,
             recorder,
@@ -116,6 +122,7 @@ impl ConnectionLoop {
             picker: Picker::new(u64::from(std::process::id()), index, connections),
             buf: Vec::new(),
             scratch: Vec::new(),
+            llm: llm.then(LlmObserver::default),
         }
     }
 
@@ -305,27 +312,45 @@ impl ConnectionLoop {
         }
     }
 
-    fn record(&self, outcome: Exchange, origin: Instant, what: Sent) {
+    fn record(&mut self, outcome: Exchange, origin: Instant, what: Sent) {
         match outcome {
             Exchange::Response(info) => {
-                let latency = Instant::now() - origin;
+                let now = Instant::now();
+                let latency = now - origin;
                 let mut recorder = self.recorder.borrow_mut();
                 recorder.record_bytes(what.bytes, info.bytes_received);
                 let status = Some(info.status);
-                match info.status {
-                    400..=499 => recorder.record_failure(
-                        FailureClass::Status4xx,
-                        latency,
-                        status,
-                        what.request,
-                    ),
-                    500..=599 => recorder.record_failure(
-                        FailureClass::Status5xx,
-                        latency,
-                        status,
-                        what.request,
-                    ),
-                    code => recorder.record_success(latency, code, what.request),
+                let class = match info.status {
+                    400..=499 => Some(FailureClass::Status4xx),
+                    500..=599 => Some(FailureClass::Status5xx),
+                    _ => None,
+                };
+                if let Some(class) = class {
+                    recorder.record_failure(class, latency, status, what.request);
+                    return;
+                }
+                let Some(observer) = self.llm.as_mut() else {
+                    recorder.record_success(latency, info.status, what.request);
+                    return;
+                };
+                // A model-serving answer succeeds only if it kept to the protocol.
+                let slo = self.ctx.plan.llm.map(|l| l.goodput).unwrap_or_default();
+                match observer.finish(origin, now) {
+                    Ok(finished) => {
+                        recorder.record_success(latency, info.status, what.request);
+                        if let Some(llm) = recorder.llm.as_mut() {
+                            llm.record(&finished.metrics, &slo);
+                        }
+                    }
+                    Err(fault) => {
+                        recorder.record_failure(FailureClass::Other, latency, status, what.request);
+                        if let Some(llm) = recorder.llm.as_mut() {
+                            match fault {
+                                LlmFault::Malformed => llm.malformed += 1,
+                                LlmFault::Truncated => llm.truncated += 1,
+                            }
+                        }
+                    }
                 }
             }
             Exchange::Failed(class) => {
@@ -334,6 +359,13 @@ impl ConnectionLoop {
                     self.recorder.borrow_mut().record_bytes(what.bytes, 0);
                 }
                 self.record_failure(class, origin, None, what.request)
+            }
+            Exchange::Truncated => {
+                self.recorder.borrow_mut().record_bytes(what.bytes, 0);
+                self.record_failure(FailureClass::Other, origin, None, what.request);
+                if let Some(llm) = self.recorder.borrow_mut().llm.as_mut() {
+                    llm.truncated += 1;
+                }
             }
             Exchange::Interrupted => self.recorder.borrow_mut().record_interrupted(1),
             Exchange::NoData => {}
@@ -376,24 +408,40 @@ impl ConnectionLoop {
         };
         let addr = self.addr;
         let slot = &mut self.conn;
+        let observer = self.llm.as_mut();
         let attempt = async move {
             let conn = match slot {
                 Some(conn) => conn,
                 None => match Http1Connection::connect(addr).await {
                     Ok(conn) => slot.insert(conn),
-                    Err(_) => return Err(FailureClass::Connect),
+                    Err(_) => return Err(Exchange::Failed(FailureClass::Connect)),
                 },
             };
-            match conn.send(bytes, expects_body).await {
+            let result = match observer {
+                Some(observer) => {
+                    observer.reset();
+                    let result = conn
+                        .send_observed(bytes, expects_body, &mut *observer)
+                        .await;
+                    // An event stream that broke off mid-way was truncated.
+                    result.map_err(|_| observer.is_stream())
+                }
+                None => conn.send(bytes, expects_body).await.map_err(|_| false),
+            };
+            match result {
                 Ok(info) => {
                     if !info.keep_alive {
                         *slot = None;
                     }
                     Ok(info)
                 }
-                Err(_) => {
+                Err(mid_stream) => {
                     *slot = None;
-                    Err(FailureClass::Other)
+                    Err(if mid_stream {
+                        Exchange::Truncated
+                    } else {
+                        Exchange::Failed(FailureClass::Other)
+                    })
                 }
             }
         };
@@ -402,7 +450,7 @@ impl ConnectionLoop {
             _ = self.cancelled.as_mut() => Exchange::Interrupted,
             result = attempt => match result {
                 Ok(info) => Exchange::Response(info),
-                Err(class) => Exchange::Failed(class),
+                Err(failed) => failed,
             },
             _ = self.timeout.as_mut() => Exchange::Failed(FailureClass::Timeout),
             _ = self.hard_stop.as_mut() => Exchange::Interrupted,

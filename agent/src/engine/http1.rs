@@ -183,6 +183,21 @@ pub enum Http1Error {
     HeadTooLarge,
 }
 
+/// Sees a response as it arrives (model-serving metrics: when each streamed
+/// token came). The default does nothing and compiles away.
+pub trait BodyObserver {
+    /// The response head: its status, and whether it is a server-sent event
+    /// stream (`content-type: text/event-stream`).
+    fn head(&mut self, _status: u16, _event_stream: bool) {}
+    /// Body bytes (chunk framing removed), as soon as they are read.
+    fn body(&mut self, _bytes: &[u8]) {}
+}
+
+/// Discards everything.
+pub struct Discard;
+
+impl BodyObserver for Discard {}
+
 /// What the engine needs to know about a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResponseInfo {
@@ -229,23 +244,37 @@ impl Http1Connection {
         request: &[u8],
         expects_body: bool,
     ) -> Result<ResponseInfo, Http1Error> {
+        self.send_observed(request, expects_body, &mut Discard)
+            .await
+    }
+
+    /// [`Http1Connection::send`], showing the response to `observer` as it
+    /// arrives.
+    pub async fn send_observed<O: BodyObserver>(
+        &mut self,
+        request: &[u8],
+        expects_body: bool,
+        observer: &mut O,
+    ) -> Result<ResponseInfo, Http1Error> {
         self.stream.write_all(request).await?;
         self.filled = 0;
         let mut received = 0u64;
         loop {
-            let (status, head_len, framing, keep_alive) = self.read_head(&mut received).await?;
+            let (status, head_len, framing, keep_alive, event_stream) =
+                self.read_head(&mut received).await?;
             if (100..200).contains(&status) && status != 101 {
                 // Interim response (100 Continue, 103 Early Hints): skip it.
                 self.consume(head_len);
                 continue;
             }
             self.consume(head_len);
+            observer.head(status, event_stream);
             let has_body = expects_body && !(status == 204 || status == 304);
             let keep_alive = if has_body {
                 match framing {
-                    Framing::Length(n) => self.skip_length(n, &mut received).await?,
-                    Framing::Chunked => self.skip_chunked(&mut received).await?,
-                    Framing::UntilClose => self.skip_until_close(&mut received).await?,
+                    Framing::Length(n) => self.skip_length(n, &mut received, observer).await?,
+                    Framing::Chunked => self.skip_chunked(&mut received, observer).await?,
+                    Framing::UntilClose => self.skip_until_close(&mut received, observer).await?,
                 }
                 keep_alive && !matches!(framing, Framing::UntilClose)
             } else {
@@ -268,7 +297,7 @@ impl Http1Connection {
     async fn read_head(
         &mut self,
         received: &mut u64,
-    ) -> Result<(u16, usize, Framing, bool), Http1Error> {
+    ) -> Result<(u16, usize, Framing, bool, bool), Http1Error> {
         loop {
             if self.filled > 0 {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -281,7 +310,13 @@ impl Http1Connection {
                         let http10 = response.version == Some(0);
                         let (framing, close) = framing_of(response.headers)?;
                         let keep_alive = !close && !http10;
-                        return Ok((status, head_len, framing, keep_alive));
+                        let event_stream = response.headers.iter().any(|h| {
+                            h.name.eq_ignore_ascii_case("content-type")
+                                && h.value.trim_ascii_start().len() >= 17
+                                && h.value.trim_ascii_start()[..17]
+                                    .eq_ignore_ascii_case(b"text/event-stream")
+                        });
+                        return Ok((status, head_len, framing, keep_alive, event_stream));
                     }
                     Ok(httparse::Status::Partial) => {}
                     Err(_) => return Err(Http1Error::Malformed("response head does not parse")),
@@ -294,13 +329,17 @@ impl Http1Connection {
         }
     }
 
-    async fn skip_length(
+    async fn skip_length<O: BodyObserver>(
         &mut self,
         mut remaining: u64,
         received: &mut u64,
+        observer: &mut O,
     ) -> Result<(), Http1Error> {
         loop {
             let take = (self.filled as u64).min(remaining) as usize;
+            if take > 0 {
+                observer.body(&self.buf[..take]);
+            }
             self.consume(take);
             remaining -= take as u64;
             if remaining == 0 {
@@ -310,12 +349,16 @@ impl Http1Connection {
         }
     }
 
-    async fn skip_chunked(&mut self, received: &mut u64) -> Result<(), Http1Error> {
+    async fn skip_chunked<O: BodyObserver>(
+        &mut self,
+        received: &mut u64,
+        observer: &mut O,
+    ) -> Result<(), Http1Error> {
         self.chunked.reset();
         loop {
             let (used, done) = self
                 .chunked
-                .feed(&self.buf[..self.filled])
+                .feed_with(&self.buf[..self.filled], |data| observer.body(data))
                 .map_err(Http1Error::Malformed)?;
             self.consume(used);
             if done {
@@ -328,13 +371,21 @@ impl Http1Connection {
         }
     }
 
-    async fn skip_until_close(&mut self, received: &mut u64) -> Result<(), Http1Error> {
+    async fn skip_until_close<O: BodyObserver>(
+        &mut self,
+        received: &mut u64,
+        observer: &mut O,
+    ) -> Result<(), Http1Error> {
+        if self.filled > 0 {
+            observer.body(&self.buf[..self.filled]);
+        }
         loop {
             self.filled = 0;
             let n = self.stream.read(&mut self.buf[..]).await?;
             if n == 0 {
                 return Ok(());
             }
+            observer.body(&self.buf[..n]);
             *received += n as u64;
         }
     }

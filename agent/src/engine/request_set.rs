@@ -338,6 +338,7 @@ mod tests {
         LoadPlan {
             requests,
             data,
+            llm: None,
             model: WorkloadModel::Closed {
                 connections: 1,
                 stages: None,

@@ -56,9 +56,11 @@ async fn worker_loop(
     cancel: CancellationToken,
     out: UnboundedSender<WorkerInterval>,
 ) {
-    let recorder = Rc::new(RefCell::new(IntervalRecorder::for_requests(
-        ctx.requests.len(),
-    )));
+    let mut first = IntervalRecorder::for_requests(ctx.requests.len());
+    if ctx.plan.llm.is_some() {
+        first = first.with_llm();
+    }
+    let recorder = Rc::new(RefCell::new(first));
     let pacer = match &ctx.plan.model {
         WorkloadModel::Open { .. } => match Pacer::new() {
             Ok(pacer) => {

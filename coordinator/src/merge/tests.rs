@@ -41,6 +41,7 @@ fn wire_report(
         bytes_sent: 0,
         last,
         requests: Vec::new(),
+        llm: None,
     }
 }
 

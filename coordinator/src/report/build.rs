@@ -1,7 +1,7 @@
 //! Builds the [`RunReport`] from the merged state of a run.
 
 use super::model::*;
-use crate::merge::{RunMerge, Totals};
+use crate::merge::{LlmInterval, RunMerge, Totals};
 use crate::scenario::{Arrival, Model, PhaseKind, RequestUrl, Scenario};
 use base64::Engine;
 use hdrhistogram::Histogram;
@@ -74,7 +74,14 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
                 .values()
                 .filter(|a| a.region == spec.name)
                 .count() as u32,
-            summary: scope_summary(&totals, target, duration),
+            summary: {
+                let mut summary = scope_summary(&totals, target, duration);
+                if scenario.llm.is_some() {
+                    let llm = merge.llm.get(&spec.name).cloned().unwrap_or_default();
+                    summary.llm = Some(llm_summary(&llm, summary.requests, duration));
+                }
+                summary
+            },
         });
     }
 
@@ -147,7 +154,17 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
             highest_trackable_value: HIGHEST_MICROS,
             significant_digits: SIGNIFICANT_DIGITS,
         },
-        global: scope_summary(&merge.global(), total_rate, duration),
+        global: {
+            let mut global = scope_summary(&merge.global(), total_rate, duration);
+            if scenario.llm.is_some() {
+                let mut all = LlmInterval::default();
+                for l in merge.llm.values() {
+                    all.add(l);
+                }
+                global.llm = Some(llm_summary(&all, global.requests, duration));
+            }
+            global
+        },
         regions,
         agents: agent_reports,
         intervals,
@@ -360,6 +377,62 @@ pub fn scope_summary(t: &Totals, target_rps: Option<f64>, duration_s: f64) -> Sc
         latency_histogram: encode_base64(&t.latency),
         error_histogram: encode_base64(&t.errors),
         schedule_lag_histogram: encode_base64(&t.schedule_lag),
+        llm: None,
+    }
+}
+
+/// A scope's model-serving figures from its merged LLM histograms.
+pub fn llm_summary(l: &LlmInterval, completed: u64, duration_s: f64) -> LlmSummary {
+    let c = &l.counts;
+    let h = |s: &stampede_proto::histogram::SparseHistogram| s.to_histogram();
+    let (ttft, itl, itl_pt, tpot, tps) = (
+        h(&l.ttft),
+        h(&l.itl),
+        h(&l.itl_per_token),
+        h(&l.tpot),
+        h(&l.tokens_per_second),
+    );
+    let per_second = |n: u64| {
+        if duration_s > 0.0 {
+            n as f64 / duration_s
+        } else {
+            0.0
+        }
+    };
+    LlmSummary {
+        ttft_us: latency_summary(&ttft),
+        itl_us: latency_summary(&itl),
+        itl_per_token_us: latency_summary(&itl_pt),
+        tpot_us: latency_summary(&tpot),
+        request_tokens_per_second: latency_summary(&tps),
+        output_tokens: c.output_tokens,
+        input_tokens: c.input_tokens,
+        output_tokens_per_second: per_second(c.output_tokens),
+        token_count_source: match (c.usage_counted > 0, c.chunk_counted > 0) {
+            (true, false) => "usage",
+            (false, true) => "chunks",
+            (true, true) => "mixed",
+            (false, false) => "none",
+        }
+        .into(),
+        usage_counted: c.usage_counted,
+        chunk_counted: c.chunk_counted,
+        uncounted: c.uncounted,
+        streamed: c.streamed,
+        good: c.good,
+        goodput_rps: per_second(c.good),
+        goodput_ratio: if completed > 0 {
+            c.good as f64 / completed as f64
+        } else {
+            0.0
+        },
+        malformed: c.malformed,
+        truncated: c.truncated,
+        ttft_histogram: encode_base64(&ttft),
+        itl_histogram: encode_base64(&itl),
+        itl_per_token_histogram: encode_base64(&itl_pt),
+        tpot_histogram: encode_base64(&tpot),
+        request_tokens_per_second_histogram: encode_base64(&tps),
     }
 }
 

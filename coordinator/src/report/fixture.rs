@@ -54,6 +54,7 @@ fn summary(latency: &Histogram<u64>, errors: u64, seconds: f64) -> ScopeSummary 
         latency_histogram: encode_base64(latency),
         error_histogram: empty.clone(),
         schedule_lag_histogram: empty,
+        llm: None,
     }
 }
 

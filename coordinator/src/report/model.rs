@@ -198,6 +198,50 @@ pub struct ScopeSummary {
     pub latency_histogram: String,
     pub error_histogram: String,
     pub schedule_lag_histogram: String,
+    /// Model-serving runs: TTFT, ITL, TPOT, tokens and goodput (absent
+    /// otherwise, and for agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmSummary>,
+}
+
+/// Model-serving figures of a scope. Definitions (as vLLM's `bench serve`):
+/// TTFT ends at the first chunk carrying content (a role-only chunk does
+/// not count; not streamed: the whole answer); ITL is every gap between
+/// content chunks; per-token ITL spreads a gap over the chunk's tokens;
+/// TPOT = (e2e − TTFT) / (output tokens − 1), streamed requests only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LlmSummary {
+    pub ttft_us: LatencySummary,
+    pub itl_us: LatencySummary,
+    pub itl_per_token_us: LatencySummary,
+    pub tpot_us: LatencySummary,
+    /// Output tokens per second of each request (not µs: tokens/s).
+    pub request_tokens_per_second: LatencySummary,
+    pub output_tokens: u64,
+    pub input_tokens: u64,
+    /// Output tokens per second of the measured duration, all requests.
+    pub output_tokens_per_second: f64,
+    /// Where output token counts came from: `usage` (the server's),
+    /// `chunks` (content chunks counted), `mixed`, or `none`.
+    pub token_count_source: String,
+    pub usage_counted: u64,
+    pub chunk_counted: u64,
+    pub uncounted: u64,
+    pub streamed: u64,
+    /// Successful requests that met every goodput limit.
+    pub good: u64,
+    /// Good requests per second of the measured duration.
+    pub goodput_rps: f64,
+    /// Good requests / completed requests.
+    pub goodput_ratio: f64,
+    /// Failures (counted in `errors.other` too): protocol broken, stream cut.
+    pub malformed: u64,
+    pub truncated: u64,
+    pub ttft_histogram: String,
+    pub itl_histogram: String,
+    pub itl_per_token_histogram: String,
+    pub tpot_histogram: String,
+    pub request_tokens_per_second_histogram: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]

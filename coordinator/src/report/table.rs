@@ -55,6 +55,63 @@ pub fn render(report: &RunReport) -> String {
     ));
     write_table(&mut out, &rows, true);
 
+    if report.global.llm.is_some() {
+        let _ = writeln!(
+            out,
+            "\nmodel serving (TTFT: to the first content chunk; TPOT: (e2e - TTFT) / (tokens - 1); ITL: gaps between chunks):"
+        );
+        let mut rows: Vec<Vec<String>> = vec![
+            [
+                "region",
+                "TTFT p50",
+                "TTFT p99",
+                "TPOT p50",
+                "TPOT p99",
+                "ITL p50",
+                "ITL p99",
+                "out tok/s",
+                "tok/s/req p50",
+                "goodput",
+                "tokens from",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ];
+        let llm_row = |name: &str, l: &super::model::LlmSummary| {
+            vec![
+                name.to_owned(),
+                micros(l.ttft_us.p50),
+                micros(l.ttft_us.p99),
+                micros(l.tpot_us.p50),
+                micros(l.tpot_us.p99),
+                micros(l.itl_us.p50),
+                micros(l.itl_us.p99),
+                format!("{:.1}", l.output_tokens_per_second),
+                l.request_tokens_per_second.p50.to_string(),
+                format!("{:.1}/s ({:.1}%)", l.goodput_rps, l.goodput_ratio * 100.0),
+                l.token_count_source.clone(),
+            ]
+        };
+        for region in &report.regions {
+            if let Some(l) = &region.summary.llm {
+                rows.push(llm_row(&region.name, l));
+            }
+        }
+        if let Some(l) = &report.global.llm {
+            rows.push(llm_row("global", l));
+        }
+        write_table(&mut out, &rows, true);
+        if let Some(l) = &report.global.llm {
+            if l.malformed + l.truncated > 0 {
+                let _ = writeln!(
+                    out,
+                    "model-serving failures: {} malformed responses, {} streams cut before [DONE]",
+                    l.malformed, l.truncated
+                );
+            }
+        }
+    }
+
     if !report.requests.is_empty() {
         let _ = writeln!(out, "\nrequests (the mix, all regions):");
         let mut rows: Vec<Vec<String>> = vec![header("request", "share")];

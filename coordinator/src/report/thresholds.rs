@@ -1,7 +1,7 @@
 //! Judges a finished run by its scenario's thresholds: each one is checked
 //! against the report's merged figures (whole run, warm-up excluded).
 
-use super::model::{RunReport, ScopeSummary, ThresholdResult};
+use super::model::{LatencySummary, RunReport, ScopeSummary, ThresholdResult};
 use crate::scenario::Threshold;
 use crate::scenario::thresholds::{Metric, Percentile, ThresholdScope};
 
@@ -58,7 +58,26 @@ fn figure(metric: Metric, s: &ScopeSummary) -> Option<f64> {
         Metric::ErrorRate => (s.requests > 0).then(|| s.errors.total as f64 / s.requests as f64),
         Metric::Rps => Some(s.achieved_rps),
         Metric::Requests => Some(s.requests as f64),
+        Metric::Ttft(p) => s.llm.as_ref().and_then(|l| at(&l.ttft_us, p)),
+        Metric::Tpot(p) => s.llm.as_ref().and_then(|l| at(&l.tpot_us, p)),
+        Metric::Itl(p) => s.llm.as_ref().and_then(|l| at(&l.itl_us, p)),
+        Metric::Goodput => s
+            .llm
+            .as_ref()
+            .and_then(|l| (s.requests > 0).then_some(l.goodput_ratio)),
+        Metric::TokensPerSecond => s.llm.as_ref().map(|l| l.output_tokens_per_second),
     }
+}
+
+/// A percentile of a summary, `None` when it has no samples.
+fn at(l: &LatencySummary, p: Percentile) -> Option<f64> {
+    (l.count > 0).then_some(match p {
+        Percentile::P50 => l.p50,
+        Percentile::P90 => l.p90,
+        Percentile::P95 => l.p95,
+        Percentile::P99 => l.p99,
+        Percentile::P99_9 => l.p99_9,
+    } as f64)
 }
 
 /// The thresholds that failed, one line each (for the exit message).
@@ -84,8 +103,8 @@ pub fn failures(report: &RunReport) -> Vec<String> {
 /// A figure in the unit its metric is written in.
 pub fn show(metric: &str, value: f64) -> String {
     match metric {
-        "error_rate" => format!("{:.3}%", value * 100.0),
-        "rps" => format!("{value:.1}"),
+        "error_rate" | "goodput" => format!("{:.3}%", value * 100.0),
+        "rps" | "tokens_per_second" => format!("{value:.1}"),
         "requests" => format!("{value:.0}"),
         _ => super::table::micros(value.round() as u64),
     }

@@ -26,6 +26,26 @@ pub struct ScenarioFile {
     /// Run the whole scenario this many times in a row (default 1) and
     /// report each run plus the mean and standard deviation.
     pub repeat: Option<i64>,
+    /// Model-serving mode: responses are OpenAI-compatible completions.
+    pub llm: Option<LlmSection>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSection {
+    /// A request is "good" when it meets every one of these limits.
+    pub goodput: Option<GoodputSection>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GoodputSection {
+    /// Time to first token, e.g. `500ms`.
+    pub ttft: Option<String>,
+    /// Time per output token after the first, e.g. `50ms`.
+    pub tpot: Option<String>,
+    /// End to end, e.g. `10s`.
+    pub e2e: Option<String>,
 }
 
 /// One request of `requests:`.

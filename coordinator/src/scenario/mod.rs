@@ -40,6 +40,8 @@ pub struct Scenario {
     pub data: Option<Data>,
     /// Runs in a row (a series); 1 for a single run.
     pub repeat: u32,
+    /// Model-serving mode (OpenAI-compatible responses) and its goodput SLO.
+    pub llm: Option<stampede_agent::plan::LlmSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -224,7 +226,7 @@ pub struct ScenarioError {
 
 /// Top-level keys that environment overrides may set. Other `STAMPEDE_*`
 /// variables (the CLI's own settings) are not scenario fields.
-const OVERRIDABLE: [&str; 10] = [
+const OVERRIDABLE: [&str; 11] = [
     "name",
     "target",
     "load",
@@ -235,6 +237,7 @@ const OVERRIDABLE: [&str; 10] = [
     "requests",
     "data",
     "repeat",
+    "llm",
 ];
 
 /// Reads, merges environment overrides into, and validates a scenario file.

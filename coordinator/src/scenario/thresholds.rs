@@ -37,6 +37,16 @@ pub enum Metric {
     Rps,
     /// Completed requests.
     Requests,
+    /// Model-serving: time to first token at a percentile, µs.
+    Ttft(Percentile),
+    /// Model-serving: time per output token at a percentile, µs.
+    Tpot(Percentile),
+    /// Model-serving: inter-token latency at a percentile, µs.
+    Itl(Percentile),
+    /// Model-serving: good requests / completed requests.
+    Goodput,
+    /// Model-serving: output tokens per second, all requests.
+    TokensPerSecond,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,17 +116,82 @@ impl Metric {
             Metric::ErrorRate => "error_rate",
             Metric::Rps => "rps",
             Metric::Requests => "requests",
+            Metric::Ttft(p) => match p {
+                Percentile::P50 => "ttft_p50",
+                Percentile::P90 => "ttft_p90",
+                Percentile::P95 => "ttft_p95",
+                Percentile::P99 => "ttft_p99",
+                Percentile::P99_9 => "ttft_p99.9",
+            },
+            Metric::Tpot(p) => match p {
+                Percentile::P50 => "tpot_p50",
+                Percentile::P90 => "tpot_p90",
+                Percentile::P95 => "tpot_p95",
+                Percentile::P99 => "tpot_p99",
+                Percentile::P99_9 => "tpot_p99.9",
+            },
+            Metric::Itl(p) => match p {
+                Percentile::P50 => "itl_p50",
+                Percentile::P90 => "itl_p90",
+                Percentile::P95 => "itl_p95",
+                Percentile::P99 => "itl_p99",
+                Percentile::P99_9 => "itl_p99.9",
+            },
+            Metric::Goodput => "goodput",
+            Metric::TokensPerSecond => "tokens_per_second",
         }
+    }
+
+    /// A model-serving figure (needs `llm:` in the scenario).
+    pub fn is_llm(self) -> bool {
+        matches!(
+            self,
+            Metric::Ttft(_)
+                | Metric::Tpot(_)
+                | Metric::Itl(_)
+                | Metric::Goodput
+                | Metric::TokensPerSecond
+        )
+    }
+
+    /// A fraction, written as a percentage or a number in [0, 1].
+    fn is_ratio(self) -> bool {
+        matches!(self, Metric::ErrorRate | Metric::Goodput)
     }
 
     fn is_latency(self) -> bool {
         matches!(
             self,
-            Metric::Percentile(_) | Metric::MeanLatency | Metric::MaxLatency
+            Metric::Percentile(_)
+                | Metric::MeanLatency
+                | Metric::MaxLatency
+                | Metric::Ttft(_)
+                | Metric::Tpot(_)
+                | Metric::Itl(_)
         )
     }
 
     fn parse(text: &str) -> Option<Self> {
+        if let Some((family, p)) = text.split_once('_') {
+            let p = match p {
+                "p50" => Percentile::P50,
+                "p90" => Percentile::P90,
+                "p95" => Percentile::P95,
+                "p99" => Percentile::P99,
+                "p99.9" => Percentile::P99_9,
+                _ => return Self::parse_plain(text),
+            };
+            return match family {
+                "ttft" => Some(Metric::Ttft(p)),
+                "tpot" => Some(Metric::Tpot(p)),
+                "itl" => Some(Metric::Itl(p)),
+                _ => None,
+            };
+        }
+        Self::parse_plain(text)
+    }
+
+    fn parse_plain(text: &str) -> Option<Self> {
         Some(match text {
             "p50" | "median" => Metric::Percentile(Percentile::P50),
             "p90" => Metric::Percentile(Percentile::P90),
@@ -128,12 +203,15 @@ impl Metric {
             "error_rate" => Metric::ErrorRate,
             "rps" => Metric::Rps,
             "requests" => Metric::Requests,
+            "goodput" => Metric::Goodput,
+            "tokens_per_second" => Metric::TokensPerSecond,
             _ => return None,
         })
     }
 }
 
-const METRICS: &str = "p50, p90, p95, p99, p99.9, mean, max, error_rate, rps, requests";
+const METRICS: &str = "p50, p90, p95, p99, p99.9, mean, max, error_rate, rps, requests, \
+    and for model serving ttft_pNN, tpot_pNN, itl_pNN (NN: 50, 90, 95, 99, 99.9), goodput, tokens_per_second";
 
 /// Parses one threshold line; `regions` are the scenario's region names.
 pub fn parse(text: &str, regions: &[&str]) -> Result<Threshold, String> {
@@ -182,7 +260,7 @@ pub fn parse(text: &str, regions: &[&str]) -> Result<Threshold, String> {
     let limit = if metric.is_latency() {
         let d = parse_duration(limit_text).map_err(|why| format!("{trimmed:?}: {why}"))?;
         d.as_secs_f64() * 1e6
-    } else if metric == Metric::ErrorRate {
+    } else if metric.is_ratio() {
         let (number, scale) = match limit_text.strip_suffix('%') {
             Some(n) => (n.trim(), 0.01),
             None => (limit_text, 1.0),
@@ -192,7 +270,7 @@ pub fn parse(text: &str, regions: &[&str]) -> Result<Threshold, String> {
         })?;
         let x = x * scale;
         if !(0.0..=1.0).contains(&x) {
-            return Err(format!("{trimmed:?}: an error rate is between 0% and 100%"));
+            return Err(format!("{trimmed:?}: a rate is between 0% and 100%"));
         }
         x
     } else {
@@ -257,6 +335,7 @@ mod tests {
             ("p99 250ms", "write METRIC OP LIMIT"),
             ("p99 < fast", "is not a duration"),
             ("error_rate < 150%", "between 0% and 100%"),
+            ("ttft_p97 < 1s", "unknown metric \"ttft_p97\""),
             ("rps > lots", "is not a number"),
         ] {
             let e = parse(text, REGIONS).expect_err(text);

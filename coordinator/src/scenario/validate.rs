@@ -487,7 +487,40 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
         }
     };
 
+    if raw.llm.is_none() {
+        if let Some(i) = thresholds.iter().position(|t| t.metric.is_llm()) {
+            return err(
+                format!("thresholds[{i}]"),
+                format!(
+                    "{} is a model-serving figure: add an `llm:` section",
+                    thresholds[i].metric.name()
+                ),
+            );
+        }
+    }
+    let llm = match &raw.llm {
+        None => None,
+        Some(section) => {
+            let g = section.goodput.as_ref();
+            let limit =
+                |field: &str, text: Option<&String>| -> Result<Option<Duration>, FieldError> {
+                    match text {
+                        None => Ok(None),
+                        Some(t) => positive_duration(field, Some(t), Duration::ZERO).map(Some),
+                    }
+                };
+            Some(stampede_agent::plan::LlmSpec {
+                goodput: stampede_agent::llm::GoodputSlo {
+                    ttft: limit("llm.goodput.ttft", g.and_then(|g| g.ttft.as_ref()))?,
+                    tpot: limit("llm.goodput.tpot", g.and_then(|g| g.tpot.as_ref()))?,
+                    e2e: limit("llm.goodput.e2e", g.and_then(|g| g.e2e.as_ref()))?,
+                },
+            })
+        }
+    };
+
     Ok(Scenario {
+        llm,
         repeat,
         requests,
         data,
