@@ -1,7 +1,7 @@
 //! Builds the [`RunReport`] from the merged state of a run.
 
 use super::model::*;
-use crate::merge::{RunMerge, Totals};
+use crate::merge::{Outcomes, RunMerge, Totals};
 use crate::scenario::{Arrival, Model, PhaseKind, RequestUrl, Scenario};
 use base64::Engine;
 use hdrhistogram::Histogram;
@@ -332,14 +332,7 @@ pub fn scope_summary(t: &Totals, target_rps: Option<f64>, duration_s: f64) -> Sc
     ScopeSummary {
         requests: o.completed(),
         successes: o.success,
-        errors: ErrorCounts {
-            total: o.failed(),
-            connect: o.connect_error,
-            timeout: o.timeout,
-            status_4xx: o.status_4xx,
-            status_5xx: o.status_5xx,
-            other: o.other_error,
-        },
+        errors: error_counts(o),
         interrupted: o.interrupted,
         status_codes: t
             .status_codes
@@ -360,6 +353,18 @@ pub fn scope_summary(t: &Totals, target_rps: Option<f64>, duration_s: f64) -> Sc
         latency_histogram: encode_base64(&t.latency),
         error_histogram: encode_base64(&t.errors),
         schedule_lag_histogram: encode_base64(&t.schedule_lag),
+    }
+}
+
+/// Failed requests by class.
+pub fn error_counts(o: &Outcomes) -> ErrorCounts {
+    ErrorCounts {
+        total: o.failed(),
+        connect: o.connect_error,
+        timeout: o.timeout,
+        status_4xx: o.status_4xx,
+        status_5xx: o.status_5xx,
+        other: o.other_error,
     }
 }
 
