@@ -42,8 +42,11 @@ for page in pages:
 print(json.dumps(out))
 "#;
 
-/// One parsed page: samples by name, each with its labels.
-struct Page(Vec<(String, BTreeMap<String, String>, f64)>);
+/// One sample: its name, labels and value.
+type Sample = (String, BTreeMap<String, String>, f64);
+
+/// One parsed page.
+struct Page(Vec<Sample>);
 
 impl Page {
     /// The value of the one sample named `name` whose labels include `labels`.
@@ -100,7 +103,7 @@ fn parse(pages: &[String]) -> Option<Vec<Page>> {
         );
         return None;
     }
-    let parsed: Vec<Vec<(String, BTreeMap<String, String>, f64)>> =
+    let parsed: Vec<Vec<Sample>> =
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     Some(parsed.into_iter().map(Page).collect())
 }
