@@ -230,4 +230,78 @@ mod tests {
             Err(PushError::Scheme { .. })
         ));
     }
+
+    /// A Pushgateway that answers every request with `status` and `body`
+    /// and hands over the request it read.
+    async fn gateway(
+        status: &'static str,
+        body: &'static str,
+    ) -> (url::Url, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = url::Url::parse(&format!("http://{}/", listener.local_addr().expect("addr")))
+            .expect("url");
+        let task = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut request = Vec::new();
+            let mut buf = [0; 4096];
+            // Headers, then a body of the length they announce.
+            loop {
+                let n = stream.read(&mut buf).await.expect("read");
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_owned())
+                        })
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    if rest.len() >= length || n == 0 {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            let answer = format!(
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(answer.as_bytes()).await.expect("write");
+            String::from_utf8_lossy(&request).to_string()
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn a_push_is_a_put_of_the_text_and_a_refusal_says_why() {
+        let (base, request) = gateway("200 OK", "").await;
+        let url = push_url(&base, "run-1").expect("url");
+        push(&url, "stampede_up 1\n".into()).await.expect("pushed");
+        let request = request.await.expect("the gateway ran");
+        assert!(
+            request.starts_with("PUT /metrics/job/stampede/run_id/run-1 HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("content-type: text/plain; version=0.0.4"),
+            "{request}"
+        );
+        assert!(request.ends_with("\r\n\r\nstampede_up 1\n"), "{request}");
+
+        let (base, _) = gateway("400 Bad Request", "text format parsing error in line 1").await;
+        let url = push_url(&base, "run-2").expect("url");
+        let error = push(&url, "bad".into()).await.expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .ends_with("answered 400 Bad Request: text format parsing error in line 1"),
+            "{error}"
+        );
+    }
 }
