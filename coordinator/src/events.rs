@@ -213,24 +213,36 @@ impl ScopeFigures {
 }
 
 impl IntervalSnapshot {
-    /// Decodes the closed interval's histograms once and summarizes them.
+    /// Decodes the closed interval's global histograms once and summarizes
+    /// them; the regions are left for [`IntervalSnapshot::with_regions`].
     pub fn of(run_id: &str, closed: &ClosedInterval, start_unix_nanos: i64, warmup: bool) -> Self {
-        // The same length the report divides by (build::interval_figures).
-        let seconds = (closed.end_unix_nanos - closed.start_unix_nanos).max(1) as f64 / 1e9;
         Self {
             run_id: run_id.to_owned(),
             index: closed.index,
             start_s: (closed.start_unix_nanos - start_unix_nanos) as f64 / 1e9,
             end_s: (closed.end_unix_nanos - start_unix_nanos) as f64 / 1e9,
             warmup,
-            global: ScopeFigures::of(&closed.global.unseal(), seconds),
-            regions: closed
-                .regions
-                .iter()
-                .map(|(name, sealed)| (name.clone(), ScopeFigures::of(&sealed.unseal(), seconds)))
-                .collect(),
+            global: ScopeFigures::of(&closed.global.unseal(), seconds(closed)),
+            regions: BTreeMap::new(),
         }
     }
+
+    /// Adds each region's figures (decoding its histograms once).
+    pub fn with_regions(mut self, closed: &ClosedInterval) -> Self {
+        let seconds = seconds(closed);
+        self.regions = closed
+            .regions
+            .iter()
+            .map(|(name, sealed)| (name.clone(), ScopeFigures::of(&sealed.unseal(), seconds)))
+            .collect();
+        self
+    }
+}
+
+/// The interval's length: the same the report divides by
+/// (`build::interval_figures`).
+fn seconds(closed: &ClosedInterval) -> f64 {
+    (closed.end_unix_nanos - closed.start_unix_nanos).max(1) as f64 / 1e9
 }
 
 /// Where the run actor sends events: nowhere, unless a sender was given.

@@ -502,12 +502,12 @@ fn announce_closed(
     events: &Events,
 ) -> usize {
     for closed in &merge.intervals()[shown..] {
-        let snapshot = IntervalSnapshot::of(
-            run_id,
-            closed,
-            start_unix_nanos,
-            merge.is_warmup(closed.index),
-        );
+        let warmup = merge.is_warmup(closed.index);
+        let mut snapshot = IntervalSnapshot::of(run_id, closed, start_unix_nanos, warmup);
+        if events.is_on() {
+            // Only a listener needs the regions: decode them only then.
+            snapshot = snapshot.with_regions(closed);
+        }
         let g = &snapshot.global;
         // How long after its end the interval could be closed: the time
         // the last agent's report took to arrive and be merged.
