@@ -265,6 +265,8 @@ fn main() {
             "--listen",
             "127.0.0.1:0",
             "--insecure-plaintext",
+            // Stdout is only read up to the address: no live lines to fill the pipe.
+            "--quiet",
             "--max-agents",
         ])
         .arg(o.agents.max(1).to_string())

@@ -2,7 +2,8 @@
 //! coordinator and one agent in this process, over real gRPC on loopback —
 //! the same engine, merge and report as a cluster run.
 
-use crate::cluster::run_coordinator;
+use crate::cluster::{ClusterOptions, run_coordinator_with};
+use crate::events::EventSender;
 use crate::report::model::RunReport;
 use crate::scenario::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target, stages};
 use stampede_agent::engine::EngineOptions;
@@ -73,6 +74,15 @@ pub async fn run_bench(
     options: BenchOptions,
     cancel: CancellationToken,
 ) -> Result<RunReport, crate::run::RunError> {
+    run_bench_with(options, None, cancel).await
+}
+
+/// [`run_bench`], sending the run's events to `events`.
+pub async fn run_bench_with(
+    options: BenchOptions,
+    events: Option<EventSender>,
+    cancel: CancellationToken,
+) -> Result<RunReport, crate::run::RunError> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| crate::run::RunError::Server(e.to_string()))?;
@@ -91,7 +101,11 @@ pub async fn run_bench(
     // the agent flushes what it recorded before it is released.
     let agent_stop = CancellationToken::new();
     let agent_task = tokio::spawn(run_agent(agent, agent_stop.clone()));
-    let result = run_coordinator(scenario(&options), listener, cancel).await;
+    let cluster = ClusterOptions {
+        events,
+        ..ClusterOptions::default()
+    };
+    let result = run_coordinator_with(scenario(&options), listener, cluster, cancel).await;
     agent_stop.cancel();
     let _ = agent_task.await;
     result

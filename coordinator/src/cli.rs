@@ -55,6 +55,9 @@ pub struct DemoArgs {
     /// Also write the HTML report to this file.
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// No live view while the run goes (only the result table at the end).
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +103,9 @@ pub struct BenchArgs {
     /// Also write the HTML report to this file.
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// No live view while the run goes (with --json it is shown on stderr).
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +122,15 @@ pub struct CoordinatorArgs {
     /// Also write the HTML report to this file.
     #[arg(long, env = "STAMPEDE_HTML_REPORT")]
     pub html: Option<PathBuf>,
+    /// No live view while the run goes: on a terminal a redrawn block, elsewhere one line per interval.
+    #[arg(short, long, env = "STAMPEDE_QUIET")]
+    pub quiet: bool,
+    /// Serve Prometheus metrics of the run at http://ADDR/metrics (port 0 picks a free port; the address is printed).
+    #[arg(long, env = "STAMPEDE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Push each finished run's metrics to this Pushgateway (http://HOST:PORT), grouped by job and run id.
+    #[arg(long, env = "STAMPEDE_PUSHGATEWAY", value_name = "URL")]
+    pub pushgateway: Option<url::Url>,
     /// This coordinator's TLS certificate chain (PEM).
     #[arg(
         long,

@@ -1,6 +1,7 @@
 //! Wires a coordinator together: the gRPC server on a listener, the run
 //! actor behind it, and an orderly shutdown of both.
 
+use crate::events::{EventSender, Events};
 use crate::report::model::RunReport;
 use crate::run::{self, RunError, Series};
 use crate::scenario::Scenario;
@@ -18,7 +19,7 @@ use tracing::warn;
 /// How long the gRPC server may take to close sessions after the run.
 const SERVER_DRAIN: Duration = Duration::from_secs(2);
 
-/// Who may join, and how many.
+/// Who may join, how many, and who hears how the run goes.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
     /// TLS (and mTLS); `None` serves plain text.
@@ -27,6 +28,9 @@ pub struct ClusterOptions {
     pub token: Option<SharedToken>,
     /// Most agent sessions open at once.
     pub max_agents: usize,
+    /// Where the run actor sends [`RunEvent`](crate::events::RunEvent)s
+    /// (the live view, the metrics endpoint).
+    pub events: Option<EventSender>,
 }
 
 impl Default for ClusterOptions {
@@ -36,6 +40,7 @@ impl Default for ClusterOptions {
             tls: None,
             token: None,
             max_agents: DEFAULT_MAX_AGENTS,
+            events: None,
         }
     }
 }
@@ -106,7 +111,7 @@ pub async fn run_series_with(
     let mut server = tokio::spawn(server);
 
     let result = tokio::select! {
-        series = run::run_series(scenario, commands_rx, cancel) => Ok(series),
+        series = run::run_series_with_events(scenario, commands_rx, cancel, Events::new(options.events)) => Ok(series),
         served = &mut server => {
             // The server only ends on its own if it failed.
             warn!(?served, "gRPC server stopped unexpectedly");

@@ -1,13 +1,16 @@
 //! What each subcommand does, at the binary's edge: turn arguments into
 //! library calls, print results, map failures to a message and exit code.
 
-use crate::bench::{BenchOptions, run_bench};
+use crate::bench::{BenchOptions, run_bench_with};
 use crate::cli::{
     AgentArgs, BenchArgs, CompareArgs, CompareFormat, CoordinatorArgs, DemoArgs, ReportArgs,
     ReportFormat, TargetArgs, ValidateArgs,
 };
 use crate::cluster::{ClusterOptions, run_series_with};
-use crate::demo::{DemoOptions, run_demo};
+use crate::demo::{DemoOptions, run_demo_with};
+use crate::events::{self, EventSender};
+use crate::live;
+use crate::metrics::{self, MetricsEndpoint};
 use crate::report::{self, compare, csv, hlog, html, model::RunReport, series, table};
 use crate::tls::ServerTls;
 use anyhow::{Context, bail};
@@ -15,8 +18,9 @@ use stampede_agent::{AgentConfig, ClientTls, TargetAllowlist};
 use stampede_proto::security::SharedToken;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{error, info, warn};
 
 /// Logs to stderr; `STAMPEDE_LOG` (or `RUST_LOG`) sets the filter, default `info`.
 pub fn init_logging() {
@@ -29,7 +33,8 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_ansi(ansi)
-        .with_writer(std::io::stderr)
+        // Log lines go above the live view's block, not through it.
+        .with_writer(live::LogWriter)
         .with_target(false)
         .try_init();
 }
@@ -69,6 +74,39 @@ fn announce(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+/// Who watches a run: the live view (unless `--quiet`) and whatever else
+/// subscribes to its events before it starts.
+struct Watch {
+    sender: Option<EventSender>,
+    live: Option<JoinHandle<()>>,
+}
+
+impl Watch {
+    fn new(quiet: bool, stream: live::Stream) -> Self {
+        let (sender, _) = events::channel();
+        let live = (!quiet).then(|| live::spawn(sender.subscribe(), stream));
+        Self {
+            sender: Some(sender),
+            live,
+        }
+    }
+
+    /// The sender for the run: the run owns it, and its end (the sender
+    /// dropped) ends the watchers.
+    fn sender(&mut self) -> Option<EventSender> {
+        let sender = self.sender.take();
+        // Nobody subscribed: the run need not build events at all.
+        sender.filter(|s| s.receiver_count() > 0)
+    }
+
+    /// Waits until the live view has shown the end of the run.
+    async fn done(self) {
+        if let Some(live) = self.live {
+            let _ = live.await;
+        }
+    }
 }
 
 fn report_path(explicit: Option<PathBuf>, report: &RunReport) -> PathBuf {
@@ -112,7 +150,10 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         duration: args.duration,
         rate: args.rate,
     };
-    let (report, served) = run_demo(options, shutdown_token()).await?;
+    let mut watch = Watch::new(args.quiet, live::Stream::Stdout);
+    let run = run_demo_with(options, watch.sender(), shutdown_token()).await;
+    watch.done().await;
+    let (report, served) = run?;
     let path = report_path(args.report, &report);
     finish(&report, &path, args.html.as_deref())?;
     announce(&format!(
@@ -166,7 +207,16 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         threads: args.threads,
         timeout: args.timeout,
     };
-    let report = run_bench(options, shutdown_token()).await?;
+    // With --json, stdout is the JSON alone.
+    let stream = if args.json {
+        live::Stream::Stderr
+    } else {
+        live::Stream::Stdout
+    };
+    let mut watch = Watch::new(args.quiet, stream);
+    let run = run_bench_with(options, watch.sender(), shutdown_token()).await;
+    watch.done().await;
+    let report = run?;
     if let Some(path) = &args.report {
         report::write(&report, path)?;
     }
@@ -228,13 +278,17 @@ fn cluster_options(args: &CoordinatorArgs) -> anyhow::Result<ClusterOptions> {
         tls,
         token,
         max_agents: args.max_agents,
+        events: None,
     })
 }
 
 pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     // Validate everything before listening: bad input sends no load.
-    let options = cluster_options(&args)?;
+    let mut options = cluster_options(&args)?;
     let scenario = crate::scenario::load(&args.scenario)?;
+    if let Some(gateway) = &args.pushgateway {
+        metrics::http::push_url(gateway, "check")?;
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -242,10 +296,56 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         "coordinator listening on {}",
         listener.local_addr()?
     ));
-    let series = run_series_with(scenario, listener, options, shutdown_token()).await?;
+    let mut watch = Watch::new(args.quiet, live::Stream::Stdout);
+    let endpoint = match &args.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, watch.sender.as_ref()).await?),
+        None => None,
+    };
+    options.events = watch.sender();
+    let run = run_series_with(scenario, listener, options, shutdown_token()).await;
+    watch.done().await;
+    if let Some(endpoint) = endpoint {
+        endpoint.stop().await;
+    }
+    let mut series = run?;
+    let result = write_results(&mut series, &args);
+    if let Some(gateway) = &args.pushgateway {
+        for report in &series.reports {
+            match metrics::push_summary(gateway, report).await {
+                Ok(url) => info!(%url, "pushed the run's metrics"),
+                // The run's own result stands: a push is a copy of it.
+                Err(e) => error!("could not push the run's metrics: {e}"),
+            }
+        }
+    }
+    result
+}
+
+/// Serves `/metrics` on `addr` from the events of `sender`'s run.
+async fn serve_metrics(
+    addr: &str,
+    sender: Option<&EventSender>,
+) -> anyhow::Result<MetricsEndpoint> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--metrics-listen: cannot listen on {addr}"))?;
+    let events = match sender {
+        Some(sender) => sender.subscribe(),
+        None => bail!("the run's events are already taken"),
+    };
+    let endpoint = MetricsEndpoint::start(listener, events)?;
+    announce(&format!(
+        "metrics listening on http://{}/metrics",
+        endpoint.local_addr()
+    ));
+    Ok(endpoint)
+}
+
+/// Writes the reports of a run or a series and judges their thresholds.
+fn write_results(series: &mut crate::run::Series, args: &CoordinatorArgs) -> anyhow::Result<()> {
     if series.reports.len() <= 1 && series.error.is_none() {
         if let Some(report) = series.reports.first() {
-            let path = report_path(args.report, report);
+            let path = report_path(args.report.clone(), report);
             return finish(report, &path, args.html.as_deref());
         }
     }
@@ -257,7 +357,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
 /// run's thresholds. A run that could not run fails the command after the
 /// reports of the runs before it are written.
 fn finish_series(
-    series: crate::run::Series,
+    series: &mut crate::run::Series,
     report: Option<&Path>,
     html_path: Option<&Path>,
 ) -> anyhow::Result<()> {
@@ -299,7 +399,7 @@ fn finish_series(
         announce(&format!("\n{}", series::render(&summary)));
         announce(&format!("series summary: {}", path.display()));
     }
-    if let Some(e) = series.error {
+    if let Some(e) = series.error.take() {
         return Err(e.into());
     }
     if !failed.is_empty() {

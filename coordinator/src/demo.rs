@@ -3,7 +3,8 @@
 //! distance), a coordinator, and three agents labelled us-east, eu-west and
 //! ap-south, all in this process, talking over real gRPC on loopback.
 
-use crate::cluster::run_coordinator;
+use crate::cluster::{ClusterOptions, run_coordinator_with};
+use crate::events::EventSender;
 use crate::report::model::RunReport;
 use crate::scenario::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target, stages};
 use stampede_agent::{AgentConfig, AllowRule, TargetAllowlist, run_agent};
@@ -118,6 +119,15 @@ pub async fn run_demo(
     options: DemoOptions,
     cancel: CancellationToken,
 ) -> Result<(RunReport, u64), DemoError> {
+    run_demo_with(options, None, cancel).await
+}
+
+/// [`run_demo`], sending the run's events to `events`.
+pub async fn run_demo_with(
+    options: DemoOptions,
+    events: Option<EventSender>,
+    cancel: CancellationToken,
+) -> Result<(RunReport, u64), DemoError> {
     let target = TargetServer::bind(TargetConfig {
         region_delays: REGIONS
             .iter()
@@ -153,7 +163,12 @@ pub async fn run_demo(
         })
         .collect();
 
-    let result = run_coordinator(scenario(&options, target_port), listener, cancel).await;
+    let cluster = ClusterOptions {
+        events,
+        ..ClusterOptions::default()
+    };
+    let scenario = scenario(&options, target_port);
+    let result = run_coordinator_with(scenario, listener, cluster, cancel).await;
     agents_stop.cancel();
     for agent in agents {
         let _ = agent.await;

@@ -7,6 +7,8 @@
 //!   [`tls`]: the server's certificates.
 //! - [`merge`]: where histograms are merged.
 //! - [`report`]: the JSON report and the terminal table.
+//! - [`events`]: what a run tells while it goes; [`live`] shows it on the
+//!   terminal, [`metrics`] serves it to Prometheus.
 //! - [`demo`], [`bench`]: everything in one process.
 //! - [`cli`], [`commands`]: the command line.
 
@@ -15,7 +17,10 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod demo;
+pub mod events;
+pub mod live;
 pub mod merge;
+pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod run;

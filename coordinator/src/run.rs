@@ -2,6 +2,7 @@
 //! [`RunCommand`]s; it gathers agents, assigns slices, sends one common
 //! start time, merges interval reports, and builds the report.
 
+use crate::events::{Events, IntervalSnapshot, RunEvent, RunPlan, RunStart};
 use crate::merge::AgentInterval;
 use crate::merge::RunMerge;
 use crate::plan::{self, PlanError};
@@ -12,6 +13,7 @@ use crate::scenario::Scenario;
 use crate::wire::ReportError;
 use stampede_proto::v1::{self, agent_message, coordinator_message};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -135,8 +137,18 @@ pub async fn run(
 /// (an agent lost in one run is replaced before the next).
 pub async fn run_series(
     scenario: Scenario,
+    commands: mpsc::Receiver<RunCommand>,
+    cancel: CancellationToken,
+) -> Series {
+    run_series_with_events(scenario, commands, cancel, Events::default()).await
+}
+
+/// [`run_series`], telling `events` how it goes.
+pub async fn run_series_with_events(
+    scenario: Scenario,
     mut commands: mpsc::Receiver<RunCommand>,
     cancel: CancellationToken,
+    events: Events,
 ) -> Series {
     let mut series = Series {
         id: Uuid::new_v4().to_string(),
@@ -146,7 +158,7 @@ pub async fn run_series(
     let mut members: Vec<Member> = Vec::new();
     let count = scenario.repeat.max(1);
     for index in 0..count {
-        if let Err(e) = gather(&scenario, &mut members, &mut commands, &cancel).await {
+        if let Err(e) = gather(&scenario, &mut members, &mut commands, &cancel, &events).await {
             series.error = Some(e);
             break;
         }
@@ -155,7 +167,15 @@ pub async fn run_series(
             index,
             count,
         };
-        match run_once(&scenario, &mut members, &mut commands, &cancel, position).await {
+        let run = run_once(
+            &scenario,
+            &mut members,
+            &mut commands,
+            &cancel,
+            position,
+            &events,
+        );
+        match run.await {
             Ok(report) => series.reports.push(report),
             Err(e) => {
                 series.error = Some(e);
@@ -196,8 +216,10 @@ async fn gather(
     members: &mut Vec<Member>,
     commands: &mut mpsc::Receiver<RunCommand>,
     cancel: &CancellationToken,
+    events: &Events,
 ) -> Result<(), RunError> {
     let wait_until = Instant::now() + scenario.agent_wait_timeout;
+    events.send(|| RunEvent::Waiting(Arc::new(RunPlan::of(scenario))));
     if !all_present(scenario, members) {
         info!(scenario = %scenario.name, agents = scenario.total_agents(), "waiting for agents");
     }
@@ -212,11 +234,12 @@ async fn gather(
                 return Err(RunError::MissingAgents { waited: scenario.agent_wait_timeout, missing });
             }
             command = commands.recv() => match command {
-                Some(RunCommand::Register { register, outbound }) => admit(scenario, members, register, outbound).await,
+                Some(RunCommand::Register { register, outbound }) => admit(scenario, members, register, outbound, events).await,
                 Some(RunCommand::Disconnected { agent_id }) => {
                     if let Some(pos) = members.iter().position(|m| m.id == agent_id) {
                         let m = members.remove(pos);
                         warn!(agent = %m.id, region = %m.region, "agent left while waiting; its place is open again");
+                        events.send(|| RunEvent::AgentLeft { agent: m.id, region: m.region });
                     }
                 }
                 Some(RunCommand::FromAgent { .. } | RunCommand::Interval { .. }) => {}
@@ -234,6 +257,7 @@ async fn run_once(
     commands: &mut mpsc::Receiver<RunCommand>,
     cancel: &CancellationToken,
     position: SeriesPosition<'_>,
+    events: &Events,
 ) -> Result<RunReport, RunError> {
     let run_id = Uuid::new_v4().to_string();
 
@@ -281,6 +305,10 @@ async fn run_once(
             Some(RunCommand::Disconnected { agent_id }) => {
                 finish_all(members, &run_id, false).await;
                 let region = region_of(members, agent_id);
+                events.send(|| RunEvent::AgentLeft {
+                    agent: agent_id,
+                    region: region.clone(),
+                });
                 return Err(RunError::LostBeforeStart {
                     agent: agent_id,
                     region,
@@ -308,6 +336,16 @@ async fn run_once(
         m.state = MemberState::Running;
     }
     info!(%run_id, starts_in = ?scenario.start_delay, duration = ?scenario.load.duration, "run starting");
+    events.send(|| {
+        RunEvent::Starting(Arc::new(RunStart {
+            run_id: run_id.clone(),
+            plan: Arc::new(RunPlan::of(scenario)),
+            start_unix_nanos,
+            run: position.index + 1,
+            runs: position.count,
+            agents: roster.clone(),
+        }))
+    });
 
     // 4. Collect and merge until every agent is done (or the deadline).
     let mut merge = RunMerge::with_requests(
@@ -398,6 +436,10 @@ async fn run_once(
                     notes.push(format!("agent {} ({}) was lost mid-run", m.id, m.region));
                     m.state = MemberState::Lost;
                     merge.agent_done(agent_id);
+                    events.send(|| RunEvent::AgentLeft {
+                        agent: agent_id,
+                        region: m.region.clone(),
+                    });
                 }
             }
             Some(RunCommand::Register { outbound, .. }) => {
@@ -405,28 +447,13 @@ async fn run_once(
             }
             None => break,
         }
-        for closed in &merge.intervals()[shown_intervals..] {
-            let t = closed.global.unseal();
-            let seconds = (closed.end_unix_nanos - closed.start_unix_nanos).max(1) as f64 / 1e9;
-            let p = build::latency_summary(&t.latency);
-            // How long after its end the interval could be closed: the time
-            // the last agent's report took to arrive and be merged.
-            let closed_after_ms = (build::unix_nanos_now() - closed.end_unix_nanos) as f64 / 1e6;
-            info!(
-                interval = closed.index,
-                closed_after_ms = format!("{closed_after_ms:.1}"),
-                rps = format!("{:.1}", t.outcomes.completed() as f64 / seconds),
-                errors = t.outcomes.failed(),
-                p50 = %micros(p.p50),
-                p99 = %micros(p.p99),
-                "interval"
-            );
-        }
-        shown_intervals = merge.intervals().len();
+        shown_intervals =
+            announce_closed(&merge, shown_intervals, &run_id, start_unix_nanos, events);
     }
 
     // 5. Release the agents (for good, if the series is over) and write up.
     merge.close_all();
+    announce_closed(&merge, shown_intervals, &run_id, start_unix_nanos, events);
     let more = position.more_runs() && !cancel.is_cancelled();
     finish_all(members, &run_id, more).await;
     let meta: BTreeMap<Uuid, AgentMeta> = members
@@ -447,7 +474,7 @@ async fn run_once(
             )
         })
         .collect();
-    Ok(build::build(ReportInput {
+    let report = build::build(ReportInput {
         run_id: &run_id,
         scenario,
         merge: &merge,
@@ -459,7 +486,44 @@ async fn run_once(
             run: position.index + 1,
             runs: position.count,
         }),
-    }))
+    });
+    events.send(|| RunEvent::Finished(Arc::new(report.clone())));
+    Ok(report)
+}
+
+/// Logs (and sends as events) the intervals closed since the first
+/// `shown`; returns how many are shown now. Each closed interval's
+/// histograms are decoded once, here.
+fn announce_closed(
+    merge: &RunMerge,
+    shown: usize,
+    run_id: &str,
+    start_unix_nanos: i64,
+    events: &Events,
+) -> usize {
+    for closed in &merge.intervals()[shown..] {
+        let warmup = merge.is_warmup(closed.index);
+        let mut snapshot = IntervalSnapshot::of(run_id, closed, start_unix_nanos, warmup);
+        if events.is_on() {
+            // Only a listener needs the regions: decode them only then.
+            snapshot = snapshot.with_regions(closed);
+        }
+        let g = &snapshot.global;
+        // How long after its end the interval could be closed: the time
+        // the last agent's report took to arrive and be merged.
+        let closed_after_ms = (build::unix_nanos_now() - closed.end_unix_nanos) as f64 / 1e6;
+        info!(
+            interval = closed.index,
+            closed_after_ms = format!("{closed_after_ms:.1}"),
+            rps = format!("{:.1}", g.rps),
+            errors = g.errors.total,
+            p50 = %micros(g.latency.p50),
+            p99 = %micros(g.latency.p99),
+            "interval"
+        );
+        events.send(|| RunEvent::IntervalClosed(Arc::new(snapshot)));
+    }
+    merge.intervals().len()
 }
 
 fn all_present(scenario: &Scenario, members: &[Member]) -> bool {
@@ -492,6 +556,7 @@ async fn admit(
     members: &mut Vec<Member>,
     register: v1::Register,
     outbound: Outbound,
+    events: &Events,
 ) {
     let Ok(id) = Uuid::parse_str(&register.agent_id) else {
         return refuse(
@@ -530,6 +595,10 @@ async fn admit(
     let _ = outbound
         .send(msg(coordinator_message::Kind::Registered(registered)))
         .await;
+    events.send(|| RunEvent::AgentJoined {
+        agent: id,
+        region: register.region.clone(),
+    });
     members.push(Member {
         id,
         region: register.region,

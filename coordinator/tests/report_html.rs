@@ -2,7 +2,9 @@
 //! it loads with no console error (the page's Content-Security-Policy turns
 //! any script or fetch into one), its charts are in the rendered DOM with
 //! plotted lines, hostile strings in a report stay text, and a screenshot
-//! is left in the test's target directory for a person to look at.
+//! is left in the test's target directory for a person to look at. A second
+//! run, with a warm-up, step stages, a request mix and thresholds (one of
+//! them failing), shows those sections too.
 //!
 //! Skips (with a message) when Chromium is not installed, unless
 //! `STAMPEDE_REQUIRE_CHROMIUM=1` (CI sets it).
@@ -14,7 +16,7 @@ use stampede_coordinator::report::{html, model::RunReport};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::spawn_command;
+use support::{InProcessTarget, run_with_agents, spawn_command};
 use tokio_util::sync::CancellationToken;
 
 const CHROMIUM_NAMES: [&str; 3] = ["chromium", "chromium-browser", "google-chrome"];
@@ -140,8 +142,8 @@ fn hostile(report: &RunReport) -> RunReport {
     r
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_report_opens_in_chromium_without_errors_and_with_its_charts() {
+/// Chromium, or `None` (the test then skips) unless CI requires it.
+fn browser_or_skip() -> Option<Browser> {
     let Some(program) = find_chromium() else {
         if std::env::var("STAMPEDE_REQUIRE_CHROMIUM").as_deref() == Ok("1") {
             panic!(
@@ -151,15 +153,41 @@ async fn demo_report_opens_in_chromium_without_errors_and_with_its_charts() {
         println!(
             "SKIPPED: chromium not found (apt-get install chromium); the HTML report was not checked in a browser"
         );
-        return;
+        return None;
     };
-    let browser = Browser {
+    Some(Browser {
         program,
         profile: tempfile::tempdir().expect("profile dir"),
-    };
-    // Kept after the test: the screenshot is an artifact for a person.
+    })
+}
+
+/// Where screenshots are kept after the test: artifacts for a person.
+fn artifact_dir() -> PathBuf {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report_html");
     std::fs::create_dir_all(&out).expect("artifact dir");
+    out
+}
+
+/// Takes a screenshot of `page` into `png` and checks it is a real picture.
+fn screenshot(browser: &Browser, page: &Path, png: &Path) {
+    let _ = std::fs::remove_file(png);
+    browser.screenshot(page, png);
+    let bytes = std::fs::read(png).expect("a screenshot was written");
+    assert!(bytes.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+    assert!(
+        bytes.len() > 20_000,
+        "the screenshot is nearly empty ({} bytes)",
+        bytes.len()
+    );
+    println!("screenshot: {}", png.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_report_opens_in_chromium_without_errors_and_with_its_charts() {
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    let out = artifact_dir();
 
     // The check can fail: a console error on a page is seen.
     let canary = out.join("canary.html");
@@ -218,17 +246,7 @@ async fn demo_report_opens_in_chromium_without_errors_and_with_its_charts() {
         );
     }
 
-    let png = out.join("report.png");
-    let _ = std::fs::remove_file(&png);
-    browser.screenshot(&page, &png);
-    let bytes = std::fs::read(&png).expect("a screenshot was written");
-    assert!(bytes.starts_with(b"\x89PNG"), "the screenshot is a PNG");
-    assert!(
-        bytes.len() > 20_000,
-        "the screenshot is nearly empty ({} bytes)",
-        bytes.len()
-    );
-    println!("screenshot: {}", png.display());
+    screenshot(&browser, &page, &out.join("report.png"));
 
     // Markup in a report stays text: nothing runs, nothing loads, and the
     // strings are shown as they are.
@@ -248,4 +266,117 @@ async fn demo_report_opens_in_chromium_without_errors_and_with_its_charts() {
         plotted_lines_per_chart(&load.dom).len(),
         1 + regions + 1 + 1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_mix_with_thresholds_shows_its_sections_in_chromium() {
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    let out = artifact_dir();
+    let target = InProcessTarget::start(stampede_target::TargetConfig {
+        region_delays: [
+            ("us-east", Duration::from_millis(2)),
+            ("eu-west", Duration::from_millis(20)),
+        ]
+        .into_iter()
+        .map(|(r, d)| (r.to_owned(), stampede_target::DelaySpec::Fixed(d)))
+        .collect(),
+        ..stampede_target::TargetConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("staged-mix.yaml");
+    let base = target.url.as_str().trim_end_matches('/');
+    std::fs::write(
+        &path,
+        format!(
+            r#"name: staged-mix
+target:
+  url: {base}/
+  region_urls:
+    us-east: {base}/region/us-east/
+    eu-west: {base}/region/eu-west/
+requests:
+  - name: predict-small
+    weight: 80
+    url: small
+  - name: predict-large
+    weight: 20
+    method: POST
+    url: large
+    body: '{{"size": "large"}}'
+load:
+  model: open
+  connections: 16
+  stages:
+    - kind: warmup
+      duration: 1s
+      rate: 60
+    - kind: step
+      levels: [100, 200]
+      hold: 1s
+    - kind: steady
+      duration: 1s
+      rate: 150
+regions:
+  - name: us-east
+  - name: eu-west
+start_delay: 300ms
+thresholds:
+  - p99 < 5s
+  - error_rate < 1%
+  - "eu-west: p50 < 1ms"
+"#
+        ),
+    )
+    .expect("write scenario");
+    let scenario = stampede_coordinator::scenario::load(&path).expect("valid scenario");
+    let report = run_with_agents(scenario, &["us-east", "eu-west"]).await;
+    target.stop().await;
+    assert_eq!(report.stages.len(), 4, "warm-up, two steps, steady");
+    assert_eq!(report.requests.len(), 2);
+    assert!(
+        report.thresholds.iter().any(|t| !t.passed),
+        "eu-west cannot answer in 1 ms"
+    );
+
+    let page = out.join("staged-mix.html");
+    html::write(&report, &page).expect("the page writes");
+    let load = browser.load(&page);
+    assert!(
+        load.console.is_empty(),
+        "console messages:\n{}",
+        load.console.join("\n")
+    );
+    let dom = &load.dom;
+    for section in ["id=\"thresholds\"", "id=\"stages\"", "id=\"requests\""] {
+        assert!(dom.contains(section), "{section} is in the page");
+    }
+    assert!(dom.contains("class=\"verdict fail\""), "the failure banner");
+    assert!(
+        dom.contains("eu-west: p50 &lt; 1ms"),
+        "names the failed threshold"
+    );
+    for name in [
+        "step 100",
+        "step 200",
+        "steady 150",
+        "predict-small",
+        "predict-large",
+    ] {
+        assert!(dom.contains(&format!(">{name}</td>")), "{name} row");
+    }
+    // The time charts (throughput, latency per region, errors) shade the
+    // warm-up and mark where each later stage starts.
+    let time_charts = 1 + report.regions.len() + 1;
+    assert_eq!(dom.matches("<rect class=\"span\"").count(), time_charts);
+    assert_eq!(
+        dom.matches("<line class=\"boundary\"").count(),
+        time_charts * 3
+    );
+    let charts = plotted_lines_per_chart(dom);
+    assert_eq!(charts.len(), time_charts + 1, "charts: {charts:?}");
+    assert!(charts.iter().all(|lines| *lines >= 2), "charts: {charts:?}");
+    screenshot(&browser, &page, &out.join("staged-mix.png"));
 }

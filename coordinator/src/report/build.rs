@@ -1,7 +1,7 @@
 //! Builds the [`RunReport`] from the merged state of a run.
 
 use super::model::*;
-use crate::merge::{LlmInterval, RunMerge, Totals};
+use crate::merge::{LlmInterval, Outcomes, RunMerge, Totals};
 use crate::scenario::{Arrival, Model, PhaseKind, RequestUrl, Scenario};
 use base64::Engine;
 use hdrhistogram::Histogram;
@@ -349,14 +349,7 @@ pub fn scope_summary(t: &Totals, target_rps: Option<f64>, duration_s: f64) -> Sc
     ScopeSummary {
         requests: o.completed(),
         successes: o.success,
-        errors: ErrorCounts {
-            total: o.failed(),
-            connect: o.connect_error,
-            timeout: o.timeout,
-            status_4xx: o.status_4xx,
-            status_5xx: o.status_5xx,
-            other: o.other_error,
-        },
+        errors: error_counts(o),
         interrupted: o.interrupted,
         status_codes: t
             .status_codes
@@ -433,6 +426,18 @@ pub fn llm_summary(l: &LlmInterval, completed: u64, duration_s: f64) -> LlmSumma
         itl_per_token_histogram: encode_base64(&itl_pt),
         tpot_histogram: encode_base64(&tpot),
         request_tokens_per_second_histogram: encode_base64(&tps),
+    }
+}
+
+/// Failed requests by class.
+pub fn error_counts(o: &Outcomes) -> ErrorCounts {
+    ErrorCounts {
+        total: o.failed(),
+        connect: o.connect_error,
+        timeout: o.timeout,
+        status_4xx: o.status_4xx,
+        status_5xx: o.status_5xx,
+        other: o.other_error,
     }
 }
 

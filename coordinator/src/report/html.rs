@@ -10,6 +10,7 @@
 //! of defence and so a browser reports any attempt as an error.
 
 mod charts;
+mod sections;
 mod tables;
 
 use super::build::HistogramFieldError;
@@ -42,11 +43,16 @@ pub fn render(report: &RunReport) -> Result<String, HtmlError> {
         ("status", tables::status_badge(report)),
         ("subtitle", tables::subtitle(report)),
         ("notes", tables::notes(report)),
+        ("verdict", sections::verdict(report)),
         ("cards", tables::cards(report)),
+        ("thresholds", sections::thresholds(report)),
+        ("time_hint", charts::time_hint(report)),
         ("throughput", charts::throughput(report)),
         ("latency", charts::latency_over_time(report)),
         ("distribution", charts::distribution(report)?),
         ("errors", charts::errors(report)),
+        ("stages", sections::stages(report)),
+        ("requests", sections::requests(report)),
         ("regions", tables::regions(report)),
         ("error_classes", tables::error_classes(report)),
         ("agents", tables::agents(report)),
@@ -100,8 +106,9 @@ fn fill(template: &str, values: &[(&str, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::fixture::{report, slice, spread};
-    use super::super::model::RunStatus;
+    use super::super::model::{RunStatus, ScopeSummary};
     use super::*;
+    use std::collections::BTreeMap;
 
     fn three_regions() -> RunReport {
         report(&[
@@ -207,6 +214,173 @@ mod tests {
         // throughput, latency p50 + p99, distribution, errors: one line each
         assert_eq!(page.matches("<path class=\"line").count(), 1 + 2 + 1 + 1);
         assert!(page.contains("class=\"value warn\""), "errors stand out");
+    }
+
+    /// Three regions over 6 s: a 2 s warm-up, two steps, a mix of two
+    /// requests, thresholds (one failing), run 2 of a series, a data file.
+    fn staged_mix() -> RunReport {
+        use super::super::model::{RequestReport, SeriesInfo, StageReport, ThresholdResult};
+        let mut r = report(&["us-east", "eu-west", "ap-south"].map(|name| {
+            let slices = (0..6)
+                .map(|i| slice(spread(5_000 + i * 1000, 9_000 + i * 1000, 50), 0))
+                .collect();
+            (name, slices)
+        }));
+        r.scenario.model = "open".into();
+        r.scenario.warmup_s = 2.0;
+        r.scenario.data_file = Some("prompts.jsonl".into());
+        r.scenario.data_rows = Some(120);
+        r.scenario.data_order = Some("sequential".into());
+        for i in &mut r.intervals[..2] {
+            i.warmup = true;
+        }
+        let by_region = |r: &RunReport| -> BTreeMap<String, ScopeSummary> {
+            r.regions
+                .iter()
+                .map(|g| (g.name.clone(), g.summary.clone()))
+                .collect()
+        };
+        let stage = |name: &str, kind: &str, start: f64, level: f64| StageReport {
+            name: name.into(),
+            kind: kind.into(),
+            stage: 0,
+            start_s: start,
+            end_s: start + 2.0,
+            level_from: level,
+            level_to: level,
+            warmup: kind == "warmup",
+            global: r.global.clone(),
+            regions: by_region(&r),
+        };
+        r.stages = vec![
+            stage("warmup 100", "warmup", 0.0, 100.0),
+            stage("step 200", "step", 2.0, 200.0),
+            stage("step 400", "step", 4.0, 400.0),
+        ];
+        r.requests = ["predict-small", "predict-large"]
+            .iter()
+            .zip([0.8, 0.2])
+            .map(|(name, share)| RequestReport {
+                name: (*name).into(),
+                method: "POST".into(),
+                url: "/v1/models/{{model}}:predict".into(),
+                share,
+                global: r.global.clone(),
+                regions: by_region(&r),
+            })
+            .collect();
+        let verdict =
+            |threshold: &str, scope: &str, metric: &str, limit, actual, passed| ThresholdResult {
+                threshold: threshold.into(),
+                scope: scope.into(),
+                metric: metric.into(),
+                limit,
+                actual,
+                passed,
+            };
+        r.thresholds = vec![
+            verdict(
+                "p99 < 250ms",
+                "global",
+                "p99",
+                250_000.0,
+                Some(14_000.0),
+                true,
+            ),
+            verdict(
+                "eu-west: p50 < 1ms",
+                "eu-west",
+                "p50",
+                1_000.0,
+                Some(9_000.0),
+                false,
+            ),
+            verdict(
+                "error_rate < 0.1%",
+                "global",
+                "error_rate",
+                0.001,
+                Some(0.0),
+                true,
+            ),
+        ];
+        r.series = Some(SeriesInfo {
+            id: "series-7".into(),
+            run: 2,
+            runs: 3,
+        });
+        r
+    }
+
+    #[test]
+    fn stages_mix_thresholds_series_and_data_have_their_sections() {
+        let r = staged_mix();
+        let page = render(&r).expect("renders");
+        // The failed threshold is loud: a banner at the top, a badge, a row.
+        let banner = page
+            .find("class=\"verdict fail\"")
+            .expect("a failure banner");
+        assert!(
+            banner < page.find("class=\"cards\"").expect("cards"),
+            "banner first"
+        );
+        assert!(page.contains("1 of 3 threshold check(s) failed"));
+        assert!(page.contains("<li>eu-west: p50 &lt; 1ms (was 9.00ms)</li>"));
+        assert!(page.contains("badge fail\">thresholds failed"));
+        assert_eq!(page.matches("<tr class=\"fail\">").count(), 1);
+        assert_eq!(page.matches("badge complete\">pass").count(), 2);
+        // Stages: a row per phase (the warm-up muted), and per region.
+        assert!(page.contains("id=\"stages\""));
+        assert!(page.contains("<tr class=\"muted\"><td class=\"text\">warmup 100 (warm-up)</td>"));
+        for name in ["step 200", "step 400", "step 400 · ap-south"] {
+            assert!(page.contains(&format!(">{name}</td>")), "{name}");
+        }
+        // The time charts (throughput, 3 latency, errors) shade the warm-up
+        // and mark the two steps' starts; the distribution does not.
+        assert_eq!(page.matches("<rect class=\"span\"").count(), 5);
+        assert_eq!(page.matches("<line class=\"boundary\"").count(), 10);
+        assert!(page.contains("Dotted lines mark where each stage starts"));
+        // The mix: each request, its share, per region.
+        assert!(page.contains("id=\"requests\""));
+        assert!(page.contains(">predict-small</td>"));
+        assert!(page.contains("<td>80.0%</td>"));
+        assert!(page.contains(">predict-large · eu-west</td>"));
+        assert!(
+            page.contains("/v1/models/{{model}}:predict"),
+            "placeholders stay text"
+        );
+        // Series and data file.
+        assert!(page.contains("run 2 of 3 in series <code>series-7</code>"));
+        assert!(page.contains("prompts.jsonl, 120 rows, taken in sequential order"));
+        assert!(page.contains("left out of every figure"));
+    }
+
+    #[test]
+    fn a_plain_run_has_none_of_the_optional_sections() {
+        let page = render(&three_regions()).expect("renders");
+        for needle in [
+            "id=\"thresholds\"",
+            "id=\"stages\"",
+            "id=\"requests\"",
+            "class=\"verdict",
+            "class=\"marks\"",
+            "in series",
+            "data file",
+        ] {
+            assert!(!page.contains(needle), "{needle}");
+        }
+    }
+
+    #[test]
+    fn all_thresholds_passing_says_so_quietly() {
+        let mut r = staged_mix();
+        for t in &mut r.thresholds {
+            t.passed = true;
+        }
+        let page = render(&r).expect("renders");
+        assert!(page.contains("class=\"verdict pass\""));
+        assert!(page.contains("All 3 threshold check(s) passed."));
+        assert!(!page.contains("badge fail"));
     }
 
     #[test]

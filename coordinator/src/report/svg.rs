@@ -58,6 +58,40 @@ impl Size {
     };
 }
 
+/// What a time chart marks behind its lines: shaded spans (the warm-up)
+/// and labelled boundaries (where each stage starts), in x units.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Marks {
+    pub spans: Vec<Span>,
+    pub boundaries: Vec<Boundary>,
+}
+
+impl Marks {
+    /// Nothing marked.
+    pub const NONE: Marks = Marks {
+        spans: Vec::new(),
+        boundaries: Vec::new(),
+    };
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Span {
+    pub from: f64,
+    pub to: f64,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Boundary {
+    pub at: f64,
+    /// What starts here.
+    pub label: String,
+}
+
+/// Roughly how wide a mark's label is per character, in SVG units at the
+/// chart's 10px mark font: to leave out labels that would overlap.
+const MARK_CHAR_WIDTH: f64 = 5.6;
+
 pub struct Chart<'a> {
     /// Text for screen readers and the SVG's own title.
     pub title: &'a str,
@@ -73,6 +107,8 @@ pub struct Chart<'a> {
     /// The y values are counts: ticks at whole numbers only.
     pub y_counts: bool,
     pub series: Vec<Series>,
+    /// Drawn behind the series.
+    pub marks: &'a Marks,
 }
 
 /// Escapes text for HTML and SVG content and attribute values.
@@ -120,6 +156,7 @@ pub fn render(chart: &Chart<'_>) -> String {
         t = escape(chart.title)
     );
     grid(&mut svg, chart, &plot);
+    marks(&mut svg, chart.marks, &plot);
     if chart.series.iter().all(|s| s.points.is_empty()) {
         let _ = write!(
             svg,
@@ -200,6 +237,62 @@ fn grid(svg: &mut String, chart: &Chart<'_>, plot: &Plot<'_>) {
         TOP + (plot.height - TOP - BOTTOM) / 2.0,
         escape(chart.y_label)
     );
+}
+
+/// Shaded spans, then boundary lines, each labelled at the top of the plot
+/// when its label fits before the next mark.
+fn marks(svg: &mut String, marks: &Marks, plot: &Plot<'_>) {
+    if marks.spans.is_empty() && marks.boundaries.is_empty() {
+        return;
+    }
+    let (top, bottom) = (TOP, plot.height - BOTTOM);
+    let right_edge = plot.width - RIGHT;
+    svg.push_str(r#"<g class="marks">"#);
+    for span in &marks.spans {
+        let (x1, x2) = (plot.px(span.from), plot.px(span.to));
+        let _ = write!(
+            svg,
+            r#"<rect class="span" x="{x1:.1}" y="{top}" width="{:.1}" height="{:.1}"><title>{l}</title></rect>"#,
+            (x2 - x1).max(0.0),
+            bottom - top,
+            l = escape(&span.label)
+        );
+        if (x2 - x1) >= label_width(&span.label) {
+            let _ = write!(
+                svg,
+                r#"<text class="mark-label" x="{:.1}" y="{:.1}">{}</text>"#,
+                x1 + 4.0,
+                top + 11.0,
+                escape(&span.label)
+            );
+        }
+    }
+    for (i, b) in marks.boundaries.iter().enumerate() {
+        let x = plot.px(b.at);
+        let next = marks
+            .boundaries
+            .get(i + 1)
+            .map_or(right_edge, |n| plot.px(n.at));
+        let _ = write!(
+            svg,
+            r#"<line class="boundary" x1="{x:.1}" x2="{x:.1}" y1="{top}" y2="{bottom}"><title>{}</title></line>"#,
+            escape(&b.label)
+        );
+        if next - x >= label_width(&b.label) {
+            let _ = write!(
+                svg,
+                r#"<text class="mark-label" x="{:.1}" y="{:.1}">{}</text>"#,
+                x + 4.0,
+                top + 22.0,
+                escape(&b.label)
+            );
+        }
+    }
+    svg.push_str("</g>");
+}
+
+fn label_width(label: &str) -> f64 {
+    8.0 + MARK_CHAR_WIDTH * label.chars().count() as f64
 }
 
 fn series(svg: &mut String, s: &Series, plot: &Plot<'_>) {
@@ -343,6 +436,7 @@ mod tests {
             y_unit: "",
             y_counts: false,
             series,
+            marks: &Marks::NONE,
         })
     }
 

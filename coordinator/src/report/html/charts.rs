@@ -8,7 +8,7 @@ use super::HtmlError;
 use crate::report::build::decode_base64;
 use crate::report::model::{IntervalFigures, RunReport};
 use crate::report::scale;
-use crate::report::svg::{self, Chart, Series, Size, XAxis, escape};
+use crate::report::svg::{self, Boundary, Chart, Marks, Series, Size, Span, XAxis, escape};
 use std::fmt::Write;
 
 /// Step of the distribution curve along the nines axis: 20 points per
@@ -75,6 +75,41 @@ fn over_time(
         .collect()
 }
 
+/// What the time charts mark: the warm-up, shaded, and where each stage
+/// after it starts.
+fn time_marks(report: &RunReport, unit: &TimeUnit) -> Marks {
+    let mut marks = Marks::default();
+    let warmup = report.scenario.warmup_s;
+    if warmup > 0.0 {
+        marks.spans.push(Span {
+            from: 0.0,
+            to: warmup / unit.seconds,
+            label: "warm-up: not in the totals".into(),
+        });
+    }
+    for stage in report.stages.iter().filter(|s| !s.warmup) {
+        marks.boundaries.push(Boundary {
+            at: stage.start_s / unit.seconds,
+            label: stage.name.clone(),
+        });
+    }
+    marks
+}
+
+/// What the time charts' marks mean, for the page's hint (empty without).
+pub(super) fn time_hint(report: &RunReport) -> String {
+    let mut hint = String::new();
+    if report.scenario.warmup_s > 0.0 {
+        hint.push_str(
+            " The shaded start is the warm-up: its requests were sent, and are left out of every figure.",
+        );
+    }
+    if report.stages.iter().any(|s| !s.warmup) {
+        hint.push_str(" Dotted lines mark where each stage starts.");
+    }
+    hint
+}
+
 /// With one region, the whole run's line would hide under the region's.
 fn whole_run_differs(report: &RunReport) -> bool {
     report.regions.len() != 1
@@ -109,6 +144,7 @@ fn run_and_regions(
 
 pub(super) fn throughput(report: &RunReport) -> String {
     let unit = time_unit(report);
+    let marks = time_marks(report, &unit);
     let format = |v: f64| svg::number(v);
     figure(&Chart {
         title: "Throughput over time",
@@ -120,11 +156,13 @@ pub(super) fn throughput(report: &RunReport) -> String {
         y_unit: " req/s",
         y_counts: false,
         series: run_and_regions(report, &unit, |f| Some(f.rps)),
+        marks: &marks,
     })
 }
 
 pub(super) fn errors(report: &RunReport) -> String {
     let unit = time_unit(report);
+    let marks = time_marks(report, &unit);
     let format = |v: f64| svg::number(v);
     let none = if report.global.errors.total == 0 {
         r#"<p class="hint">No request failed in this run.</p>"#
@@ -141,6 +179,7 @@ pub(super) fn errors(report: &RunReport) -> String {
         y_unit: " failed",
         y_counts: true,
         series: run_and_regions(report, &unit, |f| Some(f.errors as f64)),
+        marks: &marks,
     });
     format!("{none}{chart}")
 }
@@ -148,6 +187,7 @@ pub(super) fn errors(report: &RunReport) -> String {
 /// One small chart per region: p50 and p99 of each interval.
 pub(super) fn latency_over_time(report: &RunReport) -> String {
     let unit = time_unit(report);
+    let marks = time_marks(report, &unit);
     let mut out = String::new();
     for (i, region) in report.regions.iter().enumerate() {
         let percentile = |pick: fn(&IntervalFigures) -> u64| {
@@ -179,6 +219,7 @@ pub(super) fn latency_over_time(report: &RunReport) -> String {
                     dashed: true,
                 },
             ],
+            marks: &marks,
         }));
     }
     out
@@ -239,6 +280,7 @@ pub(super) fn distribution(report: &RunReport) -> Result<String, HtmlError> {
         y_unit: "",
         y_counts: false,
         series,
+        marks: &Marks::NONE,
     }))
 }
 

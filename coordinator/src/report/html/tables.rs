@@ -9,21 +9,35 @@ use crate::report::table::micros;
 use std::fmt::Write;
 
 pub(super) fn status_badge(report: &RunReport) -> String {
-    match report.status {
+    let mut out = match report.status {
         RunStatus::Complete => r#"<span class="badge complete">complete</span>"#.to_owned(),
         RunStatus::Partial => r#"<span class="badge partial">partial</span>"#.to_owned(),
+    };
+    if report.thresholds.iter().any(|t| !t.passed) {
+        out.push_str(r#"<span class="badge fail">thresholds failed</span>"#);
     }
+    out
 }
 
 pub(super) fn subtitle(report: &RunReport) -> String {
-    format!(
+    let mut out = format!(
         "run <code>{}</code> · {} → {} · {} agents in {} regions",
         escape(&report.run_id),
         escape(&report.started_at),
         escape(&report.ended_at),
         report.agents.len(),
         report.regions.len()
-    )
+    );
+    if let Some(series) = &report.series {
+        let _ = write!(
+            out,
+            " · run {} of {} in series <code>{}</code>",
+            series.run,
+            series.runs,
+            escape(&series.id)
+        );
+    }
+    out
 }
 
 pub(super) fn notes(report: &RunReport) -> String {
@@ -92,7 +106,7 @@ const FIGURE_HEADERS: [&str; 9] = [
     "schedule lag p99",
 ];
 
-fn figure_cells(s: &ScopeSummary) -> String {
+pub(super) fn figure_cells(s: &ScopeSummary) -> String {
     let l = &s.latency_us;
     let rps = match s.target_rps {
         Some(t) => format!("{} / {}", rate(s.achieved_rps), rate(t)),
@@ -117,7 +131,7 @@ fn figure_cells(s: &ScopeSummary) -> String {
     out
 }
 
-fn header_row(first: &[&str]) -> String {
+pub(super) fn header_row(first: &[&str]) -> String {
     let mut out = String::from("<tr>");
     for h in first {
         let _ = write!(out, r#"<th class="text">{h}</th>"#);
@@ -229,10 +243,38 @@ pub(super) fn scenario(report: &RunReport) -> String {
     }
     rows.push(("connections", s.connections.to_string()));
     rows.push(("duration", format!("{} s", s.duration_s)));
+    if s.warmup_s > 0.0 {
+        rows.push((
+            "warm-up",
+            format!(
+                "the first {} s: sent, shaded on the charts, left out of every figure",
+                s.warmup_s
+            ),
+        ));
+    }
     rows.push(("interval", format!("{} s", s.interval_s)));
     rows.push(("request", format!("{} {}", s.method, s.url)));
     for (region, url) in &s.region_urls {
         rows.push(("region URL", format!("{region}: {url}")));
+    }
+    if let Some(file) = &s.data_file {
+        let mut data = file.clone();
+        if let Some(rows) = s.data_rows {
+            let _ = write!(data, ", {rows} rows");
+        }
+        if let Some(order) = &s.data_order {
+            let _ = write!(data, ", taken in {order} order");
+        }
+        rows.push(("data file", data));
+    }
+    if let Some(series) = &report.series {
+        rows.push((
+            "series",
+            format!(
+                "run {} of {}, series {}",
+                series.run, series.runs, series.id
+            ),
+        ));
     }
     rows.push((
         "tool",
@@ -257,7 +299,7 @@ pub(super) fn scenario(report: &RunReport) -> String {
 }
 
 /// A rate with one decimal (600.0), as the terminal table shows it.
-fn rate(r: f64) -> String {
+pub(super) fn rate(r: f64) -> String {
     format!("{r:.1}")
 }
 

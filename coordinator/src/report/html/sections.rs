@@ -1,0 +1,190 @@
+//! The report's optional sections, each shown only when the run has it:
+//! the thresholds' verdicts (failed ones first and loud), the stages of a
+//! staged run, and the requests of a mix. Every string from the report goes
+//! through [`escape`].
+
+use super::tables::{figure_cells, header_row, rate};
+use crate::report::model::{RunReport, ScopeSummary};
+use crate::report::svg::escape;
+use crate::report::thresholds::show;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// A banner under the heading: which thresholds failed, or that all passed.
+pub(super) fn verdict(report: &RunReport) -> String {
+    let all = &report.thresholds;
+    if all.is_empty() {
+        return String::new();
+    }
+    let failed = crate::report::thresholds::failures(report);
+    if failed.is_empty() {
+        return format!(
+            r#"<div class="verdict pass" role="status"><strong>All {} threshold check(s) passed.</strong></div>"#,
+            all.len()
+        );
+    }
+    let mut out = format!(
+        r#"<div class="verdict fail" role="alert"><strong>{} of {} threshold check(s) failed: the run fails (exit code 99).</strong><ul>"#,
+        failed.len(),
+        all.len()
+    );
+    for line in failed {
+        let _ = write!(out, "<li>{}</li>", escape(&line));
+    }
+    out.push_str("</ul></div>");
+    out
+}
+
+/// Every threshold check: the figure against its limit, failed rows marked.
+pub(super) fn thresholds(report: &RunReport) -> String {
+    if report.thresholds.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        r#"<section id="thresholds"><h2>Thresholds</h2><p class="hint">The scenario's pass/fail criteria, judged on the whole run's merged figures (warm-up excluded). A check with no data fails.</p><div class="table-scroll"><table><thead><tr><th class="text">verdict</th><th class="text">threshold</th><th class="text">scope</th><th>limit</th><th>measured</th></tr></thead><tbody>"#,
+    );
+    for t in &report.thresholds {
+        let (row, verdict) = if t.passed {
+            ("", r#"<span class="badge complete">pass</span>"#)
+        } else {
+            (
+                r#" class="fail""#,
+                r#"<span class="badge fail">FAIL</span>"#,
+            )
+        };
+        let actual = t
+            .actual
+            .map_or_else(|| "no data".to_owned(), |a| show(&t.metric, a));
+        let _ = write!(
+            out,
+            r#"<tr{row}><td class="text">{verdict}</td><td class="text"><code>{}</code></td><td class="text">{}</td><td>{}</td><td>{}</td></tr>"#,
+            escape(&t.threshold),
+            escape(&t.scope),
+            escape(&show(&t.metric, t.limit)),
+            escape(&actual)
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
+    out
+}
+
+/// One row per phase of a staged run, then each phase per region (folded).
+pub(super) fn stages(report: &RunReport) -> String {
+    if report.stages.is_empty() {
+        return String::new();
+    }
+    let unit = if report.scenario.model == "open" {
+        "req/s"
+    } else {
+        "connections"
+    };
+    let mut out = format!(
+        r#"<section id="stages"><h2>Stages</h2><p class="hint">Each phase's figures come from the merged histograms of its own intervals (level in {unit}). The warm-up is shown but left out of every total.</p><div class="table-scroll"><table><thead>{}</thead><tbody>"#,
+        header_row(&["phase", "time", "level"])
+    );
+    let cells = |name: &str, s: &crate::report::model::StageReport, summary: &ScopeSummary| {
+        let level = if s.level_from == s.level_to {
+            rate(s.level_to)
+        } else {
+            format!("{} → {}", rate(s.level_from), rate(s.level_to))
+        };
+        format!(
+            r#"<td class="text">{}</td><td class="text">{}–{} s</td><td>{}</td>{}"#,
+            escape(name),
+            rate(s.start_s),
+            rate(s.end_s),
+            escape(&level),
+            figure_cells(summary)
+        )
+    };
+    for s in &report.stages {
+        let class = if s.warmup { r#" class="muted""# } else { "" };
+        let name = if s.warmup {
+            format!("{} (warm-up)", s.name)
+        } else {
+            s.name.clone()
+        };
+        let _ = write!(out, "<tr{class}>{}</tr>", cells(&name, s, &s.global));
+    }
+    out.push_str("</tbody></table></div>");
+    let mut per_region = String::new();
+    for s in &report.stages {
+        for (region, summary) in in_report_order(report, &s.regions) {
+            let _ = write!(
+                per_region,
+                "<tr>{}</tr>",
+                cells(&format!("{} · {region}", s.name), s, summary)
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        r#"<details><summary>Each phase per region</summary><div class="table-scroll"><table><thead>{}</thead><tbody>{per_region}</tbody></table></div></details></section>"#,
+        header_row(&["phase · region", "time", "level"])
+    );
+    out
+}
+
+/// One row per request of a mix, then each request per region (folded).
+pub(super) fn requests(report: &RunReport) -> String {
+    if report.requests.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        r#"<section id="requests"><h2>Requests</h2><p class="hint">Each request of the mix over the whole run, all regions together (warm-up excluded). Share: its weight among the sends.</p><div class="table-scroll"><table><thead>{}</thead><tbody>"#,
+        header_row(&["request", "method", "URL", "share"])
+    );
+    let cells = |name: &str, r: &crate::report::model::RequestReport, summary: &ScopeSummary| {
+        format!(
+            r#"<td class="text">{}</td><td class="text">{}</td><td class="text url">{}</td><td>{:.1}%</td>{}"#,
+            escape(name),
+            escape(&r.method),
+            escape(if r.url.is_empty() {
+                "(the target's URL)"
+            } else {
+                &r.url
+            }),
+            r.share * 100.0,
+            figure_cells(summary)
+        )
+    };
+    for r in &report.requests {
+        let _ = write!(out, "<tr>{}</tr>", cells(&r.name, r, &r.global));
+    }
+    out.push_str("</tbody></table></div>");
+    let mut per_region = String::new();
+    for r in &report.requests {
+        for (region, summary) in in_report_order(report, &r.regions) {
+            let _ = write!(
+                per_region,
+                "<tr>{}</tr>",
+                cells(&format!("{} · {region}", r.name), r, summary)
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        r#"<details><summary>Each request per region</summary><div class="table-scroll"><table><thead>{}</thead><tbody>{per_region}</tbody></table></div></details></section>"#,
+        header_row(&["request · region", "method", "URL", "share"])
+    );
+    out
+}
+
+/// `figures` in the order of the report's regions (any other last).
+fn in_report_order<'a>(
+    report: &RunReport,
+    figures: &'a BTreeMap<String, ScopeSummary>,
+) -> Vec<(&'a str, &'a ScopeSummary)> {
+    let mut out: Vec<(&str, &ScopeSummary)> = report
+        .regions
+        .iter()
+        .filter_map(|r| figures.get_key_value(&r.name))
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    for (k, v) in figures {
+        if !out.iter().any(|(name, _)| name == k) {
+            out.push((k, v));
+        }
+    }
+    out
+}
