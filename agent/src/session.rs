@@ -44,6 +44,9 @@ pub struct AgentConfig {
     /// The coordinator is gone (and load stops) when the link has not
     /// answered a keep-alive ping for this long.
     pub link_timeout: Duration,
+    /// Added to this agent's wall clock, nanoseconds: tests simulate a host
+    /// whose clock is off (the coordinator's clock exchange must absorb it).
+    pub clock_skew_nanos: i64,
     /// TLS (and mTLS) to the coordinator; `None` is plain text.
     pub tls: Option<ClientTls>,
     /// The shared token sent with the session, if the coordinator wants one.
@@ -65,6 +68,7 @@ impl AgentConfig {
             heartbeat_every: Duration::from_secs(2),
             max_backoff: Duration::from_secs(10),
             link_timeout: Duration::from_secs(3),
+            clock_skew_nanos: 0,
             tls: None,
             token: None,
             // In-process runs (demo, bench, tests) choose their own targets;
@@ -359,7 +363,7 @@ async fn session(
         tokio::select! {
             _ = cancel.cancelled() => break Ok(SessionEnd::Cancelled),
             _ = heartbeat.tick() => {
-                let beat = v1::Heartbeat { sent_unix_nanos: unix_nanos(SystemTime::now()) };
+                let beat = v1::Heartbeat { sent_unix_nanos: wall_clock(config) };
                 if tx.send(send(agent_message::Kind::Heartbeat(beat))).await.is_err() {
                     break Err(SessionError::Closed);
                 }
@@ -490,7 +494,7 @@ async fn handle(
             else {
                 return Ok(Flow::Continue);
             };
-            let start_at = instant_of(start.start_unix_nanos);
+            let start_at = instant_of(start.start_unix_nanos, config);
             let stop = CancellationToken::new();
             let (records_tx, records) = mpsc::channel(16);
             info!(%run_id, starts_in = ?start_at.saturating_duration_since(tokio::time::Instant::now()), "run starting");
@@ -520,6 +524,19 @@ async fn handle(
             } else {
                 *state = State::Idle;
             }
+        }
+        coordinator_message::Kind::ClockProbe(probe) => {
+            // Answer at once: the time spent here is part of the round trip.
+            let received = wall_clock(config);
+            let reply = v1::ClockReply {
+                seq: probe.seq,
+                probe_sent_unix_nanos: probe.sent_unix_nanos,
+                received_unix_nanos: received,
+                replied_unix_nanos: wall_clock(config),
+            };
+            tx.send(send(agent_message::Kind::ClockReply(reply)))
+                .await
+                .map_err(|_| SessionError::Closed)?;
         }
         coordinator_message::Kind::RunFinished(f) => {
             info!(run_id = %f.run_id, more_runs = f.more_runs, "run finished");
@@ -579,9 +596,15 @@ fn unix_nanos(t: SystemTime) -> i64 {
 }
 
 /// The monotonic instant at which the wall clock reads `unix_nanos`.
-fn instant_of(unix_nanos_at: i64) -> tokio::time::Instant {
+/// This agent's wall clock, unix nanoseconds (with any simulated skew).
+fn wall_clock(config: &AgentConfig) -> i64 {
+    unix_nanos(SystemTime::now()).saturating_add(config.clock_skew_nanos)
+}
+
+/// The monotonic instant at which this agent's wall clock reads `unix_nanos_at`.
+fn instant_of(unix_nanos_at: i64, config: &AgentConfig) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
-    let delta = unix_nanos_at.saturating_sub(unix_nanos(SystemTime::now()));
+    let delta = unix_nanos_at.saturating_sub(wall_clock(config));
     if delta >= 0 {
         now + Duration::from_nanos(delta as u64)
     } else {

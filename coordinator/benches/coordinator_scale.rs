@@ -133,6 +133,19 @@ async fn agent(
                     .await
                     .map_err(|e| e.to_string())?;
             }
+            Some(coordinator_message::Kind::ClockProbe(probe)) => {
+                // Same host, same clock: no offset.
+                let now = unix_nanos();
+                let reply = v1::ClockReply {
+                    seq: probe.seq,
+                    probe_sent_unix_nanos: probe.sent_unix_nanos,
+                    received_unix_nanos: now,
+                    replied_unix_nanos: now,
+                };
+                tx.send(send(agent_message::Kind::ClockReply(reply)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             Some(coordinator_message::Kind::Start(start)) => {
                 let delay =
                     Duration::from_nanos((start.start_unix_nanos - unix_nanos()).max(0) as u64);

@@ -14,6 +14,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod commands;
 pub mod demo;

@@ -2,6 +2,7 @@
 //! [`RunCommand`]s; it gathers agents, assigns slices, sends one common
 //! start time, merges interval reports, and builds the report.
 
+use crate::clock::ClockSample;
 use crate::events::{Events, IntervalSnapshot, RunEvent, RunPlan, RunStart};
 use crate::merge::AgentInterval;
 use crate::merge::RunMerge;
@@ -12,7 +13,7 @@ use crate::report::table::micros;
 use crate::scenario::Scenario;
 use crate::wire::ReportError;
 use stampede_proto::v1::{self, agent_message, coordinator_message};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -95,6 +96,8 @@ struct Member {
     hostname: String,
     outbound: Outbound,
     state: MemberState,
+    /// Its clock against ours, from the last clock exchange.
+    clock: Option<ClockSample>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,12 +325,18 @@ async fn run_once(
         }
     }
 
-    // 3. One common start time, far enough ahead that every agent has it.
+    // 3. One common start time, far enough ahead that every agent has it,
+    // sent in each agent's own clock.
+    sync_clocks(members, commands, cancel).await?;
     let start_unix_nanos = build::unix_nanos_now() + scenario.start_delay.as_nanos() as i64;
+    let offsets: HashMap<Uuid, i64> = members
+        .iter()
+        .map(|m| (m.id, m.clock.map_or(0, |c| c.offset_nanos)))
+        .collect();
     for m in members.iter_mut() {
         let start = v1::Start {
             run_id: run_id.clone(),
-            start_unix_nanos,
+            start_unix_nanos: start_unix_nanos.saturating_add(offsets[&m.id]),
         };
         let _ = m
             .outbound
@@ -414,7 +423,12 @@ async fn run_once(
                     continue;
                 }
                 match interval {
-                    Ok(interval) if interval.agent_id == agent_id => {
+                    Ok(mut interval) if interval.agent_id == agent_id => {
+                        // Its times are in its clock: bring them into ours.
+                        let offset = offsets.get(&agent_id).copied().unwrap_or(0);
+                        interval.start_unix_nanos =
+                            interval.start_unix_nanos.saturating_sub(offset);
+                        interval.end_unix_nanos = interval.end_unix_nanos.saturating_sub(offset);
                         if let Err(e) = merge.add(interval) {
                             warn!(agent = %agent_id, error = %e, "interval report refused");
                         }
@@ -470,6 +484,7 @@ async fn run_once(
                     zone: m.zone.clone(),
                     hostname: m.hostname.clone(),
                     state: state.into(),
+                    clock: m.clock,
                 },
             )
         })
@@ -524,6 +539,86 @@ fn announce_closed(
         events.send(|| RunEvent::IntervalClosed(Arc::new(snapshot)));
     }
     merge.intervals().len()
+}
+
+/// Rounds of the clock exchange before each run.
+const CLOCK_ROUNDS: u32 = 5;
+/// How long one round waits for the agents' replies.
+const CLOCK_ROUND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Measures every agent's clock offset (NTP-style, best of a few rounds).
+/// An agent that does not answer in time keeps offset 0, with a warning.
+async fn sync_clocks(
+    members: &mut [Member],
+    commands: &mut mpsc::Receiver<RunCommand>,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
+    for m in members.iter_mut() {
+        m.clock = None;
+    }
+    for seq in 0..CLOCK_ROUNDS {
+        let sent = build::unix_nanos_now();
+        for m in members.iter() {
+            let probe = v1::ClockProbe {
+                seq,
+                sent_unix_nanos: sent,
+            };
+            let _ = m
+                .outbound
+                .send(msg(coordinator_message::Kind::ClockProbe(probe)))
+                .await;
+        }
+        let mut waiting = members.len();
+        let give_up = Instant::now() + CLOCK_ROUND_TIMEOUT;
+        while waiting > 0 {
+            let command = tokio::select! {
+                _ = cancel.cancelled() => return Err(RunError::Cancelled),
+                _ = sleep_until(give_up) => break,
+                command = commands.recv() => command,
+            };
+            match command {
+                Some(RunCommand::FromAgent {
+                    agent_id,
+                    message: agent_message::Kind::ClockReply(r),
+                }) if r.seq == seq && r.probe_sent_unix_nanos == sent => {
+                    let arrived = build::unix_nanos_now();
+                    if let Some(m) = members.iter_mut().find(|m| m.id == agent_id) {
+                        let sample = ClockSample::from_exchange(
+                            sent,
+                            r.received_unix_nanos,
+                            r.replied_unix_nanos,
+                            arrived,
+                        );
+                        m.clock = Some(sample.better(m.clock));
+                        waiting -= 1;
+                    }
+                }
+                Some(RunCommand::Disconnected { agent_id }) => {
+                    finish_all(members, "", false).await;
+                    let region = region_of(members, agent_id);
+                    return Err(RunError::LostBeforeStart {
+                        agent: agent_id,
+                        region,
+                    });
+                }
+                Some(RunCommand::Register { outbound, .. }) => {
+                    refuse(&outbound, "a run is being set up; try again later").await
+                }
+                Some(_) => {}
+                None => return Err(RunError::Cancelled),
+            }
+        }
+    }
+    for m in members.iter() {
+        match m.clock {
+            Some(c) => info!(agent = %m.id, region = %m.region,
+                offset_ms = format!("{:.3}", c.offset_nanos as f64 / 1e6),
+                rtt_ms = format!("{:.3}", c.rtt_nanos as f64 / 1e6), "agent clock"),
+            None => warn!(agent = %m.id, region = %m.region,
+                "agent answered no clock probe; its start time assumes our clock"),
+        }
+    }
+    Ok(())
 }
 
 fn all_present(scenario: &Scenario, members: &[Member]) -> bool {
@@ -606,6 +701,7 @@ async fn admit(
         hostname: register.hostname,
         outbound,
         state: MemberState::Registered,
+        clock: None,
     });
 }
 

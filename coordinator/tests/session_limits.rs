@@ -62,11 +62,29 @@ impl HandAgent {
     }
 
     /// The next message from the coordinator (or the stream's error).
+    /// Clock probes are answered on the way, as a real agent does (with
+    /// this host's clock: no offset).
     async fn next(&mut self) -> Result<Recv, tonic::Status> {
-        let message = tokio::time::timeout(Duration::from_secs(30), self.inbound.message())
-            .await
-            .expect("the coordinator answers in time")?;
-        Ok(message.and_then(|m| m.kind).expect("a message"))
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(30), self.inbound.message())
+                .await
+                .expect("the coordinator answers in time")?;
+            match message.and_then(|m| m.kind).expect("a message") {
+                Recv::ClockProbe(probe) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as i64);
+                    self.send(Send::ClockReply(v1::ClockReply {
+                        seq: probe.seq,
+                        probe_sent_unix_nanos: probe.sent_unix_nanos,
+                        received_unix_nanos: now,
+                        replied_unix_nanos: now,
+                    }))
+                    .await;
+                }
+                other => return Ok(other),
+            }
+        }
     }
 
     async fn send(&self, kind: Send) {

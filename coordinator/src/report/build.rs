@@ -17,6 +17,8 @@ pub struct AgentMeta {
     pub zone: String,
     pub hostname: String,
     pub state: String,
+    /// Its clock against the coordinator's (from the clock exchange).
+    pub clock: Option<crate::clock::ClockSample>,
 }
 
 pub struct ReportInput<'a> {
@@ -104,6 +106,10 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
             hostname: meta.map(|m| m.hostname.clone()).unwrap_or_default(),
             state: meta.map_or_else(|| "unknown".to_owned(), |m| m.state.clone()),
             intervals: progress.intervals,
+            clock_offset_ms: meta
+                .and_then(|m| m.clock)
+                .map(|c| c.offset_nanos as f64 / 1e6),
+            clock_rtt_ms: meta.and_then(|m| m.clock).map(|c| c.rtt_nanos as f64 / 1e6),
             summary: scope_summary(&progress.totals.to_totals(), target, duration),
         });
     }
@@ -176,6 +182,10 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
         thresholds: Vec::new(),
         requests: request_reports(scenario, merge, total_rate, duration),
         series,
+        start_skew_bound_ms: {
+            let samples: Vec<_> = agents.values().filter_map(|m| m.clock).collect();
+            (!samples.is_empty()).then(|| crate::clock::skew_bound_ms(samples))
+        },
     };
     report.thresholds = super::thresholds::evaluate(&scenario.thresholds, &report);
     report

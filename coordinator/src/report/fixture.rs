@@ -118,6 +118,8 @@ pub fn report(regions: &[(&str, Vec<Slice>)]) -> RunReport {
             hostname: format!("host-{n}"),
             state: "finished".into(),
             intervals: slices.len() as u32,
+            clock_offset_ms: None,
+            clock_rtt_ms: None,
             summary,
         });
     }
@@ -167,6 +169,7 @@ pub fn report(regions: &[(&str, Vec<Slice>)]) -> RunReport {
         thresholds: vec![],
         requests: vec![],
         series: None,
+        start_skew_bound_ms: None,
     }
 }
 

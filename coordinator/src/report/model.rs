@@ -47,6 +47,10 @@ pub struct RunReport {
     /// A run of a series (`repeat: N`): which one. `null` for a single run.
     #[serde(default)]
     pub series: Option<SeriesInfo>,
+    /// The most two agents' starts can differ after clock correction (the
+    /// two widest ± rtt/2 uncertainties of the clock exchange), ms.
+    #[serde(default)]
+    pub start_skew_bound_ms: Option<f64>,
 }
 
 /// Where a run stands in its series.
@@ -287,6 +291,13 @@ pub struct AgentReport {
     /// `unknown` (no record of the agent's session).
     pub state: String,
     pub intervals: u32,
+    /// Its wall clock minus the coordinator's, from the clock exchange
+    /// before the run (its Start was sent in its own clock).
+    #[serde(default)]
+    pub clock_offset_ms: Option<f64>,
+    /// Round trip of that exchange: the offset is good to ± half of it.
+    #[serde(default)]
+    pub clock_rtt_ms: Option<f64>,
     #[serde(flatten)]
     pub summary: ScopeSummary,
 }
