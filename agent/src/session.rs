@@ -188,6 +188,8 @@ enum State {
 struct Run {
     run_id: String,
     start_unix_nanos: i64,
+    /// Process CPU time at the previous report (generator health).
+    cpu_at_last_report: Duration,
     stop: CancellationToken,
     records: mpsc::Receiver<IntervalRecord>,
     engine: JoinHandle<Result<EngineSummary, EngineError>>,
@@ -373,7 +375,11 @@ async fn session(
                 match record {
                     Some(record) => {
                         match wire::interval_report(&run.run_id, &agent_id, run.start_unix_nanos, &record, config.histogram_encoding) {
-                            Ok(report) => {
+                            Ok(mut report) => {
+                                let cpu = process_cpu_time();
+                                report.cpu_micros = cpu.saturating_sub(run.cpu_at_last_report).as_micros() as u64;
+                                report.worker_threads = config.engine.threads as u32;
+                                run.cpu_at_last_report = cpu;
                                 run.intervals_sent += 1;
                                 if tx.send(send(agent_message::Kind::IntervalReport(report))).await.is_err() {
                                     break Err(SessionError::Closed);
@@ -509,6 +515,7 @@ async fn handle(
             *state = State::Running(Run {
                 run_id,
                 start_unix_nanos: start.start_unix_nanos,
+                cpu_at_last_report: process_cpu_time(),
                 stop,
                 records,
                 engine,
@@ -596,6 +603,22 @@ fn unix_nanos(t: SystemTime) -> i64 {
 }
 
 /// The monotonic instant at which the wall clock reads `unix_nanos`.
+/// CPU time (user + system) this process has used so far: an agent that
+/// uses all its cores is measuring itself, not the target.
+fn process_cpu_time() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(usage) => {
+            let tv = |t: nix::sys::time::TimeVal| {
+                Duration::from_secs(t.tv_sec().max(0) as u64)
+                    + Duration::from_micros(t.tv_usec().max(0) as u64)
+            };
+            tv(usage.user_time()) + tv(usage.system_time())
+        }
+        Err(_) => Duration::ZERO,
+    }
+}
+
 /// This agent's wall clock, unix nanoseconds (with any simulated skew).
 fn wall_clock(config: &AgentConfig) -> i64 {
     unix_nanos(SystemTime::now()).saturating_add(config.clock_skew_nanos)

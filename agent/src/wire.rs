@@ -403,6 +403,9 @@ pub fn interval_report(
         start_unix_nanos.saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
     };
     Ok(v1::IntervalReport {
+        // Filled in by the session, which keeps the process's CPU clock.
+        cpu_micros: 0,
+        worker_threads: 0,
         run_id: run_id.to_owned(),
         agent_id: agent_id.to_owned(),
         index: record.index,

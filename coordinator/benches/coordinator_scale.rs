@@ -175,6 +175,8 @@ async fn agent(
                         last: index + 1 == intervals,
                         requests: Vec::new(),
                         llm: None,
+                        cpu_micros: 0,
+                        worker_threads: 0,
                     };
                     bytes = prost::Message::encoded_len(&report);
                     tx.send(send(agent_message::Kind::IntervalReport(report)))

@@ -97,6 +97,10 @@ pub struct AgentInterval {
     pub requests: Vec<RequestInterval>,
     /// Model-serving runs: TTFT, ITL, TPOT and tokens.
     pub llm: Option<LlmInterval>,
+    /// Generator health: the agent's CPU time in this interval, and its
+    /// worker threads.
+    pub cpu_micros: u64,
+    pub worker_threads: u32,
 }
 
 /// An agent interval's model-serving figures.
@@ -336,6 +340,10 @@ pub struct AgentProgress {
     pub intervals: u32,
     /// Sent its last interval, or is gone: it will report nothing more.
     pub done: bool,
+    /// Generator health: CPU time over the run, and the busiest interval's
+    /// share of the agent's worker threads (1.0: all of them, all along).
+    pub cpu_micros: u64,
+    pub peak_cpu_share: f64,
 }
 
 /// The merged state of one run.
@@ -405,6 +413,8 @@ impl RunMerge {
                     last_index: None,
                     intervals: 0,
                     done: false,
+                    cpu_micros: 0,
+                    peak_cpu_share: 0.0,
                 };
                 (id, progress)
             })
@@ -459,6 +469,13 @@ impl RunMerge {
         }
         agent.last_index = Some(report.index);
         agent.intervals += 1;
+        agent.cpu_micros += report.cpu_micros;
+        let span_micros = (report.end_unix_nanos - report.start_unix_nanos).max(1) as f64 / 1e3;
+        if report.worker_threads > 0 && !report.last {
+            // The last interval runs on past the end (graceful stop): skip it.
+            let share = report.cpu_micros as f64 / (span_micros * f64::from(report.worker_threads));
+            agent.peak_cpu_share = agent.peak_cpu_share.max(share);
+        }
         agent.done = report.last;
         let measured = report.index >= self.warmup;
         if measured {

@@ -89,6 +89,8 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
     };
     let o = report.outcomes.unwrap_or_default();
     Ok(AgentInterval {
+        cpu_micros: report.cpu_micros,
+        worker_threads: report.worker_threads,
         llm,
         requests,
         agent_id,

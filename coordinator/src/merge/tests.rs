@@ -42,6 +42,8 @@ fn wire_report(
         last,
         requests: Vec::new(),
         llm: None,
+        cpu_micros: 0,
+        worker_threads: 0,
     }
 }
 

@@ -110,6 +110,9 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
                 .and_then(|m| m.clock)
                 .map(|c| c.offset_nanos as f64 / 1e6),
             clock_rtt_ms: meta.and_then(|m| m.clock).map(|c| c.rtt_nanos as f64 / 1e6),
+            cpu_seconds: progress.cpu_micros as f64 / 1e6,
+            peak_cpu_share: progress.peak_cpu_share,
+            saturated: false,
             summary: scope_summary(&progress.totals.to_totals(), target, duration),
         });
     }
@@ -186,9 +189,50 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
             let samples: Vec<_> = agents.values().filter_map(|m| m.clock).collect();
             (!samples.is_empty()).then(|| crate::clock::skew_bound_ms(samples))
         },
+        warnings: Vec::new(),
     };
     report.thresholds = super::thresholds::evaluate(&scenario.thresholds, &report);
+    report.warnings = generator_health(&mut report.agents);
     report
+}
+
+/// An agent at or above this share of its workers' CPU is saturated.
+const SATURATED_CPU_SHARE: f64 = 0.9;
+/// An agent whose requests left this late (p99) against their intended
+/// time could not keep up with its schedule.
+const SATURATED_LAG_P99_US: u64 = 10_000;
+
+/// Marks saturated agents and says so, one warning each.
+fn generator_health(agents: &mut [AgentReport]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for a in agents.iter_mut() {
+        let cpu = a.peak_cpu_share >= SATURATED_CPU_SHARE;
+        let lag = a.summary.schedule_lag_us.p99 >= SATURATED_LAG_P99_US;
+        if cpu || lag {
+            a.saturated = true;
+            let mut why = Vec::new();
+            if cpu {
+                why.push(format!(
+                    "its busiest interval used {:.0}% of its worker threads' CPU",
+                    a.peak_cpu_share * 100.0
+                ));
+            }
+            if lag {
+                why.push(format!(
+                    "its requests left up to {} late (schedule lag p99)",
+                    super::table::micros(a.summary.schedule_lag_us.p99)
+                ));
+            }
+            warnings.push(format!(
+                "agent {} ({}) was saturated: {}. Its figures describe the load generator, not the target; \
+                 add agents or threads, or lower the load",
+                a.id,
+                a.region,
+                why.join(" and ")
+            ));
+        }
+    }
+    warnings
 }
 
 /// Each request of a mix: its figures globally (the regions' sum) and per

@@ -120,6 +120,9 @@ pub fn report(regions: &[(&str, Vec<Slice>)]) -> RunReport {
             intervals: slices.len() as u32,
             clock_offset_ms: None,
             clock_rtt_ms: None,
+            cpu_seconds: 0.0,
+            peak_cpu_share: 0.0,
+            saturated: false,
             summary,
         });
     }
@@ -170,6 +173,7 @@ pub fn report(regions: &[(&str, Vec<Slice>)]) -> RunReport {
         requests: vec![],
         series: None,
         start_skew_bound_ms: None,
+        warnings: vec![],
     }
 }
 

@@ -51,6 +51,10 @@ pub struct RunReport {
     /// two widest ± rtt/2 uncertainties of the clock exchange), ms.
     #[serde(default)]
     pub start_skew_bound_ms: Option<f64>,
+    /// Things that make the figures less trustworthy, one line each (for
+    /// example a saturated agent). Shown loudly by every view.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Where a run stands in its series.
@@ -298,6 +302,17 @@ pub struct AgentReport {
     /// Round trip of that exchange: the offset is good to ± half of it.
     #[serde(default)]
     pub clock_rtt_ms: Option<f64>,
+    /// Generator health: CPU time (user + system) the agent used in the run.
+    #[serde(default)]
+    pub cpu_seconds: f64,
+    /// Its busiest interval's CPU time over the time its worker threads had
+    /// (1.0: every worker busy all the time).
+    #[serde(default)]
+    pub peak_cpu_share: f64,
+    /// The agent itself was the bottleneck (CPU share ≥ 90%, or requests
+    /// left ≥ 10 ms late at p99): its figures describe the generator.
+    #[serde(default)]
+    pub saturated: bool,
     #[serde(flatten)]
     pub summary: ScopeSummary,
 }

@@ -31,6 +31,9 @@ pub fn render(report: &RunReport) -> String {
     for note in &report.notes {
         let _ = writeln!(out, "  note: {note}");
     }
+    for warning in &report.warnings {
+        let _ = writeln!(out, "  WARNING: {warning}");
+    }
     let _ = writeln!(out);
 
     if s.warmup_s > 0.0 {
