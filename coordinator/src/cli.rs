@@ -24,7 +24,7 @@ pub enum Command {
     Coordinator(CoordinatorArgs),
     /// Join a coordinator and drive the load it assigns.
     Agent(AgentArgs),
-    /// Serve the built-in HTTP target (per-region delays, a served-requests counter).
+    /// Serve the built-in HTTP target (per-region delays, a capacity limit, a served-requests counter).
     Target(TargetArgs),
     /// Re-render a saved JSON report: table, JSON, CSV, HTML or HdrHistogram logs (percentiles recomputed from its histograms).
     Report(ReportArgs),
@@ -247,6 +247,22 @@ pub struct TargetArgs {
     /// How long the stall lasts.
     #[arg(long, value_parser = humantime::parse_duration, requires = "stall_after_requests")]
     pub stall_for: Option<std::time::Duration>,
+    /// Serve at most N requests/s in all: past N, requests queue in arrival order for a free slot
+    /// (bursts up to 20 ms ahead pass), so latency rises sharply, as on a saturated server. A capacity
+    /// search against this target should find N.
+    #[arg(long, value_name = "N", value_parser = parse_capacity)]
+    pub capacity: Option<f64>,
+    /// One region's own capacity, REGION=N requests/s (repeatable), on top of --capacity.
+    #[arg(long = "region-capacity", value_name = "REGION=N", value_parser = parse_region_capacity)]
+    pub region_capacities: Vec<(String, f64)>,
+}
+
+fn parse_capacity(s: &str) -> Result<f64, String> {
+    stampede_target::parse_capacity(s).map_err(|e| e.to_string())
+}
+
+fn parse_region_capacity(s: &str) -> Result<(String, f64), String> {
+    stampede_target::parse_region_capacity(s).map_err(|e| e.to_string())
 }
 
 fn parse_region_delay(s: &str) -> Result<(String, stampede_target::DelaySpec), String> {

@@ -381,6 +381,8 @@ pub async fn target(args: TargetArgs) -> anyhow::Result<()> {
             }),
             _ => None,
         },
+        capacity: args.capacity,
+        region_capacities: args.region_capacities.into_iter().collect(),
     };
     let server = stampede_target::TargetServer::bind(config).await?;
     announce(&format!(
