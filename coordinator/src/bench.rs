@@ -65,6 +65,7 @@ pub fn scenario(o: &BenchOptions) -> Scenario {
         requests: vec![],
         data: None,
         repeat: 1,
+        search: None,
     }
 }
 

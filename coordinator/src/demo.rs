@@ -99,6 +99,7 @@ pub fn scenario(options: &DemoOptions, target_port: u16) -> Scenario {
         requests: vec![],
         data: None,
         repeat: 1,
+        search: None,
     }
 }
 

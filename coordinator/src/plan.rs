@@ -341,6 +341,7 @@ mod tests {
             requests: vec![],
             data: None,
             repeat: 1,
+            search: None,
         }
     }
 

@@ -261,6 +261,7 @@ pub fn one_region_scenario(
         requests: vec![],
         data: None,
         repeat: 1,
+        search: None,
     }
 }
 
