@@ -135,8 +135,38 @@ pub async fn run(
 /// (an agent lost in one run is replaced before the next).
 pub async fn run_series(
     scenario: Scenario,
+    commands: mpsc::Receiver<RunCommand>,
+    cancel: CancellationToken,
+) -> Series {
+    let count = scenario.repeat.max(1);
+    let again = scenario.clone();
+    let mut runs = 1;
+    let mut series = run_steps(scenario, commands, cancel, |_| {
+        runs += 1;
+        (runs <= count).then(|| again.clone())
+    })
+    .await;
+    if count > 1 {
+        for (index, report) in series.reports.iter_mut().enumerate() {
+            report.series = Some(SeriesInfo {
+                id: series.id.clone(),
+                run: index as u32 + 1,
+                runs: count,
+            });
+        }
+    }
+    series
+}
+
+/// Runs `first`, then each scenario `next` names after seeing the report of
+/// the run before, all with the same agents (an agent lost in one run is
+/// replaced before the next), until `next` says `None`, a run fails, or
+/// `cancel` fires. Agents started for one run stay until the last.
+pub async fn run_steps(
+    first: Scenario,
     mut commands: mpsc::Receiver<RunCommand>,
     cancel: CancellationToken,
+    mut next: impl FnMut(&RunReport) -> Option<Scenario>,
 ) -> Series {
     let mut series = Series {
         id: Uuid::new_v4().to_string(),
@@ -144,49 +174,36 @@ pub async fn run_series(
         error: None,
     };
     let mut members: Vec<Member> = Vec::new();
-    let count = scenario.repeat.max(1);
-    for index in 0..count {
+    let mut scenario = first;
+    loop {
         if let Err(e) = gather(&scenario, &mut members, &mut commands, &cancel).await {
             series.error = Some(e);
             break;
         }
-        let position = SeriesPosition {
-            id: &series.id,
-            index,
-            count,
-        };
-        match run_once(&scenario, &mut members, &mut commands, &cancel, position).await {
-            Ok(report) => series.reports.push(report),
+        let report = match run_once(&scenario, &mut members, &mut commands, &cancel).await {
+            Ok(report) => report,
             Err(e) => {
                 series.error = Some(e);
                 break;
             }
-        }
-        if cancel.is_cancelled() {
-            // A stop ends the series after the (partial) run it cut short.
-            break;
-        }
+        };
+        // A stop ends the series after the (partial) run it cut short.
+        let following = if cancel.is_cancelled() {
+            None
+        } else {
+            next(&report)
+        };
+        // Release the agents: for good, if the series is over.
+        finish_all(&members, &report.run_id, following.is_some()).await;
+        series.reports.push(report);
+        let Some(following) = following else { break };
+        scenario = following;
         members.retain(|m| m.state != MemberState::Lost);
         for m in &mut members {
             m.state = MemberState::Registered;
         }
     }
     series
-}
-
-/// Which run of its series a run is.
-#[derive(Debug, Clone, Copy)]
-struct SeriesPosition<'a> {
-    id: &'a str,
-    /// 0-based.
-    index: u32,
-    count: u32,
-}
-
-impl SeriesPosition<'_> {
-    fn more_runs(&self) -> bool {
-        self.index + 1 < self.count
-    }
 }
 
 /// Waits until every region has the agents it expects (keeping those
@@ -227,13 +244,14 @@ async fn gather(
     Ok(())
 }
 
-/// One run with the gathered agents: assign, start, collect, report.
+/// One run with the gathered agents: assign, start, collect, report. The
+/// caller releases the agents (`RunFinished`) once it knows whether another
+/// run follows.
 async fn run_once(
     scenario: &Scenario,
     members: &mut [Member],
     commands: &mut mpsc::Receiver<RunCommand>,
     cancel: &CancellationToken,
-    position: SeriesPosition<'_>,
 ) -> Result<RunReport, RunError> {
     let run_id = Uuid::new_v4().to_string();
 
@@ -425,10 +443,8 @@ async fn run_once(
         shown_intervals = merge.intervals().len();
     }
 
-    // 5. Release the agents (for good, if the series is over) and write up.
+    // 5. Write up.
     merge.close_all();
-    let more = position.more_runs() && !cancel.is_cancelled();
-    finish_all(members, &run_id, more).await;
     let meta: BTreeMap<Uuid, AgentMeta> = members
         .iter()
         .map(|m| {
@@ -454,11 +470,7 @@ async fn run_once(
         agents: &meta,
         start_unix_nanos,
         notes,
-        series: (position.count > 1).then(|| SeriesInfo {
-            id: position.id.to_owned(),
-            run: position.index + 1,
-            runs: position.count,
-        }),
+        series: None,
     }))
 }
 

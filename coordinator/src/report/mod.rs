@@ -8,7 +8,7 @@ pub mod build;
 pub mod compare;
 pub mod csv;
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 pub mod hlog;
 pub mod html;
 pub mod model;
