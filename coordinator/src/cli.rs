@@ -248,7 +248,7 @@ pub struct TargetArgs {
     #[arg(long, value_parser = humantime::parse_duration, requires = "stall_after_requests")]
     pub stall_for: Option<std::time::Duration>,
     /// Serve at most N requests/s in all: past N, requests queue in arrival order for a free slot
-    /// (bursts up to 20 ms ahead pass), so latency rises sharply, as on a saturated server. A capacity
+    /// (bursts up to 50 ms ahead pass), so latency rises sharply, as on a saturated server. A capacity
     /// search against this target should find N.
     #[arg(long, value_name = "N", value_parser = parse_capacity)]
     pub capacity: Option<f64>,

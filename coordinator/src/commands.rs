@@ -303,12 +303,14 @@ fn finish_search(
     let text = serde_json::to_string_pretty(&search.report)?;
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     announce(&crate::search::render::render(&search.report));
-    if let (Some(first), Some(last)) = (paths.first(), paths.last()) {
-        announce(&format!(
+    match paths.as_slice() {
+        [] => {}
+        [one] => announce(&format!("probe report: {}", one.display())),
+        [first, .., last] => announce(&format!(
             "probe reports: {} … {}",
             first.display(),
             last.display()
-        ));
+        )),
     }
     announce(&format!("search report: {}", path.display()));
     if let Some(e) = search.error {

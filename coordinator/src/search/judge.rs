@@ -79,6 +79,28 @@ pub fn scope<'a>(report: &'a RunReport, focus: Option<&str>) -> &'a ScopeSummary
         .map_or(&report.global, |r| &r.summary)
 }
 
+/// Requests/s the searched scope completed during the measured step: the
+/// intervals after the settling time and before the end. (The report's own
+/// rate also counts what completed in the graceful stop after the end, which
+/// for a backlogged target is more than it served in the step.)
+pub fn step_rps(report: &RunReport, focus: Option<&str>) -> f64 {
+    let end = report.scenario.duration_s;
+    let measured = end - report.scenario.warmup_s;
+    if measured <= 0.0 {
+        return 0.0;
+    }
+    let completed: u64 = report
+        .intervals
+        .iter()
+        .filter(|i| !i.warmup && i.start_s < end - 1e-6)
+        .map(|i| match focus {
+            None => i.global.requests,
+            Some(region) => i.regions.get(region).map_or(0, |f| f.requests),
+        })
+        .sum();
+    completed as f64 / measured
+}
+
 /// The worst schedule-lag p99 of any region, µs.
 pub fn worst_lag_p99_us(report: &RunReport) -> u64 {
     report
@@ -113,10 +135,10 @@ pub fn judge(report: &RunReport, cx: &ProbeContext<'_>) -> Judgement {
     }
     let s = scope(report, cx.focus);
     let open = matches!(cx.model, Model::Open { .. });
-    if open && s.achieved_rps < MIN_THROUGHPUT * cx.level {
+    let completed = step_rps(report, cx.focus);
+    if open && completed < MIN_THROUGHPUT * cx.level {
         judgement.failed.push(format!(
-            "throughput: {:.1} of {} req/s completed (less than {:.0}%)",
-            s.achieved_rps,
+            "throughput: {completed:.1} of {} req/s completed (less than {:.0}%)",
             level_text(cx.level),
             MIN_THROUGHPUT * 100.0
         ));
@@ -124,13 +146,13 @@ pub fn judge(report: &RunReport, cx: &ProbeContext<'_>) -> Judgement {
     }
     let slo_failed = !judgement.failed.is_empty();
     let generator = if open {
-        open_guard(report, cx, slo_failed)
+        open_guard(report, s, cx, slo_failed)
     } else if slo_failed {
         // Closed-model latency is measured from the actual send, so a slow
         // generator does not inflate it: a failure is the target's.
         None
     } else {
-        closed_guard(s, cx)
+        closed_guard(s, completed, cx)
     };
     match generator {
         Some(why) => {
@@ -144,7 +166,12 @@ pub fn judge(report: &RunReport, cx: &ProbeContext<'_>) -> Judgement {
 }
 
 /// Why the open-model generator is the limit, if it is.
-fn open_guard(report: &RunReport, cx: &ProbeContext<'_>, slo_failed: bool) -> Option<String> {
+fn open_guard(
+    report: &RunReport,
+    s: &ScopeSummary,
+    cx: &ProbeContext<'_>,
+    slo_failed: bool,
+) -> Option<String> {
     let lag = worst_lag_p99_us(report);
     let limit = cx.spec.max_schedule_lag.as_micros() as u64;
     if lag <= limit {
@@ -155,38 +182,45 @@ fn open_guard(report: &RunReport, cx: &ProbeContext<'_>, slo_failed: bool) -> Op
         show("p99", lag as f64),
         show("p99", limit as f64)
     );
-    if !slo_failed {
-        return Some(format!(
-            "{behind} while the SLO held: the target got less load than planned; add agents or threads"
-        ));
-    }
-    let Some(healthy) = cx.healthy_latency_us else {
-        return Some(format!(
-            "{behind}, and no lower level passed to compare with: cannot tell whether the target or the \
-             generator is the limit; lower search.min, or raise load.connections"
-        ));
-    };
-    // Connections busy on average at this level if the target answered as
-    // fast as it did when healthy.
-    let needed = cx.level * healthy / 1e6;
-    if needed > POOL_HEADROOM * cx.pool {
-        Some(format!(
-            "{behind}: {} req/s at the {} the target answered in at a passing level need about {needed:.0} \
-             connections busy, more than {:.0}% of the {:.0} serving it; raise load.connections",
+    // Connections busy on average at this level (Little's law), at the
+    // latency the target showed when healthy, or else at this probe's own
+    // latency less the time requests waited to be sent.
+    let service_us = cx
+        .healthy_latency_us
+        .unwrap_or((s.latency_us.mean - s.schedule_lag_us.mean).max(0.0));
+    let needed = cx.level * service_us / 1e6;
+    let pool_short = needed > POOL_HEADROOM * cx.pool;
+    let advice = if pool_short {
+        format!(
+            "{} req/s at {} per request need about {needed:.0} connections busy, more than {:.0}% of the {:.0} \
+             serving it: raise load.connections",
             level_text(cx.level),
-            show("mean", healthy),
+            show("mean", service_us),
             POOL_HEADROOM * 100.0,
             cx.pool
-        ))
+        )
     } else {
-        // The pool would have carried this level: responses slowed down, and
-        // the requests waiting for a connection are charged to the target.
-        None
+        "the agents could not send on time: add agents or threads".to_owned()
+    };
+    if !slo_failed {
+        return Some(format!(
+            "{behind} while the SLO held, so the target got less load than planned; {advice}"
+        ));
     }
+    if cx.healthy_latency_us.is_none() {
+        return Some(format!(
+            "{behind} and the SLO failed, with no lower level passed to compare with: cannot tell whether the \
+             target or the generator is the limit (lower search.min; {advice})"
+        ));
+    }
+    // The pool would have carried this level at the healthy latency:
+    // responses slowed down, and the requests that waited for a connection
+    // are charged to the target (coordinated-omission correction).
+    pool_short.then(|| format!("{behind}; {advice}"))
 }
 
 /// Why the closed-model generator is the limit, if it is.
-fn closed_guard(s: &ScopeSummary, cx: &ProbeContext<'_>) -> Option<String> {
+fn closed_guard(s: &ScopeSummary, completed: f64, cx: &ProbeContext<'_>) -> Option<String> {
     if s.latency_us.count == 0 {
         return None;
     }
@@ -195,13 +229,12 @@ fn closed_guard(s: &ScopeSummary, cx: &ProbeContext<'_>) -> Option<String> {
         return None;
     }
     let expected = cx.level / cycle_s;
-    (s.achieved_rps < MIN_CLOSED_LOOP * expected).then(|| {
+    (completed < MIN_CLOSED_LOOP * expected).then(|| {
         format!(
             "{} connections at a mean latency of {} should complete about {expected:.0} req/s, but completed \
-             {:.0}: the agents could not keep their connections busy; add agents or threads",
+             {completed:.0}: the agents could not keep their connections busy; add agents or threads",
             level_text(cx.level),
             show("mean", s.latency_us.mean),
-            s.achieved_rps
         )
     })
 }

@@ -134,7 +134,7 @@ impl State {
             probe = self.probes.len() + 1,
             %scope,
             level = %level_text(level),
-            rps = format!("{:.1}", s.achieved_rps),
+            rps = format!("{:.1}", judge::step_rps(report, focus.as_deref())),
             p99 = %crate::report::table::micros(s.latency_us.p99),
             verdict,
             failed = %judgement.failed.join("; "),
@@ -149,7 +149,7 @@ impl State {
             run_id: report.run_id.clone(),
             report: String::new(),
             target_rps: s.target_rps,
-            achieved_rps: s.achieved_rps,
+            achieved_rps: judge::step_rps(report, focus.as_deref()),
             requests: s.requests,
             error_rate: if s.requests > 0 {
                 s.errors.total as f64 / s.requests as f64
@@ -248,7 +248,7 @@ impl State {
             step_s: spec.step.as_secs_f64(),
             settle_s: spec.settle.as_secs_f64(),
             max_schedule_lag_us: (spec.unit == LevelUnit::Rate)
-                .then(|| spec.max_schedule_lag.as_micros() as u64),
+                .then_some(spec.max_schedule_lag.as_micros() as u64),
             outcome: report::outcome(&legs).to_owned(),
             summary,
             legs,

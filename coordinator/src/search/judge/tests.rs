@@ -80,8 +80,9 @@ fn a_failed_slo_line_is_named_with_its_figure() {
 #[test]
 fn a_throughput_shortfall_fails_the_probe() {
     let spec = spec();
+    // 900 of the 1000 requests completed within the step.
     let mut report = probe(300, true);
-    report.global.achieved_rps = 450.0;
+    report.intervals[1].global.requests -= 100;
     let j = judge(&report, &context(&spec, Some(2_000.0), 20.0));
     assert_eq!(j.verdict, Verdict::Fail);
     assert_eq!(j.failed_metrics, ["throughput"]);
@@ -159,4 +160,22 @@ fn levels_read_like_numbers() {
     assert_eq!(level_text(1_234_567.0), "1 234 567");
     assert_eq!(level_text(950.0), "950");
     assert_eq!(level_text(12.5), "12.5");
+}
+
+#[test]
+fn step_throughput_leaves_out_the_settling_time_and_the_graceful_tail() {
+    let mut report = probe(300, true);
+    assert_eq!(step_rps(&report, None), 500.0);
+    assert_eq!(step_rps(&report, Some("eu-west")), 500.0);
+    assert_eq!(step_rps(&report, Some("mars")), 0.0);
+    // Interval 0 settles; a third interval after the end holds the backlog
+    // that finished in the graceful stop.
+    report.intervals[0].warmup = true;
+    report.scenario.warmup_s = 1.0;
+    let mut tail = report.intervals[1].clone();
+    tail.index = 2;
+    tail.start_s = 2.0;
+    tail.end_s = 2.4;
+    report.intervals.push(tail);
+    assert_eq!(step_rps(&report, None), 500.0);
 }
