@@ -113,7 +113,7 @@ pub struct CoordinatorArgs {
     /// Where to write the JSON report (default: stampede-report-<run id>.json).
     #[arg(long, env = "STAMPEDE_REPORT")]
     pub report: Option<PathBuf>,
-    /// Also write the HTML report to this file.
+    /// Also write the HTML report to this file (a capacity search: its page, with latency against throughput).
     #[arg(long, env = "STAMPEDE_HTML_REPORT")]
     pub html: Option<PathBuf>,
     /// This coordinator's TLS certificate chain (PEM).

@@ -244,7 +244,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     ));
     if let Some(spec) = scenario.search.clone() {
         let search = run_search_with(scenario, spec, listener, options, shutdown_token()).await?;
-        return finish_search(search, args.report.as_deref());
+        return finish_search(search, args.report.as_deref(), args.html.as_deref());
     }
     let series = run_series_with(scenario, listener, options, shutdown_token()).await?;
     if series.reports.len() <= 1 && series.error.is_none() {
@@ -273,11 +273,13 @@ fn numbered(path: &Path, suffix: &str) -> PathBuf {
 pub struct SloViolatedAtMin(pub String);
 
 /// Writes every probe's report (`NAME-1.json`, … after `--report NAME.json`)
-/// and the search report (`NAME-search.json`) next to them, prints the
-/// table and the answer, and turns the outcome into the exit code.
+/// and the search report (`NAME-search.json`) next to them, and with
+/// `--html` the search's page; prints the table and the answer, and turns
+/// the outcome into the exit code.
 fn finish_search(
     mut search: crate::search::SearchRun,
     report: Option<&Path>,
+    html_path: Option<&Path>,
 ) -> anyhow::Result<()> {
     let mut paths = Vec::new();
     for (i, run) in search.probes.iter().enumerate() {
@@ -313,6 +315,11 @@ fn finish_search(
         )),
     }
     announce(&format!("search report: {}", path.display()));
+    if let Some(html_path) = html_path {
+        crate::search::html::write(&search.report, html_path)
+            .with_context(|| format!("cannot write {}", html_path.display()))?;
+        announce(&format!("html report: {}", html_path.display()));
+    }
     if let Some(e) = search.error {
         return Err(e.into());
     }

@@ -19,11 +19,17 @@ fn search(dir: &Path, scenario: &str) -> (Option<i32>, String, String, serde_jso
     let path = dir.join("search.yaml");
     std::fs::write(&path, scenario).expect("write scenario");
     let report = dir.join("probe.json");
+    let html = dir.join("search.html");
     let mut coordinator = spawn_coordinator(
         "coordinator",
         &path,
         PLAINTEXT,
-        &["--report", report.to_str().expect("utf-8 path")],
+        &[
+            "--report",
+            report.to_str().expect("utf-8 path"),
+            "--html",
+            html.to_str().expect("utf-8 path"),
+        ],
     );
     let url = format!("http://{}", listening_on(&coordinator));
     let mut agent = spawn_agent("agent", &url, "local", PLAINTEXT_LOOPBACK_AGENT, &[]);

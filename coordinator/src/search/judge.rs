@@ -79,26 +79,29 @@ pub fn scope<'a>(report: &'a RunReport, focus: Option<&str>) -> &'a ScopeSummary
         .map_or(&report.global, |r| &r.summary)
 }
 
-/// Requests/s the searched scope completed during the measured step: the
-/// intervals after the settling time and before the end. (The report's own
-/// rate also counts what completed in the graceful stop after the end, which
-/// for a backlogged target is more than it served in the step.)
+/// Requests/s the searched scope completed over the measured intervals'
+/// own time. A run's last interval lasts until its last response (graceful
+/// stop included), so a backlog that a saturated target finishes after the
+/// end counts at the pace it was served. (The report's own rate divides by
+/// the nominal step, which credits that backlog to the step.)
 pub fn step_rps(report: &RunReport, focus: Option<&str>) -> f64 {
-    let end = report.scenario.duration_s;
-    let measured = end - report.scenario.warmup_s;
-    if measured <= 0.0 {
-        return 0.0;
+    let (completed, seconds) =
+        report
+            .intervals
+            .iter()
+            .filter(|i| !i.warmup)
+            .fold((0u64, 0.0f64), |(n, t), i| {
+                let requests = match focus {
+                    None => i.global.requests,
+                    Some(region) => i.regions.get(region).map_or(0, |f| f.requests),
+                };
+                (n + requests, t + (i.end_s - i.start_s).max(0.0))
+            });
+    if seconds > 0.0 {
+        completed as f64 / seconds
+    } else {
+        0.0
     }
-    let completed: u64 = report
-        .intervals
-        .iter()
-        .filter(|i| !i.warmup && i.start_s < end - 1e-6)
-        .map(|i| match focus {
-            None => i.global.requests,
-            Some(region) => i.regions.get(region).map_or(0, |f| f.requests),
-        })
-        .sum();
-    completed as f64 / measured
 }
 
 /// The worst schedule-lag p99 of any region, µs.

@@ -6,9 +6,11 @@
 //! of `settle` (a warm-up, left out of its figures) and `step` at one level.
 //! - [`driver`]: which level to probe next (doubling, then bisection);
 //! - [`judge`]: a probe's verdict (the SLO, and the generator guard);
-//! - [`report`]: the search report; [`render`]: the terminal table.
+//! - [`report`]: the search report; [`render`]: the terminal table;
+//!   [`html`]: the page with the latency-vs-throughput charts.
 
 pub mod driver;
+pub mod html;
 pub mod judge;
 pub mod render;
 pub mod report;
