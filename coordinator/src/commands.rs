@@ -334,7 +334,7 @@ fn finish_search(
     match search.report.outcome.as_str() {
         "generator_saturated" => bail!("{}", line("generator_saturated")),
         "slo_violated_at_min" => Err(SloViolatedAtMin(line("slo_violated_at_min")).into()),
-        "stopped" => bail!("the search was stopped before it finished"),
+        "stopped" => bail!("{}", line("stopped")),
         _ => Ok(()),
     }
 }

@@ -209,7 +209,15 @@ pub fn leg_report(end: &LegEnd, cx: &LegContext<'_>) -> LegReport {
             pass,
             fail,
             format!(
-                "the search of {who} stopped before it finished{}",
+                "the search of {who} stopped before it finished{}{}",
+                // Why: the last probe's own note (an agent lost, a stop).
+                cx.probes
+                    .iter()
+                    .rev()
+                    .find(|p| p.scope == cx.scope)
+                    .and_then(|p| p.note.as_ref())
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default(),
                 pass.map(|p| format!("; {} passed", sustains_short(p, cx.unit)))
                     .unwrap_or_default()
             ),
@@ -255,5 +263,128 @@ pub fn outcome(legs: &[LegReport]) -> &'static str {
         "stopped"
     } else {
         "found"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(index: u32, level: f64, verdict: &str, failed: &[&str]) -> ProbeReport {
+        ProbeReport {
+            index,
+            scope: "eu-west".into(),
+            level,
+            total_level: level,
+            run_id: String::new(),
+            report: String::new(),
+            target_rps: Some(level),
+            achieved_rps: level,
+            requests: 1000,
+            error_rate: 0.0,
+            p50_us: 100_000,
+            p90_us: 150_000,
+            p95_us: 180_000,
+            p99_us: 212_000,
+            p99_9_us: 300_000,
+            max_us: 400_000,
+            mean_us: 110_000.0,
+            schedule_lag_p99_us: 500,
+            verdict: verdict.into(),
+            failed: failed
+                .iter()
+                .map(|f| format!("{f} < 250ms (was 1.00s)"))
+                .collect(),
+            failed_metrics: failed.iter().map(|f| (*f).to_owned()).collect(),
+            note: None,
+        }
+    }
+
+    fn cx<'a>(unit: &'a str, probes: &'a [ProbeReport]) -> LegContext<'a> {
+        LegContext {
+            scope: "eu-west",
+            unit,
+            metric: "p99",
+            probes,
+        }
+    }
+
+    #[test]
+    fn each_ending_reads_as_a_sentence() {
+        let probes = [
+            probe(1, 41_200.0, "pass", &[]),
+            probe(2, 43_000.0, "fail", &["p99"]),
+        ];
+        let found = LegEnd::Found {
+            pass: 41_200.0,
+            fail: Some(43_000.0),
+        };
+        let leg = leg_report(&found, &cx("req/s", &probes));
+        assert_eq!(
+            leg.summary,
+            "eu-west sustains 41 200 req/s at p99 212.00ms; the next step (43 000 req/s) failed on p99"
+        );
+        assert_eq!(
+            (
+                leg.outcome.as_str(),
+                leg.sustainable_probe,
+                leg.next_failed_probe
+            ),
+            ("found", Some(1), Some(2))
+        );
+
+        let ceiling = LegEnd::Found {
+            pass: 41_200.0,
+            fail: None,
+        };
+        let leg = leg_report(&ceiling, &cx("req/s", &probes));
+        assert_eq!(leg.outcome, "ceiling");
+        assert!(leg.summary.ends_with(
+            "the top of the search range: its capacity may be higher (raise search.max)"
+        ));
+
+        let violated = LegEnd::ViolatedAtMin { fail: 43_000.0 };
+        let leg = leg_report(&violated, &cx("req/s", &probes));
+        assert_eq!(
+            leg.summary,
+            "the SLO is already violated at the lowest level: eu-west at 43 000 req/s failed p99 < 250ms (was 1.00s)"
+        );
+
+        let connections = [probe(1, 64.0, "pass", &[])];
+        let found = LegEnd::Found {
+            pass: 64.0,
+            fail: None,
+        };
+        let leg = leg_report(&found, &cx("connections", &connections));
+        assert!(
+            leg.summary
+                .starts_with("eu-west sustains 64 connections (64 req/s) at p99 212.00ms"),
+            "{}",
+            leg.summary
+        );
+    }
+
+    #[test]
+    fn the_outcome_puts_saturation_first() {
+        let leg = |outcome: &str| LegReport {
+            scope: String::new(),
+            outcome: outcome.into(),
+            sustainable: None,
+            sustainable_probe: None,
+            next_failed: None,
+            next_failed_probe: None,
+            summary: String::new(),
+        };
+        assert_eq!(outcome(&[leg("found"), leg("ceiling")]), "found");
+        assert_eq!(
+            outcome(&[leg("found"), leg("slo_violated_at_min")]),
+            "slo_violated_at_min"
+        );
+        assert_eq!(
+            outcome(&[leg("slo_violated_at_min"), leg("generator_saturated")]),
+            "generator_saturated"
+        );
+        assert_eq!(outcome(&[leg("found"), leg("stopped")]), "stopped");
+        assert_eq!(outcome(&[]), "stopped");
     }
 }

@@ -62,6 +62,28 @@ fn a_search_is_read_and_its_first_probe_is_the_scenario() {
 }
 
 #[test]
+fn the_environment_overrides_search_fields() {
+    let mut f = tempfile::Builder::new()
+        .suffix(".yaml")
+        .tempfile()
+        .expect("temp file");
+    f.write_all(SEARCH.as_bytes()).expect("write");
+    let env = [
+        ("STAMPEDE_SEARCH__MAX", "5000"),
+        ("STAMPEDE_SEARCH__TOLERANCE", "2%"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let spec = load_with_env(f.path(), env)
+        .expect("valid")
+        .search
+        .expect("a search");
+    assert_eq!(spec.max, 5000.0);
+    assert_eq!(spec.tolerance, Tolerance::Relative(0.02));
+}
+
+#[test]
 fn a_probe_holds_its_level_through_settling_and_step() {
     let s = load_text(SEARCH).expect("valid");
     let spec = s.search.clone().expect("a search");
