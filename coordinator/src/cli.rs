@@ -24,7 +24,7 @@ pub enum Command {
     Coordinator(CoordinatorArgs),
     /// Join a coordinator and drive the load it assigns.
     Agent(AgentArgs),
-    /// Serve the built-in HTTP target (per-region delays, a served-requests counter).
+    /// Serve the built-in HTTP target (per-region delays, a capacity limit, a served-requests counter).
     Target(TargetArgs),
     /// Re-render a saved JSON report: table, JSON, CSV, HTML or HdrHistogram logs (percentiles recomputed from its histograms).
     Report(ReportArgs),
@@ -119,7 +119,7 @@ pub struct CoordinatorArgs {
     /// Where to write the JSON report (default: stampede-report-<run id>.json).
     #[arg(long, env = "STAMPEDE_REPORT")]
     pub report: Option<PathBuf>,
-    /// Also write the HTML report to this file.
+    /// Also write the HTML report to this file (a capacity search: its page, with latency against throughput).
     #[arg(long, env = "STAMPEDE_HTML_REPORT")]
     pub html: Option<PathBuf>,
     /// No live view while the run goes: on a terminal a redrawn block, elsewhere one line per interval.
@@ -271,6 +271,22 @@ pub struct TargetArgs {
     /// OpenAI-compatible mock: tokens per answer when the request names no max_tokens.
     #[arg(long, default_value_t = 32)]
     pub llm_tokens: u32,
+    /// Serve at most N requests/s in all: past N, requests queue in arrival order for a free slot
+    /// (bursts up to 50 ms ahead pass), so latency rises sharply, as on a saturated server. A capacity
+    /// search against this target should find N.
+    #[arg(long, value_name = "N", value_parser = parse_capacity)]
+    pub capacity: Option<f64>,
+    /// One region's own capacity, REGION=N requests/s (repeatable), on top of --capacity.
+    #[arg(long = "region-capacity", value_name = "REGION=N", value_parser = parse_region_capacity)]
+    pub region_capacities: Vec<(String, f64)>,
+}
+
+fn parse_capacity(s: &str) -> Result<f64, String> {
+    stampede_target::parse_capacity(s).map_err(|e| e.to_string())
+}
+
+fn parse_region_capacity(s: &str) -> Result<(String, f64), String> {
+    stampede_target::parse_region_capacity(s).map_err(|e| e.to_string())
 }
 
 fn parse_region_delay(s: &str) -> Result<(String, stampede_target::DelaySpec), String> {

@@ -3,8 +3,9 @@
 
 use crate::events::{EventSender, Events};
 use crate::report::model::RunReport;
-use crate::run::{self, RunError, Series};
-use crate::scenario::Scenario;
+use crate::run::{self, RunCommand, RunError, Series};
+use crate::scenario::{Scenario, SearchSpec};
+use crate::search::{self, SearchRun};
 use crate::service::{AgentSessionService, DEFAULT_MAX_AGENTS, MAX_MESSAGE_BYTES};
 use crate::tls::ServerTls;
 use stampede_proto::security::SharedToken;
@@ -78,6 +79,48 @@ pub async fn run_series_with(
     options: ClusterOptions,
     cancel: CancellationToken,
 ) -> Result<Series, RunError> {
+    serve(
+        scenario,
+        listener,
+        options,
+        cancel,
+        run::run_series_with_events,
+    )
+    .await
+}
+
+/// Serves agents and runs the capacity search `spec` of `scenario` with
+/// them. An error here is the server's (or a limit); a probe's own failure
+/// is in [`SearchRun::error`], next to the probes before it.
+pub async fn run_search_with(
+    scenario: Scenario,
+    spec: SearchSpec,
+    listener: TcpListener,
+    options: ClusterOptions,
+    cancel: CancellationToken,
+) -> Result<SearchRun, RunError> {
+    serve(
+        scenario,
+        listener,
+        options,
+        cancel,
+        |scenario, commands, cancel, events| search::run(scenario, spec, commands, cancel, events),
+    )
+    .await
+}
+
+/// Serves agents on `listener` while `actor` runs on what they send, then
+/// shuts the server down.
+async fn serve<T, F>(
+    scenario: Scenario,
+    listener: TcpListener,
+    options: ClusterOptions,
+    cancel: CancellationToken,
+    actor: impl FnOnce(Scenario, mpsc::Receiver<RunCommand>, CancellationToken, Events) -> F,
+) -> Result<T, RunError>
+where
+    F: Future<Output = T>,
+{
     let wanted = scenario.total_agents() as usize;
     if wanted > options.max_agents {
         return Err(RunError::AgentLimit {
@@ -111,7 +154,7 @@ pub async fn run_series_with(
     let mut server = tokio::spawn(server);
 
     let result = tokio::select! {
-        series = run::run_series_with_events(scenario, commands_rx, cancel, Events::new(options.events)) => Ok(series),
+        done = actor(scenario, commands_rx, cancel, Events::new(options.events)) => Ok(done),
         served = &mut server => {
             // The server only ends on its own if it failed.
             warn!(?served, "gRPC server stopped unexpectedly");

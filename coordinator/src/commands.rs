@@ -6,7 +6,7 @@ use crate::cli::{
     AgentArgs, BenchArgs, CompareArgs, CompareFormat, CoordinatorArgs, DemoArgs, ReportArgs,
     ReportFormat, TargetArgs, ValidateArgs,
 };
-use crate::cluster::{ClusterOptions, run_series_with};
+use crate::cluster::{ClusterOptions, run_search_with, run_series_with};
 use crate::demo::{DemoOptions, run_demo_with};
 use crate::events::{self, EventSender};
 use crate::live;
@@ -302,6 +302,14 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         None => None,
     };
     options.events = watch.sender();
+    if let Some(spec) = scenario.search.clone() {
+        let run = run_search_with(scenario, spec, listener, options, shutdown_token()).await;
+        watch.done().await;
+        if let Some(endpoint) = endpoint {
+            endpoint.stop().await;
+        }
+        return finish_search(run?, args.report.as_deref(), args.html.as_deref());
+    }
     let run = run_series_with(scenario, listener, options, shutdown_token()).await;
     watch.done().await;
     if let Some(endpoint) = endpoint {
@@ -352,6 +360,89 @@ fn write_results(series: &mut crate::run::Series, args: &CoordinatorArgs) -> any
     finish_series(series, args.report.as_deref(), args.html.as_deref())
 }
 
+/// `NAME-SUFFIX.EXT` next to `NAME.EXT`: the reports of a series or search.
+fn numbered(path: &Path, suffix: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("stampede-report");
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("json");
+    path.with_file_name(format!("{stem}-{suffix}.{ext}"))
+}
+
+/// A search whose SLO fails even at its lowest level: exit code 99, like
+/// failed thresholds (the target is too slow, the search itself worked).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SloViolatedAtMin(pub String);
+
+/// Writes every probe's report (`NAME-1.json`, … after `--report NAME.json`)
+/// and the search report (`NAME-search.json`) next to them, and with
+/// `--html` the search's page; prints the table and the answer, and turns
+/// the outcome into the exit code.
+fn finish_search(
+    mut search: crate::search::SearchRun,
+    report: Option<&Path>,
+    html_path: Option<&Path>,
+) -> anyhow::Result<()> {
+    let mut paths = Vec::new();
+    for (i, run) in search.probes.iter().enumerate() {
+        let path = match report {
+            Some(p) => numbered(p, &(i + 1).to_string()),
+            None => report_path(None, run),
+        };
+        report::write(run, &path)?;
+        for probe in search
+            .report
+            .probes
+            .iter_mut()
+            .filter(|p| p.run_id == run.run_id)
+        {
+            probe.report = path.display().to_string();
+        }
+        paths.push(path);
+    }
+    let path = match report {
+        Some(p) => numbered(p, "search"),
+        None => PathBuf::from(format!("stampede-search-{}.json", search.report.search_id)),
+    };
+    let text = serde_json::to_string_pretty(&search.report)?;
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    announce(&crate::search::render::render(&search.report));
+    match paths.as_slice() {
+        [] => {}
+        [one] => announce(&format!("probe report: {}", one.display())),
+        [first, .., last] => announce(&format!(
+            "probe reports: {} … {}",
+            first.display(),
+            last.display()
+        )),
+    }
+    announce(&format!("search report: {}", path.display()));
+    if let Some(html_path) = html_path {
+        crate::search::html::write(&search.report, html_path)
+            .with_context(|| format!("cannot write {}", html_path.display()))?;
+        announce(&format!("html report: {}", html_path.display()));
+    }
+    if let Some(e) = search.error {
+        return Err(e.into());
+    }
+    let legs = &search.report.legs;
+    let line = |outcome: &str| {
+        legs.iter()
+            .filter(|l| l.outcome == outcome)
+            .map(|l| l.summary.clone())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match search.report.outcome.as_str() {
+        "generator_saturated" => bail!("{}", line("generator_saturated")),
+        "slo_violated_at_min" => Err(SloViolatedAtMin(line("slo_violated_at_min")).into()),
+        "stopped" => bail!("{}", line("stopped")),
+        _ => Ok(()),
+    }
+}
+
 /// Writes every run's report (`NAME-1.json`, `NAME-2.json`, … after
 /// `--report NAME.json`), the series summary next to them, and judges every
 /// run's thresholds. A run that could not run fails the command after the
@@ -361,14 +452,6 @@ fn finish_series(
     report: Option<&Path>,
     html_path: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let numbered = |path: &Path, suffix: &str| -> PathBuf {
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("stampede-report");
-        let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("json");
-        path.with_file_name(format!("{stem}-{suffix}.{ext}"))
-    };
     let mut paths = Vec::new();
     let mut failed = Vec::new();
     for (i, run) in series.reports.iter().enumerate() {
@@ -486,6 +569,8 @@ pub async fn target(args: TargetArgs) -> anyhow::Result<()> {
             token_interval: args.llm_token_interval,
             default_tokens: args.llm_tokens,
         },
+        capacity: args.capacity,
+        region_capacities: args.region_capacities.into_iter().collect(),
     };
     let server = stampede_target::TargetServer::bind(config).await?;
     announce(&format!(

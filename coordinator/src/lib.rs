@@ -26,6 +26,7 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod search;
 pub mod service;
 pub mod tls;
 pub mod wire;

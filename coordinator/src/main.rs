@@ -35,7 +35,9 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<commands::ThresholdsFailed>().is_some() {
+            if e.downcast_ref::<commands::ThresholdsFailed>().is_some()
+                || e.downcast_ref::<commands::SloViolatedAtMin>().is_some()
+            {
                 std::process::ExitCode::from(commands::THRESHOLDS_FAILED_EXIT)
             } else {
                 std::process::ExitCode::FAILURE

@@ -343,6 +343,7 @@ mod tests {
             data: None,
             repeat: 1,
             llm: None,
+            search: None,
         }
     }
 

@@ -149,9 +149,52 @@ pub async fn run_series(
 /// [`run_series`], telling `events` how it goes.
 pub async fn run_series_with_events(
     scenario: Scenario,
+    commands: mpsc::Receiver<RunCommand>,
+    cancel: CancellationToken,
+    events: Events,
+) -> Series {
+    let count = scenario.repeat.max(1);
+    let again = scenario.clone();
+    let mut runs = 1;
+    let mut series = run_steps_with_events(scenario, commands, cancel, events, Some(count), |_| {
+        runs += 1;
+        (runs <= count).then(|| again.clone())
+    })
+    .await;
+    if count > 1 {
+        for (index, report) in series.reports.iter_mut().enumerate() {
+            report.series = Some(SeriesInfo {
+                id: series.id.clone(),
+                run: index as u32 + 1,
+                runs: count,
+            });
+        }
+    }
+    series
+}
+
+/// Runs `first`, then each scenario `next` names after seeing the report of
+/// the run before, all with the same agents (an agent lost in one run is
+/// replaced before the next), until `next` says `None`, a run fails, or
+/// `cancel` fires. Agents started for one run stay until the last.
+pub async fn run_steps(
+    first: Scenario,
+    commands: mpsc::Receiver<RunCommand>,
+    cancel: CancellationToken,
+    next: impl FnMut(&RunReport) -> Option<Scenario>,
+) -> Series {
+    run_steps_with_events(first, commands, cancel, Events::default(), None, next).await
+}
+
+/// [`run_steps`], telling `events` how it goes; `count`: how many runs, when
+/// known (a series), for the events.
+pub async fn run_steps_with_events(
+    first: Scenario,
     mut commands: mpsc::Receiver<RunCommand>,
     cancel: CancellationToken,
     events: Events,
+    count: Option<u32>,
+    mut next: impl FnMut(&RunReport) -> Option<Scenario>,
 ) -> Series {
     let mut series = Series {
         id: Uuid::new_v4().to_string(),
@@ -159,17 +202,14 @@ pub async fn run_series_with_events(
         error: None,
     };
     let mut members: Vec<Member> = Vec::new();
-    let count = scenario.repeat.max(1);
-    for index in 0..count {
+    let mut scenario = first;
+    let mut index = 0;
+    loop {
         if let Err(e) = gather(&scenario, &mut members, &mut commands, &cancel, &events).await {
             series.error = Some(e);
             break;
         }
-        let position = SeriesPosition {
-            id: &series.id,
-            index,
-            count,
-        };
+        let position = StepPosition { index, count };
         let run = run_once(
             &scenario,
             &mut members,
@@ -178,17 +218,25 @@ pub async fn run_series_with_events(
             position,
             &events,
         );
-        match run.await {
-            Ok(report) => series.reports.push(report),
+        let report = match run.await {
+            Ok(report) => report,
             Err(e) => {
                 series.error = Some(e);
                 break;
             }
-        }
-        if cancel.is_cancelled() {
-            // A stop ends the series after the (partial) run it cut short.
-            break;
-        }
+        };
+        // A stop ends the series after the (partial) run it cut short.
+        let following = if cancel.is_cancelled() {
+            None
+        } else {
+            next(&report)
+        };
+        // Release the agents: for good, if the series is over.
+        finish_all(&members, &report.run_id, following.is_some()).await;
+        series.reports.push(report);
+        let Some(following) = following else { break };
+        scenario = following;
+        index += 1;
         members.retain(|m| m.state != MemberState::Lost);
         for m in &mut members {
             m.state = MemberState::Registered;
@@ -197,19 +245,13 @@ pub async fn run_series_with_events(
     series
 }
 
-/// Which run of its series a run is.
+/// Which run of its series (or search) a run is, for the events.
 #[derive(Debug, Clone, Copy)]
-struct SeriesPosition<'a> {
-    id: &'a str,
+struct StepPosition {
     /// 0-based.
     index: u32,
-    count: u32,
-}
-
-impl SeriesPosition<'_> {
-    fn more_runs(&self) -> bool {
-        self.index + 1 < self.count
-    }
+    /// Runs in all, when known.
+    count: Option<u32>,
 }
 
 /// Waits until every region has the agents it expects (keeping those
@@ -253,13 +295,15 @@ async fn gather(
     Ok(())
 }
 
-/// One run with the gathered agents: assign, start, collect, report.
+/// One run with the gathered agents: assign, start, collect, report. The
+/// caller releases the agents (`RunFinished`) once it knows whether another
+/// run follows.
 async fn run_once(
     scenario: &Scenario,
     members: &mut [Member],
     commands: &mut mpsc::Receiver<RunCommand>,
     cancel: &CancellationToken,
-    position: SeriesPosition<'_>,
+    position: StepPosition,
     events: &Events,
 ) -> Result<RunReport, RunError> {
     let run_id = Uuid::new_v4().to_string();
@@ -351,7 +395,7 @@ async fn run_once(
             plan: Arc::new(RunPlan::of(scenario)),
             start_unix_nanos,
             run: position.index + 1,
-            runs: position.count,
+            runs: position.count.unwrap_or(0),
             agents: roster.clone(),
         }))
     });
@@ -468,8 +512,6 @@ async fn run_once(
     // 5. Release the agents (for good, if the series is over) and write up.
     merge.close_all();
     announce_closed(&merge, shown_intervals, &run_id, start_unix_nanos, events);
-    let more = position.more_runs() && !cancel.is_cancelled();
-    finish_all(members, &run_id, more).await;
     let meta: BTreeMap<Uuid, AgentMeta> = members
         .iter()
         .map(|m| {
@@ -496,11 +538,8 @@ async fn run_once(
         agents: &meta,
         start_unix_nanos,
         notes,
-        series: (position.count > 1).then(|| SeriesInfo {
-            id: position.id.to_owned(),
-            run: position.index + 1,
-            runs: position.count,
-        }),
+        // The caller knows the series (or search) and says.
+        series: None,
     });
     events.send(|| RunEvent::Finished(Arc::new(report.clone())));
     Ok(report)

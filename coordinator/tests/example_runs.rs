@@ -4,19 +4,38 @@
 
 mod support;
 
+use stampede_coordinator::report::model::RunReport;
 use stampede_coordinator::report::model::RunStatus;
-use stampede_coordinator::scenario::{Model, Scenario, Share, load_with_env};
+use stampede_coordinator::scenario::stages::LevelUnit;
+use stampede_coordinator::scenario::{Model, Scenario, SearchMode, Share, load_with_env};
 use stampede_target::TargetConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-use support::{InProcessTarget, run_with_agents};
+use support::{InProcessTarget, run_with_agents, search_with_agents};
 
 /// Same shape, smaller: every phase 1 s, levels scaled so the peak is 300
 /// req/s (20 for model serving, whose answers take a while; open model) or
-/// at most 8 connections (closed), the target replaced.
+/// at most 8 connections (closed), the target replaced. A capacity search
+/// keeps its SLO and mode but probes one low level per leg (no settling, a
+/// 1 s step), so each leg ends at the top of its range.
 fn shrink(mut s: Scenario, url: &url::Url) -> Scenario {
     let top = if s.llm.is_some() { 20.0 } else { 300.0 };
+    if let Some(search) = &mut s.search {
+        // Closed model: `min` connections, already checked to be enough.
+        let level = match search.unit {
+            LevelUnit::Rate => 50.0,
+            LevelUnit::Connections => search.min,
+        };
+        (search.min, search.max, search.start) = (level, level, level);
+        if let (SearchMode::PerRegion { base }, LevelUnit::Rate) = (&mut search.mode, search.unit) {
+            *base = 25.0;
+        }
+        search.step = Duration::from_secs(1);
+        search.settle = Duration::ZERO;
+        // A loaded test machine is no place to judge the generator.
+        search.max_schedule_lag = Duration::from_secs(1);
+    }
     let peak = s
         .load
         .phases
@@ -94,11 +113,25 @@ async fn shipped_examples_run() {
             .flat_map(|r| std::iter::repeat_n(r.name.clone(), r.agents as usize))
             .collect();
         let regions: Vec<&str> = regions.iter().map(String::as_str).collect();
+        let name = path.display();
+        if scenario.search.is_some() {
+            let search = search_with_agents(scenario, &regions).await;
+            let served = target.stats.served();
+            target.stop().await;
+            assert!(search.error.is_none(), "{name}: {:?}", search.error);
+            assert!(
+                search.report.legs.iter().all(|l| l.outcome == "ceiling"),
+                "{name}: {:#?}",
+                search.report.summary
+            );
+            let sent: u64 = search.probes.iter().map(requests_with_warmup).sum();
+            assert_eq!(sent, served, "{name}");
+            continue;
+        }
         let report = run_with_agents(scenario, &regions).await;
         let served = target.stats.served();
         target.stop().await;
 
-        let name = path.display();
         assert_eq!(
             report.status,
             RunStatus::Complete,
@@ -107,15 +140,20 @@ async fn shipped_examples_run() {
         );
         assert!(report.global.requests > 0, "{name}");
         assert_eq!(report.global.errors.total, 0, "{name}");
-        let warmup: u64 = report
-            .intervals
-            .iter()
-            .filter(|i| i.warmup)
-            .map(|i| i.global.requests)
-            .sum();
-        assert_eq!(report.global.requests + warmup, served, "{name}");
+        assert_eq!(requests_with_warmup(&report), served, "{name}");
         if staged {
             assert_eq!(report.stages.len(), phases, "{name}");
         }
     }
+}
+
+/// Every request a run completed, its warm-up's included.
+fn requests_with_warmup(report: &RunReport) -> u64 {
+    let warmup: u64 = report
+        .intervals
+        .iter()
+        .filter(|i| i.warmup)
+        .map(|i| i.global.requests)
+        .sum();
+    report.global.requests + warmup
 }

@@ -28,10 +28,16 @@ pub struct TargetConfig {
     pub stall: Option<StallSpec>,
     /// The OpenAI-compatible mock's timing (`/v1/completions`, `/v1/chat/completions`).
     pub llm: LlmConfig,
+    /// The whole server's capacity in requests per second: past it requests queue (see the `capacity`
+    /// module), so latency rises sharply. `None`: unlimited.
+    pub capacity: Option<f64>,
+    /// Per region name, that region's own capacity in requests per second (on top of `capacity`).
+    pub region_capacities: BTreeMap<String, f64>,
 }
 
 impl Default for TargetConfig {
-    /// Loopback on a free port, no delay, no regions, a 2-byte body, no stall: what tests want.
+    /// Loopback on a free port, no delay, no regions, a 2-byte body, no stall, no capacity limit: what
+    /// tests want.
     fn default() -> Self {
         TargetConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -40,6 +46,8 @@ impl Default for TargetConfig {
             body_bytes: DEFAULT_BODY_BYTES,
             stall: None,
             llm: LlmConfig::default(),
+            capacity: None,
+            region_capacities: BTreeMap::new(),
         }
     }
 }

@@ -25,4 +25,14 @@ pub enum TargetError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A configured capacity is not a positive number of requests per second.
+    #[error(
+        "invalid capacity {value} for {scope}: must be a positive number of requests per second, at most 1e9"
+    )]
+    InvalidCapacity {
+        /// `the server` or `region NAME`.
+        scope: String,
+        /// As configured.
+        value: f64,
+    },
 }

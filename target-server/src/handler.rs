@@ -1,4 +1,5 @@
-//! Answering one request: delay, stall, count and respond on the load path; report or act on admin paths.
+//! Answering one request: stall, capacity queue, delay, count and respond on the load path; report or act on
+//! admin paths.
 //!
 //! Handling is split in two so the per-connection RNG never has to live inside a future: `plan` runs
 //! synchronously as the request arrives (routing, sampling the delay, registering the arrival with the
@@ -13,6 +14,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::time::Instant;
 
+use crate::capacity::CapacityLimit;
 use crate::config::TargetConfig;
 use crate::delay::DelaySpec;
 use crate::llm::{self, Fault, LlmConfig, LlmStream};
@@ -38,7 +40,8 @@ const MAX_DRAIN_BYTES: usize = 16 << 20;
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Plan {
     Load {
-        /// End of the stall window the request arrived in, if any.
+        /// When the request may be served: the end of the stall window it arrived in, or of its wait for a
+        /// slot under a capacity limit, whichever is later; `None` at once.
         hold_until: Option<Instant>,
         delay: Duration,
         slot: RegionSlot,
@@ -61,6 +64,10 @@ pub(crate) struct Handler {
     default_delay: DelaySpec,
     /// Delays of the configured regions, indexed like `RegionSlot::Known`.
     region_delays: Vec<DelaySpec>,
+    /// The whole server's capacity limit.
+    capacity: Option<CapacityLimit>,
+    /// Each configured region's own limit, indexed like `RegionSlot::Known`.
+    region_capacities: Vec<Option<CapacityLimit>>,
     body: Bytes,
     stats: TargetStats,
     stall: Stall,
@@ -69,11 +76,37 @@ pub(crate) struct Handler {
 
 impl Handler {
     pub(crate) fn new(config: &TargetConfig) -> Self {
+        // A region is configured when it has a delay or a capacity of its own.
+        let regions: std::collections::BTreeSet<&str> = config
+            .region_delays
+            .keys()
+            .chain(config.region_capacities.keys())
+            .map(String::as_str)
+            .collect();
         Handler {
             default_delay: config.default_delay,
-            region_delays: config.region_delays.values().copied().collect(),
+            region_delays: regions
+                .iter()
+                .map(|r| {
+                    *config
+                        .region_delays
+                        .get(*r)
+                        .unwrap_or(&config.default_delay)
+                })
+                .collect(),
+            capacity: config.capacity.map(CapacityLimit::new),
+            region_capacities: regions
+                .iter()
+                .map(|r| {
+                    config
+                        .region_capacities
+                        .get(*r)
+                        .copied()
+                        .map(CapacityLimit::new)
+                })
+                .collect(),
             body: make_body(config.body_bytes),
-            stats: TargetStats::new(config.region_delays.keys().map(String::as_str)),
+            stats: TargetStats::new(regions.iter().copied()),
             stall: Stall::new(config.stall),
             llm: config.llm,
         }
@@ -95,7 +128,19 @@ impl Handler {
                     RegionSlot::Unnamed | RegionSlot::Unknown => &self.default_delay,
                 };
                 let delay = spec.sample(rng);
-                let hold_until = self.stall.on_arrival();
+                let stalled = self.stall.on_arrival();
+                // Slots are reserved on arrival, so the queue is served in arrival order.
+                let now = Instant::now();
+                let region_limit = match slot {
+                    RegionSlot::Known(i) => self.region_capacities.get(i).and_then(Option::as_ref),
+                    RegionSlot::Unnamed | RegionSlot::Unknown => None,
+                };
+                let queued = [self.capacity.as_ref(), region_limit]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|limit| limit.reserve(now))
+                    .max();
+                let hold_until = stalled.max(queued);
                 Plan::Load {
                     hold_until,
                     delay,

@@ -28,11 +28,18 @@
 //! went away before that is not. Requests naming no region are counted under the region name `""`, so
 //! the per-region counts add up to the total.
 //!
+//! # Capacity
+//!
+//! [`TargetConfig::capacity`] (and per region [`TargetConfig::region_capacities`]) caps the requests per
+//! second served: past the limit, requests wait in arrival order for a free slot before their delay, so
+//! latency rises sharply and predictably. A capacity search has a known answer to find.
+//!
 //! # Stalls
 //!
 //! See [`StallSpec`]: a window during which every arriving load-path request is held until the window
 //! closes, to test a load generator's coordinated-omission correction.
 
+mod capacity;
 mod config;
 mod delay;
 mod error;
@@ -44,6 +51,10 @@ mod server;
 mod stall;
 mod stats;
 
+pub use capacity::{
+    BURST as CAPACITY_BURST, CapacityParseError, MAX_CAPACITY, parse_capacity,
+    parse_region_capacity,
+};
 pub use config::{DEFAULT_BODY_BYTES, StallSpec, TargetConfig};
 pub use delay::{DelayParseError, DelaySpec};
 pub use error::TargetError;

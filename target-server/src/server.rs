@@ -43,11 +43,30 @@ pub struct TargetServer {
 impl TargetServer {
     /// Checks the config and binds the listening socket.
     pub async fn bind(config: TargetConfig) -> Result<TargetServer, TargetError> {
-        for name in config.region_delays.keys() {
+        for name in config
+            .region_delays
+            .keys()
+            .chain(config.region_capacities.keys())
+        {
             check_region_name(name).map_err(|reason| TargetError::InvalidRegion {
                 name: name.clone(),
                 reason,
             })?;
+        }
+        let capacities = config
+            .capacity
+            .map(|c| ("the server".to_owned(), c))
+            .into_iter()
+            .chain(
+                config
+                    .region_capacities
+                    .iter()
+                    .map(|(name, c)| (format!("region {name}"), *c)),
+            );
+        for (scope, value) in capacities {
+            if !(value.is_finite() && value > 0.0 && value <= crate::capacity::MAX_CAPACITY) {
+                return Err(TargetError::InvalidCapacity { scope, value });
+            }
         }
         let listener =
             TcpListener::bind(config.listen)

@@ -364,3 +364,72 @@ async fn bind_rejects_bad_configs() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn capacity_queues_requests_past_the_limit() {
+    // 100 req/s: 10 ms slots. 30 requests back to back on one connection arrive far faster, so after the
+    // burst allowance (50 ms) each waits for its slot: the 30th is served 29 × 10 − 50 ms after the first.
+    let target = Running::start(TargetConfig {
+        capacity: Some(100.0),
+        ..TargetConfig::default()
+    })
+    .await;
+    let mut client = target.client().await;
+    let start = Instant::now();
+    for _ in 0..30 {
+        assert_eq!(client.get("/").await.status, 200);
+    }
+    let took = start.elapsed();
+    assert!(took >= ms(235), "30 requests at 100 req/s took {took:?}");
+    // Admin requests are never queued.
+    let start = Instant::now();
+    let stats = fetch_stats(&mut client).await;
+    assert!(start.elapsed() < ms(200));
+    assert_eq!(stats.served, 30);
+    target.stop().await;
+}
+
+#[tokio::test]
+async fn a_region_capacity_limits_that_region_only() {
+    let target = Running::start(TargetConfig {
+        region_capacities: [("slow".to_owned(), 50.0)].into_iter().collect(),
+        ..TargetConfig::default()
+    })
+    .await;
+    let mut client = target.client().await;
+    // 20 requests in the limited region: 20 ms slots, so the 20th is served 19 × 20 − 50 ms after the first.
+    let start = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(client.get("/region/slow/x").await.status, 200);
+    }
+    let limited = start.elapsed();
+    assert!(limited >= ms(325), "limited region took {limited:?}");
+    // The same in another region is not held back by that limit.
+    let start = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(client.get("/region/fast/x").await.status, 200);
+    }
+    let free = start.elapsed();
+    assert!(free < limited, "unlimited {free:?} vs limited {limited:?}");
+    let stats = fetch_stats(&mut client).await;
+    assert_eq!(stats.regions.get("slow"), Some(&20));
+    target.stop().await;
+}
+
+#[tokio::test]
+async fn refuses_a_capacity_that_is_not_a_rate() {
+    let err = TargetServer::bind(TargetConfig {
+        capacity: Some(0.0),
+        ..TargetConfig::default()
+    })
+    .await
+    .expect_err("zero capacity");
+    assert!(matches!(err, TargetError::InvalidCapacity { .. }), "{err}");
+    let err = TargetServer::bind(TargetConfig {
+        region_capacities: [("eu-west".to_owned(), f64::NAN)].into_iter().collect(),
+        ..TargetConfig::default()
+    })
+    .await
+    .expect_err("NaN capacity");
+    assert!(err.to_string().contains("region eu-west"), "{err}");
+}

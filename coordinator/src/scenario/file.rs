@@ -28,6 +28,9 @@ pub struct ScenarioFile {
     pub repeat: Option<i64>,
     /// Model-serving mode: responses are OpenAI-compatible completions.
     pub llm: Option<LlmSection>,
+    /// A capacity search: the highest load that meets an SLO, instead of
+    /// one run at one load.
+    pub search: Option<SearchSection>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -46,6 +49,41 @@ pub struct GoodputSection {
     pub tpot: Option<String>,
     /// End to end, e.g. `10s`.
     pub e2e: Option<String>,
+}
+
+/// `search:`, checked by `super::search`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSection {
+    /// What each probe must meet: threshold lines (`p99 < 250ms`).
+    pub slo: Option<Vec<String>>,
+    /// The range searched: requests/s (open model) or connections (closed).
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// The first probe's level (default `min`).
+    pub start: Option<f64>,
+    /// Each probe's measured time.
+    pub step: Option<String>,
+    /// Each probe's warm-up, left out of its figures (default 5s).
+    pub settle: Option<String>,
+    /// Stop when the gap between the last pass and the first fail is under
+    /// this: `5%` (default) of the passing level, or an absolute level.
+    pub tolerance: Option<ToleranceValue>,
+    /// `global` (default) or `per-region`.
+    pub mode: Option<String>,
+    /// Per-region: the level the other regions hold meanwhile (default `min`).
+    pub base: Option<f64>,
+    /// Open model: a probe whose schedule lag p99 is past this saw the
+    /// generator fall behind (default 5ms).
+    pub max_schedule_lag: Option<String>,
+}
+
+/// A tolerance as written: a number, or text such as `5%`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ToleranceValue {
+    Number(f64),
+    Text(String),
 }
 
 /// One request of `requests:`.

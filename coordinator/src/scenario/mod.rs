@@ -9,12 +9,14 @@ pub mod data;
 mod file;
 mod locate;
 pub mod requests;
+pub mod search;
 pub mod stages;
 pub mod thresholds;
 mod validate;
 
 pub use data::Data;
 pub use requests::{NamedRequest, RequestUrl};
+pub use search::{SearchMode, SearchSpec, SloLine, Tolerance};
 pub use stages::{Phase, PhaseKind};
 pub use thresholds::Threshold;
 pub use validate::{random_seed, validate};
@@ -42,6 +44,9 @@ pub struct Scenario {
     pub repeat: u32,
     /// Model-serving mode (OpenAI-compatible responses) and its goodput SLO.
     pub llm: Option<stampede_agent::plan::LlmSpec>,
+    /// A capacity search (`crate::search` runs it); `load` and `regions`
+    /// are then its first probe's.
+    pub search: Option<SearchSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +165,17 @@ pub enum Share {
 impl Scenario {
     /// One line saying what the scenario will do.
     pub fn describe(&self) -> String {
+        if let Some(search) = &self.search {
+            let regions: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
+            return format!(
+                "scenario {:?}: {}; {} {}, regions {}",
+                self.name,
+                search.describe(self),
+                self.target.method,
+                self.target.url,
+                regions.join(", ")
+            );
+        }
         let load = match self.load.model {
             Model::Open {
                 rate,
@@ -226,7 +242,7 @@ pub struct ScenarioError {
 
 /// Top-level keys that environment overrides may set. Other `STAMPEDE_*`
 /// variables (the CLI's own settings) are not scenario fields.
-const OVERRIDABLE: [&str; 11] = [
+const OVERRIDABLE: [&str; 12] = [
     "name",
     "target",
     "load",
@@ -238,6 +254,7 @@ const OVERRIDABLE: [&str; 11] = [
     "data",
     "repeat",
     "llm",
+    "search",
 ];
 
 /// Reads, merges environment overrides into, and validates a scenario file.

@@ -2,6 +2,7 @@
 //! and why.
 
 use super::file::ScenarioFile;
+use super::search;
 use super::stages::{self, LevelUnit, Phase, PhaseKind};
 use super::thresholds;
 use super::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target, parse_duration};
@@ -76,7 +77,7 @@ fn http_url(field: &str, text: &str) -> Result<url::Url, FieldError> {
 
 /// `base`: the scenario file's folder (data and body files are relative to it).
 pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, FieldError> {
-    let name = raw.name.unwrap_or_else(|| "scenario".to_owned());
+    let name = raw.name.clone().unwrap_or_else(|| "scenario".to_owned());
     if name.trim().is_empty() {
         return err("name", "must not be empty");
     }
@@ -185,10 +186,16 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
         "closed" => LevelUnit::Connections,
         _ => LevelUnit::Rate,
     };
-    // With stages, the stages set the level and the duration.
-    let staged = match &l.stages {
+    // A search sets the load itself: its first probe stands in for stages.
+    let search = match &raw.search {
         None => None,
-        Some(list) => {
+        Some(section) => Some(search::validate(section, &raw, unit, &regions)?),
+    };
+    // With stages, the stages set the level and the duration.
+    let staged = match (&l.stages, &search) {
+        (_, Some(spec)) => Some(spec.phases(spec.total(regions.len(), spec.start))),
+        (None, None) => None,
+        (Some(list), None) => {
             if l.duration.is_some() {
                 return err(
                     "load.duration",
@@ -346,6 +353,13 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
             peak
         }
         _ => match l.connections {
+            // An open-model search: a pool for the highest level it may probe.
+            None if search.is_some() => {
+                let peak = search
+                    .as_ref()
+                    .map_or(0.0, |spec| spec.total(regions.len(), spec.max));
+                total_agents.max(((peak / 100.0).ceil() as u32).clamp(1, 1000))
+            }
             None => total_agents.max(match model {
                 Model::Closed => 10,
                 Model::Open { .. } => {
@@ -373,7 +387,10 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
     };
     let phases = match staged {
         Some(phases) => {
-            stages::check_alignment(&phases, interval)?;
+            match &search {
+                Some(spec) => search::check_alignment(spec, interval)?,
+                None => stages::check_alignment(&phases, interval)?,
+            }
             phases
         }
         None => {
@@ -519,8 +536,9 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
         }
     };
 
-    Ok(Scenario {
+    let scenario = Scenario {
         llm,
+        search: None,
         repeat,
         requests,
         data,
@@ -539,6 +557,16 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
             raw.agent_wait_timeout.as_deref(),
             Duration::from_secs(60),
         )?,
+    };
+    Ok(match search {
+        None => scenario,
+        // The scenario as checked is the search's first probe.
+        Some(spec) => {
+            let first = spec.legs(&scenario).into_iter().next().flatten();
+            let mut probe = spec.probe(&scenario, first.as_deref(), spec.start);
+            probe.search = Some(spec);
+            probe
+        }
     })
 }
 

@@ -262,6 +262,7 @@ pub fn one_region_scenario(
         data: None,
         repeat: 1,
         llm: None,
+        search: None,
     }
 }
 
@@ -287,6 +288,26 @@ pub fn bench_options(
     }
 }
 
+/// Starts one in-process agent (one worker thread, `--once`) per entry of
+/// `regions`, dialing `coordinator_url`.
+pub fn start_agents(
+    coordinator_url: &str,
+    regions: &[&str],
+) -> Vec<tokio::task::JoinHandle<Result<(), stampede_agent::SessionError>>> {
+    regions
+        .iter()
+        .map(|region| {
+            let mut agent = stampede_agent::AgentConfig::new(coordinator_url.to_owned(), *region);
+            agent.once = true;
+            agent.engine.threads = 1;
+            tokio::spawn(stampede_agent::run_agent(
+                agent,
+                tokio_util::sync::CancellationToken::new(),
+            ))
+        })
+        .collect()
+}
+
 /// Runs `scenario` on an in-process coordinator with one in-process agent
 /// (one worker thread, one run) per entry of `regions`.
 pub async fn run_with_agents(
@@ -297,18 +318,7 @@ pub async fn run_with_agents(
         .await
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let agents: Vec<_> = regions
-        .iter()
-        .map(|region| {
-            let mut agent = stampede_agent::AgentConfig::new(url.clone(), *region);
-            agent.once = true;
-            agent.engine.threads = 1;
-            tokio::spawn(stampede_agent::run_agent(
-                agent,
-                tokio_util::sync::CancellationToken::new(),
-            ))
-        })
-        .collect();
+    let agents = start_agents(&url, regions);
     let report = stampede_coordinator::cluster::run_coordinator(
         scenario,
         listener,
@@ -320,4 +330,31 @@ pub async fn run_with_agents(
         let _ = agent.await;
     }
     report
+}
+
+/// Runs the capacity search of `scenario` on an in-process coordinator with
+/// one in-process agent per entry of `regions` (kept for every probe).
+pub async fn search_with_agents(
+    scenario: stampede_coordinator::scenario::Scenario,
+    regions: &[&str],
+) -> stampede_coordinator::search::SearchRun {
+    let spec = scenario.search.clone().expect("a search scenario");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let agents = start_agents(&url, regions);
+    let search = stampede_coordinator::cluster::run_search_with(
+        scenario,
+        spec,
+        listener,
+        Default::default(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("the coordinator serves");
+    for agent in agents {
+        let _ = agent.await;
+    }
+    search
 }
