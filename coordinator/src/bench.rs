@@ -68,6 +68,7 @@ pub fn scenario(o: &BenchOptions) -> Scenario {
         repeat: 1,
         llm: None,
         search: None,
+        cost: None,
     }
 }
 

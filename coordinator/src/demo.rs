@@ -102,6 +102,7 @@ pub fn scenario(options: &DemoOptions, target_port: u16) -> Scenario {
         repeat: 1,
         llm: None,
         search: None,
+        cost: None,
     }
 }
 

@@ -344,6 +344,7 @@ mod tests {
             repeat: 1,
             llm: None,
             search: None,
+            cost: None,
         }
     }
 

@@ -305,7 +305,7 @@ async fn llm_report_matches_the_schema() {
     std::fs::write(
         &path,
         format!(
-            "target:\n  url: {}\nrequests:\n  - name: c\n    method: POST\n    url: /v1/completions\n    body: '{{\"stream\": true}}'\nllm:\n  goodput:\n    ttft: 1s\nload:\n  model: open\n  rate: 20\n  duration: 1s\nregions:\n  - name: local\nstart_delay: 300ms\n",
+            "target:\n  url: {}\nrequests:\n  - name: c\n    method: POST\n    url: /v1/completions\n    body: '{{\"stream\": true}}'\nllm:\n  goodput:\n    ttft: 1s\ncost:\n  hourly_usd: 3.6\n  instances: 2\nload:\n  model: open\n  rate: 20\n  duration: 1s\nregions:\n  - name: local\nstart_delay: 300ms\n",
             target.url
         ),
     )
@@ -319,5 +319,18 @@ async fn llm_report_matches_the_schema() {
     let found = errors(&validator, &instance);
     assert!(found.is_empty(), "{}", found.join("\n"));
     assert!(report.global.llm.is_some());
+    // Two instances at $3.60/h cost $0.002 per second, over what was served.
+    let cost = report.cost.as_ref().expect("cost");
+    let per_request = cost.usd_per_request.expect("requests completed");
+    assert!((per_request - 0.002 / report.global.achieved_rps).abs() < 1e-12);
+    let tokens = report
+        .global
+        .llm
+        .as_ref()
+        .map(|l| l.output_tokens_per_second)
+        .unwrap_or(0.0);
+    let per_million_tokens = cost.usd_per_million_output_tokens.expect("tokens");
+    assert!((per_million_tokens - 0.002 / tokens * 1e6).abs() < 1e-6);
+    assert!(stampede_coordinator::report::table::render(&report).contains("per 1M output tokens"));
     assert_round_trip(&report);
 }

@@ -190,10 +190,30 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
             (!samples.is_empty()).then(|| crate::clock::skew_bound_ms(samples))
         },
         warnings: Vec::new(),
+        cost: None,
     };
     report.thresholds = super::thresholds::evaluate(&scenario.thresholds, &report);
     report.warnings = generator_health(&mut report.agents);
+    report.cost = scenario.cost.map(|c| cost_summary(c, &report.global));
     report
+}
+
+/// The instances' price per second, spread over what they served.
+pub fn cost_summary(cost: crate::scenario::Cost, global: &ScopeSummary) -> CostSummary {
+    let per_second = cost.hourly_usd * f64::from(cost.instances) / 3600.0;
+    let per = |rate: f64| (rate > 0.0).then(|| per_second / rate);
+    let per_request = per(global.achieved_rps);
+    CostSummary {
+        hourly_usd: cost.hourly_usd,
+        instances: cost.instances,
+        usd_per_request: per_request,
+        usd_per_million_requests: per_request.map(|p| p * 1e6),
+        usd_per_million_output_tokens: global
+            .llm
+            .as_ref()
+            .and_then(|l| per(l.output_tokens_per_second))
+            .map(|p| p * 1e6),
+    }
 }
 
 /// An agent at or above this share of its workers' CPU is saturated.

@@ -174,6 +174,7 @@ pub fn report(regions: &[(&str, Vec<Slice>)]) -> RunReport {
         series: None,
         start_skew_bound_ms: None,
         warnings: vec![],
+        cost: None,
     }
 }
 

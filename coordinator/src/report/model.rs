@@ -55,6 +55,22 @@ pub struct RunReport {
     /// example a saturated agent). Shown loudly by every view.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// With a price in the scenario: what the achieved throughput cost.
+    #[serde(default)]
+    pub cost: Option<CostSummary>,
+}
+
+/// The target's price at the run's achieved throughput (warm-up excluded).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CostSummary {
+    pub hourly_usd: f64,
+    pub instances: u32,
+    /// Price of one request: the instances' price per second over the
+    /// completed requests per second.
+    pub usd_per_request: Option<f64>,
+    pub usd_per_million_requests: Option<f64>,
+    /// Model serving: price of a million output tokens.
+    pub usd_per_million_output_tokens: Option<f64>,
 }
 
 /// Where a run stands in its series.

@@ -170,6 +170,27 @@ pub fn render(report: &RunReport) -> String {
         }
     }
 
+    if let Some(c) = &report.cost {
+        let mut parts = Vec::new();
+        if let Some(m) = c.usd_per_million_requests {
+            parts.push(format!("${m:.4} per 1M requests"));
+        }
+        if let Some(t) = c.usd_per_million_output_tokens {
+            parts.push(format!("${t:.4} per 1M output tokens"));
+        }
+        let _ = writeln!(
+            out,
+            "\ncost at the achieved throughput ({} instance(s) at ${}/h): {}",
+            c.instances,
+            c.hourly_usd,
+            if parts.is_empty() {
+                "nothing completed".to_owned()
+            } else {
+                parts.join(", ")
+            }
+        );
+    }
+
     let g = &report.global;
     let lag = &g.schedule_lag_us;
     if lag.count > 0 {

@@ -31,6 +31,17 @@ pub struct ScenarioFile {
     /// A capacity search: the highest load that meets an SLO, instead of
     /// one run at one load.
     pub search: Option<SearchSection>,
+    /// What the target costs, to report $/request and $/1M tokens.
+    pub cost: Option<CostSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostSection {
+    /// Price of one target instance per hour, in dollars (or any currency).
+    pub hourly_usd: f64,
+    /// Target instances (default 1).
+    pub instances: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

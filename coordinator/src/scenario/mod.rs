@@ -47,6 +47,8 @@ pub struct Scenario {
     /// A capacity search (`crate::search` runs it); `load` and `regions`
     /// are then its first probe's.
     pub search: Option<SearchSpec>,
+    /// What the target costs: the report gives $/request and $/1M tokens.
+    pub cost: Option<Cost>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -229,6 +231,14 @@ impl Scenario {
     }
 }
 
+/// The target's price, to put a cost on throughput.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost {
+    /// One instance, per hour.
+    pub hourly_usd: f64,
+    pub instances: u32,
+}
+
 /// A scenario error: which file (and line, when it can be found), which
 /// field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -242,7 +252,7 @@ pub struct ScenarioError {
 
 /// Top-level keys that environment overrides may set. Other `STAMPEDE_*`
 /// variables (the CLI's own settings) are not scenario fields.
-const OVERRIDABLE: [&str; 12] = [
+const OVERRIDABLE: [&str; 13] = [
     "name",
     "target",
     "load",
@@ -255,6 +265,7 @@ const OVERRIDABLE: [&str; 12] = [
     "repeat",
     "llm",
     "search",
+    "cost",
 ];
 
 /// Reads, merges environment overrides into, and validates a scenario file.

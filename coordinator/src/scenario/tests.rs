@@ -588,3 +588,20 @@ fn bad_mixes_name_the_field() {
         "{e}"
     );
 }
+
+#[test]
+fn cost_is_read_and_checked() {
+    let s = load_text(&format!("{GOOD}cost:\n  hourly_usd: 2.5\n  instances: 4\n")).expect("valid");
+    assert_eq!(
+        s.cost,
+        Some(Cost {
+            hourly_usd: 2.5,
+            instances: 4
+        })
+    );
+    let e = load_text(&format!("{GOOD}cost:\n  hourly_usd: -1\n")).expect_err("negative");
+    assert_eq!(e.field, "cost.hourly_usd");
+    let e =
+        load_text(&format!("{GOOD}cost:\n  hourly_usd: 1\n  instances: 0\n")).expect_err("zero");
+    assert_eq!(e.field, "cost.instances");
+}

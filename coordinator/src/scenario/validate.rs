@@ -536,7 +536,30 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
         }
     };
 
+    let cost = match &raw.cost {
+        None => None,
+        Some(c) => {
+            if !(c.hourly_usd.is_finite() && c.hourly_usd >= 0.0) {
+                return err(
+                    "cost.hourly_usd",
+                    format!("{}: must be zero or a positive price", c.hourly_usd),
+                );
+            }
+            let instances = c.instances.unwrap_or(1);
+            if !(1..=100_000).contains(&instances) {
+                return err(
+                    "cost.instances",
+                    format!("{instances}: must be between 1 and 100000"),
+                );
+            }
+            Some(super::Cost {
+                hourly_usd: c.hourly_usd,
+                instances: instances as u32,
+            })
+        }
+    };
     let scenario = Scenario {
+        cost,
         llm,
         search: None,
         repeat,

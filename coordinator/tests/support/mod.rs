@@ -263,6 +263,7 @@ pub fn one_region_scenario(
         repeat: 1,
         llm: None,
         search: None,
+        cost: None,
     }
 }
 
