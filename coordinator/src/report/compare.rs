@@ -2,8 +2,11 @@
 //! runs, for the whole run and each region, and which moves are
 //! regressions beyond a threshold (for CI).
 //!
-//! The gate is a plain relative threshold on the figures as measured; it
-//! does not yet test whether a change is beyond run-to-run noise.
+//! A latency percentile counts as a regression only when it grew by more
+//! than the threshold *and* the two runs' latency distributions differ
+//! beyond noise: a Mann-Whitney U test on their merged histograms
+//! ([`super::significance`], p < 0.001). Two runs of the same target differ
+//! in their tails by chance; a slower target shifts the whole distribution.
 
 use super::model::{RunReport, ScopeSummary};
 use super::table::micros;
@@ -110,6 +113,19 @@ pub struct ScopeChange {
     /// `global` or a region's name.
     pub scope: String,
     pub figures: Vec<FigureChange>,
+    /// Whether NEW's latencies differ from BASE's beyond noise (absent when
+    /// either run has no latency samples).
+    pub latency_shift: Option<LatencyShift>,
+}
+
+/// The Mann-Whitney test of one scope's latency distributions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LatencyShift {
+    /// P(a NEW request is slower than a BASE one); 0.5: no shift.
+    pub probability_slower: f64,
+    pub z: f64,
+    /// Beyond noise (two-sided p < 0.001).
+    pub significant: bool,
 }
 
 /// A gated figure that moved the wrong way by more than the threshold.
@@ -180,6 +196,16 @@ fn run_ref(r: &RunReport) -> RunRef {
     }
 }
 
+fn latency_shift(base: &ScopeSummary, new: &ScopeSummary) -> Option<LatencyShift> {
+    let b = super::build::decode_base64(&base.latency_histogram).ok()?;
+    let n = super::build::decode_base64(&new.latency_histogram).ok()?;
+    super::significance::shift(&b, &n).map(|s| LatencyShift {
+        probability_slower: s.superiority,
+        z: s.z,
+        significant: s.significant(),
+    })
+}
+
 fn scope_change(scope: &str, base: &ScopeSummary, new: &ScopeSummary) -> ScopeChange {
     let figures = Figure::ALL
         .iter()
@@ -206,6 +232,7 @@ fn scope_change(scope: &str, base: &ScopeSummary, new: &ScopeSummary) -> ScopeCh
     ScopeChange {
         scope: scope.to_owned(),
         figures,
+        latency_shift: latency_shift(base, new),
     }
 }
 
@@ -214,10 +241,16 @@ fn regressions(scopes: &[ScopeChange], pct: f64) -> Vec<Regression> {
     scopes
         .iter()
         .flat_map(|s| {
+            // A latency percentile's move counts only if the distributions
+            // really differ, NEW being slower.
+            let slower = s.latency_shift.is_some_and(|l| l.significant && l.z > 0.0);
             s.figures.iter().filter_map(move |f| {
                 let relative = f.relative?;
-                let beyond =
-                    f.figure.gated() && f.direction == Direction::Worse && relative.abs() > limit;
+                let latency = !matches!(f.figure, Figure::Rps | Figure::ErrorRate);
+                let beyond = f.figure.gated()
+                    && f.direction == Direction::Worse
+                    && relative.abs() > limit
+                    && (!latency || slower);
                 beyond.then(|| Regression {
                     scope: s.scope.clone(),
                     figure: f.figure,
@@ -304,6 +337,26 @@ pub fn render_table(c: &Comparison) -> String {
         }
         let _ = writeln!(out, "{}", line.trim_end());
     }
+    let _ = writeln!(
+        out,
+        "\nlatency distributions (Mann-Whitney, every sample; P = chance a new request is slower than a base one):"
+    );
+    for s in &c.scopes {
+        let verdict = match s.latency_shift {
+            None => "no samples to compare".to_owned(),
+            Some(l) => format!(
+                "P = {:.3}, z = {:+.1}: {}",
+                l.probability_slower,
+                l.z,
+                match (l.significant, l.z > 0.0) {
+                    (false, _) => "within noise",
+                    (true, true) => "slower beyond noise",
+                    (true, false) => "faster beyond noise",
+                }
+            ),
+        };
+        let _ = writeln!(out, "  {}: {verdict}", s.scope);
+    }
     if !c.added_regions.is_empty() {
         let _ = writeln!(out, "\nadded (only in new): {}", c.added_regions.join(", "));
     }
@@ -318,7 +371,7 @@ pub fn render_table(c: &Comparison) -> String {
         if c.regressions.is_empty() {
             let _ = writeln!(
                 out,
-                "\nno regression beyond {pct}% (rps and p50–p99.9 are gated)"
+                "\nno regression beyond {pct}% (rps, and p50–p99.9 when the latencies differ beyond noise, are gated)"
             );
         }
     }

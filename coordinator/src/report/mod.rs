@@ -14,6 +14,7 @@ pub mod html;
 pub mod model;
 pub mod scale;
 pub mod series;
+pub mod significance;
 pub mod svg;
 pub mod table;
 pub mod thresholds;
