@@ -268,6 +268,10 @@ const OVERRIDABLE: [&str; 13] = [
     "cost",
 ];
 
+/// Largest scenario file read: scenarios are short; bulk belongs in data
+/// files, which have their own limit.
+pub const MAX_SCENARIO_BYTES: u64 = 1 << 20;
+
 /// Reads, merges environment overrides into, and validates a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     let env = std::env::vars().collect();
@@ -296,6 +300,19 @@ pub fn load_with_env(
             ));
         }
     };
+    let size = std::fs::metadata(path)
+        .map_err(|e| error("(file)", format!("cannot read: {e}")))?
+        .len();
+    if size > MAX_SCENARIO_BYTES {
+        return Err(error(
+            "(file)",
+            format!(
+                "{:.1} MiB; a scenario file is at most {} KiB (rows belong in a `data:` file)",
+                size as f64 / (1 << 20) as f64,
+                MAX_SCENARIO_BYTES >> 10
+            ),
+        ));
+    }
     let text =
         std::fs::read_to_string(path).map_err(|e| error("(file)", format!("cannot read: {e}")))?;
     let overrides: config::Map<String, String> = env

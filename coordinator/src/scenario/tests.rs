@@ -605,3 +605,11 @@ fn cost_is_read_and_checked() {
         load_text(&format!("{GOOD}cost:\n  hourly_usd: 1\n  instances: 0\n")).expect_err("zero");
     assert_eq!(e.field, "cost.instances");
 }
+
+#[test]
+fn an_oversized_scenario_is_refused_before_it_is_read() {
+    let padding = "#".repeat(MAX_SCENARIO_BYTES as usize);
+    let e = load_text(&format!("{GOOD}{padding}\n")).expect_err("too big");
+    assert_eq!(e.field, "(file)");
+    assert!(e.why.contains("a scenario file is at most 1024 KiB"), "{e}");
+}
