@@ -11,7 +11,11 @@ use crate::demo::{DemoOptions, run_demo_with};
 use crate::events::{self, EventSender};
 use crate::live;
 use crate::metrics::{self, MetricsEndpoint};
-use crate::report::{self, compare, csv, hlog, html, model::RunReport, series, table};
+use crate::report::{
+    self, compare, csv, hlog, html,
+    model::{RunReport, RunStatus},
+    series, table,
+};
 use crate::tls::ServerTls;
 use anyhow::{Context, bail};
 use stampede_agent::{AgentConfig, ClientTls, TargetAllowlist};
@@ -122,6 +126,11 @@ pub const THRESHOLDS_FAILED_EXIT: u8 = 99;
 #[error("{} threshold(s) failed: {}", .0.len(), .0.join("; "))]
 pub struct ThresholdsFailed(pub Vec<String>);
 
+/// A run that `on_agent_loss: fail` stopped (its report is written).
+#[derive(Debug, thiserror::Error)]
+#[error("the run failed: {0}")]
+pub struct RunFailed(pub String);
+
 fn finish(report: &RunReport, path: &Path, html_path: Option<&Path>) -> anyhow::Result<()> {
     report::write(report, path)?;
     announce(&table::render(report));
@@ -129,6 +138,10 @@ fn finish(report: &RunReport, path: &Path, html_path: Option<&Path>) -> anyhow::
     if let Some(html_path) = html_path {
         html::write(report, html_path)?;
         announce(&format!("html report: {}", html_path.display()));
+    }
+    if report.status == RunStatus::Failed {
+        // Written and shown first: what the run measured is kept.
+        return Err(RunFailed(report.notes.join("; ")).into());
     }
     let failed = report::thresholds::failures(report);
     if !failed.is_empty() {
@@ -454,6 +467,7 @@ fn finish_series(
 ) -> anyhow::Result<()> {
     let mut paths = Vec::new();
     let mut failed = Vec::new();
+    let mut run_failed = None;
     for (i, run) in series.reports.iter().enumerate() {
         let path = match report {
             Some(p) => numbered(p, &(i + 1).to_string()),
@@ -466,6 +480,8 @@ fn finish_series(
                 Ok(ThresholdsFailed(list)) => {
                     failed.extend(list.into_iter().map(|t| format!("run {}: {t}", i + 1)))
                 }
+                // It ended the series; the summary is still written.
+                Err(e) if e.is::<RunFailed>() => run_failed = Some(e),
                 Err(e) => return Err(e),
             }
         }
@@ -484,6 +500,9 @@ fn finish_series(
     }
     if let Some(e) = series.error.take() {
         return Err(e.into());
+    }
+    if let Some(e) = run_failed {
+        return Err(e);
     }
     if !failed.is_empty() {
         return Err(ThresholdsFailed(failed).into());

@@ -96,6 +96,7 @@ pub fn scenario(options: &DemoOptions, target_port: u16) -> Scenario {
             .collect(),
         start_delay: Duration::from_secs(1),
         agent_wait_timeout: Duration::from_secs(30),
+        faults: Default::default(),
         thresholds: vec![],
         requests: vec![],
         data: None,

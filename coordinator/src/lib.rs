@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod commands;
 pub mod demo;
 pub mod events;
+pub mod fault_log;
 pub mod live;
 pub mod merge;
 pub mod metrics;

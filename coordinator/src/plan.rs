@@ -338,6 +338,7 @@ mod tests {
                 .collect(),
             start_delay: Duration::from_secs(1),
             agent_wait_timeout: Duration::from_secs(1),
+            faults: Default::default(),
             thresholds: vec![],
             requests: vec![],
             data: None,

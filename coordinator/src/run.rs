@@ -4,13 +4,14 @@
 
 use crate::clock::ClockSample;
 use crate::events::{Events, IntervalSnapshot, RunEvent, RunPlan, RunStart};
+use crate::fault_log::FaultLog;
 use crate::merge::AgentInterval;
 use crate::merge::RunMerge;
 use crate::plan::{self, PlanError};
 use crate::report::build::{self, AgentMeta, ReportInput};
-use crate::report::model::{RunReport, SeriesInfo};
+use crate::report::model::{RunReport, RunStatus, SeriesInfo};
 use crate::report::table::micros;
-use crate::scenario::Scenario;
+use crate::scenario::{OnAgentLoss, Scenario};
 use crate::wire::ReportError;
 use stampede_proto::v1::{self, agent_message, coordinator_message};
 use std::collections::{BTreeMap, HashMap};
@@ -98,6 +99,10 @@ struct Member {
     state: MemberState,
     /// Its clock against ours, from the last clock exchange.
     clock: Option<ClockSample>,
+    /// When anything last came from it (a report, a heartbeat, any message).
+    last_heard: Instant,
+    /// When it was lost, seconds from the run's start.
+    lost_at_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,10 +207,21 @@ pub async fn run_steps_with_events(
         error: None,
     };
     let mut members: Vec<Member> = Vec::new();
+    // Agents that registered while a run was under way: they wait for the
+    // next one.
+    let mut lobby: Vec<Member> = Vec::new();
     let mut scenario = first;
     let mut index = 0;
     loop {
-        if let Err(e) = gather(&scenario, &mut members, &mut commands, &cancel, &events).await {
+        let gathered = gather(
+            &scenario,
+            &mut members,
+            &mut lobby,
+            &mut commands,
+            &cancel,
+            &events,
+        );
+        if let Err(e) = gathered.await {
             series.error = Some(e);
             break;
         }
@@ -213,6 +229,7 @@ pub async fn run_steps_with_events(
         let run = run_once(
             &scenario,
             &mut members,
+            &mut lobby,
             &mut commands,
             &cancel,
             position,
@@ -225,8 +242,9 @@ pub async fn run_steps_with_events(
                 break;
             }
         };
-        // A stop ends the series after the (partial) run it cut short.
-        let following = if cancel.is_cancelled() {
+        // A stop ends the series after the (partial) run it cut short; so
+        // does a run that `on_agent_loss: fail` failed.
+        let following = if cancel.is_cancelled() || report.status == RunStatus::Failed {
             None
         } else {
             next(&report)
@@ -240,6 +258,7 @@ pub async fn run_steps_with_events(
         members.retain(|m| m.state != MemberState::Lost);
         for m in &mut members {
             m.state = MemberState::Registered;
+            m.lost_at_s = None;
         }
     }
     series
@@ -259,12 +278,14 @@ struct StepPosition {
 async fn gather(
     scenario: &Scenario,
     members: &mut Vec<Member>,
+    lobby: &mut Vec<Member>,
     commands: &mut mpsc::Receiver<RunCommand>,
     cancel: &CancellationToken,
     events: &Events,
 ) -> Result<(), RunError> {
     let wait_until = Instant::now() + scenario.agent_wait_timeout;
     events.send(|| RunEvent::Waiting(Arc::new(RunPlan::of(scenario))));
+    seat_waiting(scenario, members, lobby, events).await;
     if !all_present(scenario, members) {
         info!(scenario = %scenario.name, agents = scenario.total_agents(), "waiting for agents");
     }
@@ -286,6 +307,7 @@ async fn gather(
                         warn!(agent = %m.id, region = %m.region, "agent left while waiting; its place is open again");
                         events.send(|| RunEvent::AgentLeft { agent: m.id, region: m.region });
                     }
+                    lobby.retain(|m| m.id != agent_id);
                 }
                 Some(RunCommand::FromAgent { .. } | RunCommand::Interval { .. }) => {}
                 None => return Err(RunError::Cancelled),
@@ -301,6 +323,7 @@ async fn gather(
 async fn run_once(
     scenario: &Scenario,
     members: &mut [Member],
+    lobby: &mut Vec<Member>,
     commands: &mut mpsc::Receiver<RunCommand>,
     cancel: &CancellationToken,
     position: StepPosition,
@@ -361,8 +384,8 @@ async fn run_once(
                     region,
                 });
             }
-            Some(RunCommand::Register { outbound, .. }) => {
-                refuse(&outbound, "a run is being set up; try again later").await
+            Some(RunCommand::Register { register, outbound }) => {
+                hold(scenario, members, lobby, register, outbound).await
             }
             Some(RunCommand::Interval { .. }) => {}
             None => return Err(RunError::Cancelled),
@@ -371,13 +394,16 @@ async fn run_once(
 
     // 3. One common start time, far enough ahead that every agent has it,
     // sent in each agent's own clock.
-    sync_clocks(members, commands, cancel).await?;
+    sync_clocks(scenario, members, lobby, commands, cancel).await?;
     let start_unix_nanos = build::unix_nanos_now() + scenario.start_delay.as_nanos() as i64;
     let offsets: HashMap<Uuid, i64> = members
         .iter()
         .map(|m| (m.id, m.clock.map_or(0, |c| c.offset_nanos)))
         .collect();
+    let mut faults = FaultLog::default();
+    faults.started(start_unix_nanos);
     for m in members.iter_mut() {
+        m.last_heard = Instant::now();
         let start = v1::Start {
             run_id: run_id.clone(),
             start_unix_nanos: start_unix_nanos.saturating_add(offsets[&m.id]),
@@ -406,7 +432,6 @@ async fn run_once(
         scenario.load.warmup_intervals(),
         scenario.effective_requests().len() as u32,
     );
-    let mut notes = Vec::new();
     let mut deadline = Instant::now()
         + scenario.start_delay
         + scenario.load.duration
@@ -414,41 +439,80 @@ async fn run_once(
         + FINAL_REPORT_SLACK;
     let mut stopped = false;
     let mut shown_intervals = 0;
+    // How often silent agents are looked for: a fraction of the timeout, so
+    // one is declared lost at most a tenth late.
+    let mut silence_check = tokio::time::interval(
+        (scenario.faults.agent_loss_timeout / 10).max(Duration::from_millis(100)),
+    );
+    silence_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while members.iter().any(|m| m.state == MemberState::Running) {
         let command = tokio::select! {
             _ = cancel.cancelled(), if !stopped => {
                 stopped = true;
-                warn!(%run_id, "stopping the run on request; collecting what agents have");
-                notes.push("the run was stopped before its end".to_owned());
-                for m in members.iter().filter(|m| m.state == MemberState::Running) {
-                    let stop = v1::Stop { run_id: run_id.clone(), reason: "stopped by the operator".into() };
-                    let _ = m.outbound.send(msg(coordinator_message::Kind::Stop(stop))).await;
-                }
+                faults.stopped();
+                stop_all(members, &run_id, "stopped by the operator").await;
                 deadline = deadline.min(Instant::now() + STOP_COLLECT);
                 continue;
             }
             _ = sleep_until(deadline) => {
                 for m in members.iter_mut().filter(|m| m.state == MemberState::Running) {
-                    warn!(agent = %m.id, region = %m.region, "no final report in time");
-                    notes.push(format!("agent {} ({}) sent no final report in time", m.id, m.region));
+                    faults.no_final_report(m.id, &m.region);
                     m.state = MemberState::Lost;
                     merge.agent_done(m.id);
                 }
                 break;
             }
+            _ = silence_check.tick() => {
+                let timeout = scenario.faults.agent_loss_timeout;
+                let mut lost = Vec::new();
+                for m in members.iter_mut().filter(|m| m.state == MemberState::Running) {
+                    let silent = m.last_heard.elapsed();
+                    if silent >= timeout {
+                        m.lost_at_s = Some(faults.agent_silent(m.id, &m.region, silent.as_secs_f64()));
+                        m.state = MemberState::Lost;
+                        merge.agent_done(m.id);
+                        // It may be alive behind a broken link, or hung: if it
+                        // hears this, it stops loading the target.
+                        let stop = v1::Stop { run_id: run_id.clone(), reason: format!("declared lost: silent for {:.1}s", silent.as_secs_f64()) };
+                        let _ = m.outbound.try_send(msg(coordinator_message::Kind::Stop(stop)));
+                        events.send(|| RunEvent::AgentLeft { agent: m.id, region: m.region.clone() });
+                        lost.push((m.id, m.region.clone()));
+                    }
+                }
+                for (agent, region) in lost {
+                    if on_loss(scenario, &mut faults, &mut stopped, agent, &region) {
+                        stop_all(members, &run_id, "another agent was lost (on_agent_loss: fail)").await;
+                        deadline = deadline.min(Instant::now() + STOP_COLLECT);
+                    }
+                }
+                shown_intervals =
+                    announce_closed(&merge, shown_intervals, &run_id, start_unix_nanos, events);
+                continue;
+            }
             command = commands.recv() => command,
         };
+        let from = match &command {
+            Some(
+                RunCommand::FromAgent { agent_id, .. } | RunCommand::Interval { agent_id, .. },
+            ) => Some(*agent_id),
+            _ => None,
+        };
+        if let Some(m) = from.and_then(|id| members.iter_mut().find(|m| m.id == id)) {
+            m.last_heard = Instant::now();
+        }
         match command {
             Some(RunCommand::FromAgent { agent_id, message }) => match message {
                 agent_message::Kind::FinalReport(f) if f.run_id == run_id => {
-                    let Some(m) = members.iter_mut().find(|m| m.id == agent_id) else {
-                        warn!(agent = %agent_id, "final report from an agent that is not part of this run; refused");
+                    let Some(m) = members
+                        .iter_mut()
+                        .find(|m| m.id == agent_id && m.state == MemberState::Running)
+                    else {
+                        warn!(agent = %agent_id, "final report from an agent that is not running in this run; refused");
                         continue;
                     };
                     m.state = MemberState::Finished;
                     if !f.error.is_empty() {
-                        warn!(agent = %agent_id, error = %f.error, "agent ended with an error");
-                        notes.push(format!("agent {agent_id} ended with an error: {}", f.error));
+                        faults.agent_error(agent_id, &m.region, &f.error);
                     }
                     merge.agent_done(agent_id);
                 }
@@ -464,6 +528,20 @@ async fn run_once(
             }) => {
                 if report_run != run_id {
                     warn!(agent = %agent_id, run = %report_run, "interval report for another run; refused");
+                    faults.report_refused(agent_id, "interval report for another run");
+                    continue;
+                }
+                let running = members
+                    .iter()
+                    .any(|m| m.id == agent_id && m.state == MemberState::Running);
+                if !running {
+                    // A lost agent that comes back is not merged again: its
+                    // loss is already in the report, and a late report from
+                    // a hung process would land in closed intervals.
+                    faults.report_refused(
+                        agent_id,
+                        "interval report from an agent not running in this run",
+                    );
                     continue;
                 }
                 match interval {
@@ -475,33 +553,46 @@ async fn run_once(
                         interval.end_unix_nanos = interval.end_unix_nanos.saturating_sub(offset);
                         if let Err(e) = merge.add(interval) {
                             warn!(agent = %agent_id, error = %e, "interval report refused");
+                            faults.report_refused(agent_id, "interval report the merge refused");
                         }
                     }
                     Ok(_) => {
-                        warn!(agent = %agent_id, "interval report names another agent; refused")
+                        faults.report_refused(agent_id, "interval report naming another agent")
                     }
                     Err(e) => {
-                        warn!(agent = %agent_id, error = %e, "malformed interval report refused")
+                        warn!(agent = %agent_id, error = %e, "malformed interval report refused");
+                        faults.report_refused(agent_id, "malformed interval report");
                     }
                 }
             }
             Some(RunCommand::Disconnected { agent_id }) => {
-                if let Some(m) = members
+                lobby.retain(|m| m.id != agent_id);
+                let Some(m) = members
                     .iter_mut()
                     .find(|m| m.id == agent_id && m.state == MemberState::Running)
-                {
-                    warn!(agent = %m.id, region = %m.region, "agent lost mid-run; what it reported is kept");
-                    notes.push(format!("agent {} ({}) was lost mid-run", m.id, m.region));
-                    m.state = MemberState::Lost;
-                    merge.agent_done(agent_id);
-                    events.send(|| RunEvent::AgentLeft {
-                        agent: agent_id,
-                        region: m.region.clone(),
-                    });
+                else {
+                    continue;
+                };
+                m.lost_at_s = Some(faults.agent_lost(m.id, &m.region));
+                m.state = MemberState::Lost;
+                merge.agent_done(agent_id);
+                let region = m.region.clone();
+                events.send(|| RunEvent::AgentLeft {
+                    agent: agent_id,
+                    region: region.clone(),
+                });
+                if on_loss(scenario, &mut faults, &mut stopped, agent_id, &region) {
+                    stop_all(
+                        members,
+                        &run_id,
+                        "another agent was lost (on_agent_loss: fail)",
+                    )
+                    .await;
+                    deadline = deadline.min(Instant::now() + STOP_COLLECT);
                 }
             }
-            Some(RunCommand::Register { outbound, .. }) => {
-                refuse(&outbound, "a run is in progress; try again later").await
+            Some(RunCommand::Register { register, outbound }) => {
+                hold(scenario, members, lobby, register, outbound).await
             }
             None => break,
         }
@@ -527,10 +618,13 @@ async fn run_once(
                     hostname: m.hostname.clone(),
                     state: state.into(),
                     clock: m.clock,
+                    lost_at_s: m.lost_at_s,
                 },
             )
         })
         .collect();
+    let failed = faults.failed();
+    let (notes, faults) = faults.finish();
     let report = build::build(ReportInput {
         run_id: &run_id,
         scenario,
@@ -538,6 +632,8 @@ async fn run_once(
         agents: &meta,
         start_unix_nanos,
         notes,
+        faults,
+        failed,
         // The caller knows the series (or search) and says.
         series: None,
     });
@@ -588,7 +684,9 @@ const CLOCK_ROUND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Measures every agent's clock offset (NTP-style, best of a few rounds).
 /// An agent that does not answer in time keeps offset 0, with a warning.
 async fn sync_clocks(
+    scenario: &Scenario,
     members: &mut [Member],
+    lobby: &mut Vec<Member>,
     commands: &mut mpsc::Receiver<RunCommand>,
     cancel: &CancellationToken,
 ) -> Result<(), RunError> {
@@ -640,8 +738,8 @@ async fn sync_clocks(
                         region,
                     });
                 }
-                Some(RunCommand::Register { outbound, .. }) => {
-                    refuse(&outbound, "a run is being set up; try again later").await
+                Some(RunCommand::Register { register, outbound }) => {
+                    hold(scenario, members, lobby, register, outbound).await
                 }
                 Some(_) => {}
                 None => return Err(RunError::Cancelled),
@@ -741,7 +839,127 @@ async fn admit(
         outbound,
         state: MemberState::Registered,
         clock: None,
+        last_heard: Instant::now(),
+        lost_at_s: None,
     });
+}
+
+/// A run is under way: an agent that registers now is told it is
+/// registered and waits for the next run (of a series, or the next scenario
+/// a standing coordinator is given); [`seat_waiting`] seats it then.
+async fn hold(
+    scenario: &Scenario,
+    members: &[Member],
+    lobby: &mut Vec<Member>,
+    register: v1::Register,
+    outbound: Outbound,
+) {
+    let Ok(id) = Uuid::parse_str(&register.agent_id) else {
+        return refuse(
+            &outbound,
+            &format!("agent id {:?} is not a uuid", register.agent_id),
+        )
+        .await;
+    };
+    if scenario.region(&register.region).is_none() {
+        let reason = format!(
+            "region {:?} is not in scenario {:?}",
+            register.region, scenario.name
+        );
+        warn!(agent = %id, region = %register.region, "late agent from a region the scenario does not list; refused");
+        return refuse(&outbound, &reason).await;
+    }
+    if members.iter().chain(lobby.iter()).any(|m| m.id == id) {
+        return refuse(&outbound, "an agent with this id is already registered").await;
+    }
+    info!(agent = %id, region = %register.region, host = %register.hostname,
+        "agent registered while a run is under way: it waits for the next run");
+    let registered = v1::Registered {
+        coordinator_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let _ = outbound
+        .send(msg(coordinator_message::Kind::Registered(registered)))
+        .await;
+    lobby.push(Member {
+        id,
+        region: register.region,
+        zone: register.zone,
+        hostname: register.hostname,
+        outbound,
+        state: MemberState::Registered,
+        clock: None,
+        last_heard: Instant::now(),
+        lost_at_s: None,
+    });
+}
+
+/// Seats agents that waited in the lobby where the scenario still has room,
+/// in the order they came; the rest wait on (a region that is full) or are
+/// refused (a region the scenario does not list).
+async fn seat_waiting(
+    scenario: &Scenario,
+    members: &mut Vec<Member>,
+    lobby: &mut Vec<Member>,
+    events: &Events,
+) {
+    let mut still_waiting = Vec::new();
+    for mut m in lobby.drain(..) {
+        let Some(region) = scenario.region(&m.region) else {
+            let reason = format!(
+                "region {:?} is not in scenario {:?}",
+                m.region, scenario.name
+            );
+            refuse(&m.outbound, &reason).await;
+            continue;
+        };
+        let have = members.iter().filter(|o| o.region == m.region).count() as u32;
+        if have >= region.agents {
+            still_waiting.push(m);
+            continue;
+        }
+        info!(agent = %m.id, region = %m.region, "agent that waited for this run joins it");
+        events.send(|| RunEvent::AgentJoined {
+            agent: m.id,
+            region: m.region.clone(),
+        });
+        m.state = MemberState::Registered;
+        members.push(m);
+    }
+    *lobby = still_waiting;
+}
+
+/// Tells every running agent to stop now.
+async fn stop_all(members: &[Member], run_id: &str, reason: &str) {
+    for m in members.iter().filter(|m| m.state == MemberState::Running) {
+        let stop = v1::Stop {
+            run_id: run_id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let _ = m
+            .outbound
+            .send(msg(coordinator_message::Kind::Stop(stop)))
+            .await;
+    }
+}
+
+/// Applies the scenario's `on_agent_loss` to a loss; true when the run must
+/// now stop on every agent.
+fn on_loss(
+    scenario: &Scenario,
+    faults: &mut FaultLog,
+    stopped: &mut bool,
+    agent: Uuid,
+    region: &str,
+) -> bool {
+    match scenario.faults.on_agent_loss {
+        OnAgentLoss::Continue => false,
+        OnAgentLoss::Fail if *stopped => false,
+        OnAgentLoss::Fail => {
+            *stopped = true;
+            faults.run_failed(agent, region);
+            true
+        }
+    }
 }
 
 /// Releases the agents from the run; `more_runs`: the series goes on, so

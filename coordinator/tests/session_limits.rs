@@ -4,96 +4,14 @@
 
 mod support;
 
-use stampede_agent::engine::IntervalRecord;
-use stampede_agent::recorder::IntervalRecorder;
 use stampede_coordinator::report::model::RunReport;
-use stampede_proto::histogram::Encoding;
 use stampede_proto::v1::{
-    self, AgentMessage, agent_message::Kind as Send, agent_session_client::AgentSessionClient,
-    coordinator_message::Kind as Recv,
+    self, AgentMessage, agent_message::Kind as Send, coordinator_message::Kind as Recv,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use support::hand::{HandAgent, interval, register};
 use support::{PLAINTEXT, listening_on, spawn_coordinator};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-
-/// A session driven by hand, message by message.
-struct HandAgent {
-    id: String,
-    tx: mpsc::Sender<AgentMessage>,
-    inbound: tonic::Streaming<v1::CoordinatorMessage>,
-}
-
-fn register(id: &str, hostname: String) -> AgentMessage {
-    AgentMessage {
-        kind: Some(Send::Register(v1::Register {
-            agent_id: id.to_owned(),
-            region: "local".into(),
-            zone: String::new(),
-            version: "test".into(),
-            cores: 1,
-            hostname,
-        })),
-    }
-}
-
-impl HandAgent {
-    /// Opens a session whose first message is `first`.
-    async fn open(url: &str, id: &str, first: AgentMessage) -> Result<Self, tonic::Status> {
-        let mut client = AgentSessionClient::connect(url.to_owned())
-            .await
-            .expect("connects");
-        let (tx, rx) = mpsc::channel(16);
-        tx.send(first).await.expect("queued");
-        let inbound = client.join(ReceiverStream::new(rx)).await?.into_inner();
-        Ok(Self {
-            id: id.to_owned(),
-            tx,
-            inbound,
-        })
-    }
-
-    async fn join(url: &str) -> Self {
-        let id = uuid::Uuid::new_v4().to_string();
-        Self::open(url, &id, register(&id, "hand".into()))
-            .await
-            .expect("session opens")
-    }
-
-    /// The next message from the coordinator (or the stream's error).
-    /// Clock probes are answered on the way, as a real agent does (with
-    /// this host's clock: no offset).
-    async fn next(&mut self) -> Result<Recv, tonic::Status> {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(30), self.inbound.message())
-                .await
-                .expect("the coordinator answers in time")?;
-            match message.and_then(|m| m.kind).expect("a message") {
-                Recv::ClockProbe(probe) => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_nanos() as i64);
-                    self.send(Send::ClockReply(v1::ClockReply {
-                        seq: probe.seq,
-                        probe_sent_unix_nanos: probe.sent_unix_nanos,
-                        received_unix_nanos: now,
-                        replied_unix_nanos: now,
-                    }))
-                    .await;
-                }
-                other => return Ok(other),
-            }
-        }
-    }
-
-    async fn send(&self, kind: Send) {
-        self.tx
-            .send(AgentMessage { kind: Some(kind) })
-            .await
-            .expect("session open");
-    }
-}
 
 fn scenario(dir: &Path, agents: u32) -> PathBuf {
     let path = dir.join("scenario.yaml");
@@ -104,25 +22,6 @@ fn scenario(dir: &Path, agents: u32) -> PathBuf {
     );
     std::fs::write(&path, yaml).expect("write scenario");
     path
-}
-
-/// An interval report with `successes` requests of 1 ms each.
-fn interval(run_id: &str, agent_id: &str, start: i64, successes: u64) -> Send {
-    let mut data = IntervalRecorder::new();
-    for _ in 0..successes {
-        data.record_success(Duration::from_millis(1), 200, 0);
-    }
-    let record = IntervalRecord {
-        index: 0,
-        start: Duration::ZERO,
-        end: Duration::from_secs(1),
-        data,
-        last: true,
-    };
-    Send::IntervalReport(
-        stampede_agent::wire::interval_report(run_id, agent_id, start, &record, Encoding::Plain)
-            .expect("encodes"),
-    )
 }
 
 #[tokio::test]
@@ -199,7 +98,7 @@ async fn reports_for_another_run_or_agent_are_refused_and_logged() {
         .await
         .expect("session opens");
     match impostor.next().await {
-        Ok(Recv::Refused(r)) => assert!(r.reason.contains("in progress"), "{}", r.reason),
+        Ok(Recv::Refused(r)) => assert!(r.reason.contains("already registered"), "{}", r.reason),
         other => panic!("expected a refusal, got {other:?}"),
     }
     let _ = impostor
@@ -241,7 +140,7 @@ async fn reports_for_another_run_or_agent_are_refused_and_logged() {
     assert!(status.success(), "{stderr}");
     for line in [
         "interval report for another run; refused",
-        "interval report names another agent; refused",
+        "interval report naming another agent",
         "final report for another run; refused",
     ] {
         assert!(stderr.contains(line), "expected {line:?} in:\n{stderr}");
@@ -255,6 +154,25 @@ async fn reports_for_another_run_or_agent_are_refused_and_logged() {
     );
     assert_eq!(report.agents.len(), 1);
     assert_eq!(report.agents[0].state, "finished");
+    // Refusals are faults of the report, counted per agent and reason.
+    let refused: Vec<&str> = report
+        .faults
+        .iter()
+        .filter(|f| f.kind == "report_refused")
+        .map(|f| f.detail.as_str())
+        .collect();
+    assert!(
+        refused
+            .iter()
+            .any(|d| d.starts_with("interval report for another run (1 report")),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|d| d.starts_with("interval report naming another agent (1 report")),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,8 @@ pub struct AgentMeta {
     pub state: String,
     /// Its clock against the coordinator's (from the clock exchange).
     pub clock: Option<crate::clock::ClockSample>,
+    /// When it was lost, seconds from the run's start.
+    pub lost_at_s: Option<f64>,
 }
 
 pub struct ReportInput<'a> {
@@ -28,6 +30,9 @@ pub struct ReportInput<'a> {
     pub agents: &'a BTreeMap<uuid::Uuid, AgentMeta>,
     pub start_unix_nanos: i64,
     pub notes: Vec<String>,
+    pub faults: Vec<Fault>,
+    /// A lost agent stopped the run (`on_agent_loss: fail`).
+    pub failed: bool,
     pub series: Option<SeriesInfo>,
 }
 
@@ -39,6 +44,8 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
         agents,
         start_unix_nanos,
         notes,
+        faults,
+        failed,
         series,
     } = input;
     let end_unix_nanos = merge
@@ -105,6 +112,7 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
             zone: meta.map(|m| m.zone.clone()).unwrap_or_default(),
             hostname: meta.map(|m| m.hostname.clone()).unwrap_or_default(),
             state: meta.map_or_else(|| "unknown".to_owned(), |m| m.state.clone()),
+            lost_at_s: meta.and_then(|m| m.lost_at_s),
             intervals: progress.intervals,
             clock_offset_ms: meta
                 .and_then(|m| m.clock)
@@ -139,7 +147,9 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
         })
         .collect();
 
-    let status = if notes.is_empty() {
+    let status = if failed {
+        RunStatus::Failed
+    } else if notes.is_empty() {
         RunStatus::Complete
     } else {
         RunStatus::Partial
@@ -153,6 +163,7 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
         run_id: run_id.to_owned(),
         status,
         notes,
+        faults,
         scenario: echo(scenario),
         started_at: rfc3339(start_unix_nanos),
         ended_at: rfc3339(end_unix_nanos),

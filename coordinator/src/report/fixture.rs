@@ -117,6 +117,7 @@ pub fn report(regions: &[(&str, Vec<Slice>)]) -> RunReport {
             zone: String::new(),
             hostname: format!("host-{n}"),
             state: "finished".into(),
+            lost_at_s: None,
             intervals: slices.len() as u32,
             clock_offset_ms: None,
             clock_rtt_ms: None,
@@ -138,6 +139,7 @@ pub fn report(regions: &[(&str, Vec<Slice>)]) -> RunReport {
         run_id: "11111111-2222-4333-8444-555555555555".into(),
         status: RunStatus::Complete,
         notes: vec![],
+        faults: vec![],
         scenario: ScenarioEcho {
             name: "fixture".into(),
             model: "closed".into(),

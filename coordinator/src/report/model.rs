@@ -18,10 +18,16 @@ pub struct RunReport {
     pub tool: Tool,
     /// uuid of the run.
     pub run_id: String,
-    /// `complete`, or `partial` when an agent was lost or the run was stopped.
+    /// `complete`; `partial` when an agent was lost or the run was stopped;
+    /// `failed` when a lost agent stopped the run (`on_agent_loss: fail`).
     pub status: RunStatus,
     /// Why the run is partial, one line per cause.
     pub notes: Vec<String>,
+    /// What went wrong, in order of time: agents lost (disconnected or
+    /// silent), missing final reports, refused reports, a stop. Each also
+    /// had its log line when it happened.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
     pub scenario: ScenarioEcho,
     /// RFC 3339, UTC: the common start of interval 0, and the last interval's end.
     pub started_at: String,
@@ -142,6 +148,34 @@ pub struct StageReport {
 pub enum RunStatus {
     Complete,
     Partial,
+    /// The scenario's `on_agent_loss: fail` stopped the run.
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Complete => "complete",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One thing that went wrong during a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Fault {
+    /// Seconds from the run's common start (negative: before it).
+    pub at_s: f64,
+    /// `agent_lost` (its session ended), `agent_silent` (no report or
+    /// heartbeat within `agent_loss_timeout`), `no_final_report`,
+    /// `agent_error`, `report_refused`, `stopped` or `run_failed`.
+    pub kind: String,
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -310,6 +344,9 @@ pub struct AgentReport {
     /// `finished`, `lost` (disconnected mid-run), `unfinished` (no final report in time) or
     /// `unknown` (no record of the agent's session).
     pub state: String,
+    /// When it was lost, seconds from the run's start.
+    #[serde(default)]
+    pub lost_at_s: Option<f64>,
     pub intervals: u32,
     /// Its wall clock minus the coordinator's, from the clock exchange
     /// before the run (its Start was sent in its own clock).

@@ -124,10 +124,7 @@ pub fn summarize(series_id: &str, reports: &[RunReport], paths: &[String]) -> Se
             .zip(paths)
             .map(|(r, path)| SeriesRun {
                 run_id: r.run_id.clone(),
-                status: match r.status {
-                    super::model::RunStatus::Complete => "complete".into(),
-                    super::model::RunStatus::Partial => "partial".into(),
-                },
+                status: r.status.as_str().into(),
                 report: path.clone(),
             })
             .collect(),

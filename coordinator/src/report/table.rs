@@ -17,6 +17,7 @@ pub fn render(report: &RunReport) -> String {
     let status = match report.status {
         RunStatus::Complete => "complete",
         RunStatus::Partial => "PARTIAL",
+        RunStatus::Failed => "FAILED",
     };
     let _ = writeln!(
         out,
@@ -28,8 +29,24 @@ pub fn render(report: &RunReport) -> String {
         report.agents.len(),
         report.regions.len(),
     );
-    for note in &report.notes {
-        let _ = writeln!(out, "  note: {note}");
+    // Faults say what the notes say, with time and place; reports from
+    // before faults were recorded have only notes.
+    if report.faults.is_empty() {
+        for note in &report.notes {
+            let _ = writeln!(out, "  note: {note}");
+        }
+    }
+    for fault in &report.faults {
+        let who = match (&fault.agent, &fault.region) {
+            (Some(agent), Some(region)) => format!(" agent {agent} ({region})"),
+            (Some(agent), None) => format!(" agent {agent}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  fault at {:+.1}s: {}{who}: {}",
+            fault.at_s, fault.kind, fault.detail
+        );
     }
     for warning in &report.warnings {
         let _ = writeln!(out, "  WARNING: {warning}");

@@ -17,6 +17,12 @@ pub struct ScenarioFile {
     pub start_delay: Option<String>,
     /// How long to wait for the expected agents to register (default 60s).
     pub agent_wait_timeout: Option<String>,
+    /// Mid-run, an agent heard from neither a report nor a heartbeat for
+    /// this long is declared lost (default 10s; agents beat every 2s).
+    pub agent_loss_timeout: Option<String>,
+    /// What a lost agent does to the run: `continue` (default: the run goes
+    /// on, partial) or `fail` (the run stops at once, failed).
+    pub on_agent_loss: Option<String>,
     /// Pass/fail criteria, e.g. `p99 < 250ms`, `eu-west: error_rate < 0.1%`.
     pub thresholds: Option<Vec<String>>,
     /// A weighted mix of named requests, instead of the target's one.

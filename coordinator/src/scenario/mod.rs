@@ -34,6 +34,8 @@ pub struct Scenario {
     pub regions: Vec<RegionSpec>,
     pub start_delay: Duration,
     pub agent_wait_timeout: Duration,
+    /// What happens when an agent goes missing mid-run.
+    pub faults: FaultPolicy,
     /// The run fails (non-zero exit) when one of these does not hold.
     pub thresholds: Vec<Threshold>,
     /// A weighted mix of named requests; empty: the target's own request.
@@ -49,6 +51,46 @@ pub struct Scenario {
     pub search: Option<SearchSpec>,
     /// What the target costs: the report gives $/request and $/1M tokens.
     pub cost: Option<Cost>,
+}
+
+/// How a run treats an agent that goes missing mid-run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultPolicy {
+    /// An agent heard from neither a report nor a heartbeat for this long is
+    /// lost, even when its connection still looks open (a hung process, a
+    /// half-open link).
+    pub agent_loss_timeout: Duration,
+    pub on_agent_loss: OnAgentLoss,
+}
+
+impl Default for FaultPolicy {
+    fn default() -> Self {
+        Self {
+            agent_loss_timeout: DEFAULT_AGENT_LOSS_TIMEOUT,
+            on_agent_loss: OnAgentLoss::Continue,
+        }
+    }
+}
+
+/// Five missed heartbeats (agents beat every 2 s).
+pub const DEFAULT_AGENT_LOSS_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnAgentLoss {
+    /// The run goes on with the other agents; the report is partial and keeps
+    /// everything the lost agent reported.
+    Continue,
+    /// The run stops at once on every agent; the report is marked failed.
+    Fail,
+}
+
+impl OnAgentLoss {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnAgentLoss::Continue => "continue",
+            OnAgentLoss::Fail => "fail",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -252,13 +294,15 @@ pub struct ScenarioError {
 
 /// Top-level keys that environment overrides may set. Other `STAMPEDE_*`
 /// variables (the CLI's own settings) are not scenario fields.
-const OVERRIDABLE: [&str; 13] = [
+const OVERRIDABLE: [&str; 15] = [
     "name",
     "target",
     "load",
     "regions",
     "start_delay",
     "agent_wait_timeout",
+    "agent_loss_timeout",
+    "on_agent_loss",
     "thresholds",
     "requests",
     "data",

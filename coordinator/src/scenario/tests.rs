@@ -613,3 +613,21 @@ fn an_oversized_scenario_is_refused_before_it_is_read() {
     assert_eq!(e.field, "(file)");
     assert!(e.why.contains("a scenario file is at most 1024 KiB"), "{e}");
 }
+
+#[test]
+fn the_fault_policy_is_read_and_checked() {
+    let s = load_text(GOOD).expect("valid");
+    assert_eq!(s.faults, FaultPolicy::default());
+    let s = load_text(&format!("{GOOD}agent_loss_timeout: 5s\non_agent_loss: fail\n"))
+        .expect("valid");
+    assert_eq!(s.faults.agent_loss_timeout, Duration::from_secs(5));
+    assert_eq!(s.faults.on_agent_loss, OnAgentLoss::Fail);
+
+    let e = load_text(&format!("{GOOD}agent_loss_timeout: 1s\n")).expect_err("too short");
+    assert_eq!(e.field, "agent_loss_timeout");
+    assert!(e.why.contains("heartbeat"), "{}", e.why);
+    assert!(e.line.is_some(), "the error points at its line");
+    let e = load_text(&format!("{GOOD}on_agent_loss: shrug\n")).expect_err("unknown policy");
+    assert_eq!(e.field, "on_agent_loss");
+    assert!(e.why.contains("`continue`"), "{}", e.why);
+}

@@ -5,7 +5,10 @@ use super::file::ScenarioFile;
 use super::search;
 use super::stages::{self, LevelUnit, Phase, PhaseKind};
 use super::thresholds;
-use super::{Arrival, Load, Model, RegionSpec, Scenario, Share, Target, parse_duration};
+use super::{
+    Arrival, DEFAULT_AGENT_LOSS_TIMEOUT, FaultPolicy, Load, Model, OnAgentLoss, RegionSpec,
+    Scenario, Share, Target, parse_duration,
+};
 use super::{data, requests};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,6 +40,43 @@ fn positive_duration(
         return err(field, "must be longer than zero");
     }
     Ok(d)
+}
+
+/// Agents beat every 2 s: a shorter loss timeout would declare healthy
+/// agents lost between two beats.
+const MIN_AGENT_LOSS_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn fault_policy(raw: &ScenarioFile) -> Result<FaultPolicy, FieldError> {
+    let agent_loss_timeout = duration(
+        "agent_loss_timeout",
+        raw.agent_loss_timeout.as_deref(),
+        DEFAULT_AGENT_LOSS_TIMEOUT,
+    )?;
+    if agent_loss_timeout < MIN_AGENT_LOSS_TIMEOUT {
+        return err(
+            "agent_loss_timeout",
+            format!(
+                "must be at least {MIN_AGENT_LOSS_TIMEOUT:?}: agents send a heartbeat every 2s, so a shorter \
+                 timeout would declare healthy agents lost"
+            ),
+        );
+    }
+    let on_agent_loss = match raw.on_agent_loss.as_deref() {
+        None | Some("continue") => OnAgentLoss::Continue,
+        Some("fail") => OnAgentLoss::Fail,
+        Some(other) => {
+            return err(
+                "on_agent_loss",
+                format!(
+                    "{other:?} is not a policy: use `continue` (the run goes on, partial) or `fail` (the run stops)"
+                ),
+            );
+        }
+    };
+    Ok(FaultPolicy {
+        agent_loss_timeout,
+        on_agent_loss,
+    })
 }
 
 /// Region names become labels, URL parts and metric labels: keep them tame.
@@ -580,6 +620,7 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
             raw.agent_wait_timeout.as_deref(),
             Duration::from_secs(60),
         )?,
+        faults: fault_policy(&raw)?,
     };
     Ok(match search {
         None => scenario,

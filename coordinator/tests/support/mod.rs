@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod hand;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -257,6 +258,7 @@ pub fn one_region_scenario(
         }],
         start_delay: Duration::from_millis(300),
         agent_wait_timeout: Duration::from_secs(10),
+        faults: Default::default(),
         thresholds: vec![],
         requests: vec![],
         data: None,

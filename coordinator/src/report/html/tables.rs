@@ -12,6 +12,7 @@ pub(super) fn status_badge(report: &RunReport) -> String {
     let mut out = match report.status {
         RunStatus::Complete => r#"<span class="badge complete">complete</span>"#.to_owned(),
         RunStatus::Partial => r#"<span class="badge partial">partial</span>"#.to_owned(),
+        RunStatus::Failed => r#"<span class="badge fail">failed</span>"#.to_owned(),
     };
     if report.thresholds.iter().any(|t| !t.passed) {
         out.push_str(r#"<span class="badge fail">thresholds failed</span>"#);
@@ -283,13 +284,7 @@ pub(super) fn scenario(report: &RunReport) -> String {
     rows.push(("run id", report.run_id.clone()));
     rows.push(("started", report.started_at.clone()));
     rows.push(("ended", report.ended_at.clone()));
-    rows.push((
-        "status",
-        match report.status {
-            RunStatus::Complete => "complete".to_owned(),
-            RunStatus::Partial => "partial".to_owned(),
-        },
-    ));
+    rows.push(("status", report.status.as_str().to_owned()));
     let mut out = String::from(r#"<dl class="scenario">"#);
     for (k, v) in rows {
         let _ = write!(out, "<dt>{k}</dt><dd>{}</dd>", escape(&v));
