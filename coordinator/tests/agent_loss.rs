@@ -253,6 +253,7 @@ fn killing_the_coordinator_stops_the_load_and_agents_rejoin_a_new_one() {
         }
     }
     let stopped_after = last_change.saturating_duration_since(killed_at);
+    eprintln!("load stopped {stopped_after:?} after the coordinator was killed");
     assert!(
         stopped_after <= Duration::from_secs(5),
         "load went on {stopped_after:?} after the coordinator died"

@@ -618,8 +618,10 @@ fn an_oversized_scenario_is_refused_before_it_is_read() {
 fn the_fault_policy_is_read_and_checked() {
     let s = load_text(GOOD).expect("valid");
     assert_eq!(s.faults, FaultPolicy::default());
-    let s = load_text(&format!("{GOOD}agent_loss_timeout: 5s\non_agent_loss: fail\n"))
-        .expect("valid");
+    let s = load_text(&format!(
+        "{GOOD}agent_loss_timeout: 5s\non_agent_loss: fail\n"
+    ))
+    .expect("valid");
     assert_eq!(s.faults.agent_loss_timeout, Duration::from_secs(5));
     assert_eq!(s.faults.on_agent_loss, OnAgentLoss::Fail);
 
