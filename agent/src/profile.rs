@@ -124,6 +124,41 @@ impl LevelProfile {
         }
     }
 
+    /// The same profile with nothing before `t`: level 0 until `t`, then
+    /// the profile as it was (a segment that `t` falls inside is split at
+    /// `t`, its level interpolated). For load taken over mid-run from a lost
+    /// agent: the same shape, from the moment the takeover begins. `t` at or
+    /// past the end gives a profile that is 0 throughout.
+    pub fn silenced_before(&self, t: Duration) -> Self {
+        let t = t.as_nanos();
+        let mut segments = Vec::with_capacity(self.segments.len() + 1);
+        let mut silent = 0u128;
+        for (s, &start) in self.segments.iter().zip(&self.starts) {
+            let d = s.duration.as_nanos();
+            if start + d <= t {
+                silent += d;
+                continue;
+            }
+            if start < t {
+                let cut = t - start;
+                let at_cut = s.from + (s.to - s.from) * (cut as f64 / d as f64);
+                silent += cut;
+                segments.push(Segment {
+                    duration: Duration::from_nanos((d - cut) as u64),
+                    from: at_cut,
+                    to: s.to,
+                });
+            } else {
+                segments.push(*s);
+            }
+        }
+        if silent > 0 {
+            segments.insert(0, Segment::flat(0.0, Duration::from_nanos(silent as u64)));
+        }
+        // Every piece has a duration and the levels of `self`: valid.
+        Self::new(segments).unwrap_or_else(|_| self.scaled(0.0))
+    }
+
     /// The highest level anywhere in the profile.
     pub fn peak(&self) -> f64 {
         self.segments
@@ -240,6 +275,23 @@ mod tests {
                 .collect(),
         )
         .expect("valid profile")
+    }
+
+    #[test]
+    fn silenced_before_keeps_the_shape_after_the_cut() {
+        let p = profile(&[(10.0, 0.0, 100.0), (5.0, 100.0, 100.0)]);
+        // Cut inside the ramp: 0 for 4 s, then 40 → 100 over 6 s, then flat.
+        let q = p.silenced_before(secs(4.0));
+        assert_eq!(q.duration(), p.duration());
+        assert_eq!(q.level_at(secs(3.9)), 0.0);
+        assert!((q.level_at(secs(4.0)) - 40.0).abs() < 1e-9);
+        assert_eq!(q.level_at(secs(12.0)), 100.0);
+        assert!((q.area() - (p.area() - 80.0)).abs() < 1e-6, "{}", q.area());
+        // On a boundary, and past the end.
+        let q = p.silenced_before(secs(10.0));
+        assert!((q.area() - 500.0).abs() < 1e-6);
+        assert_eq!(p.silenced_before(secs(20.0)).area(), 0.0);
+        assert_eq!(p.silenced_before(Duration::ZERO), p);
     }
 
     #[test]

@@ -193,6 +193,8 @@ struct Run {
     stop: CancellationToken,
     records: mpsc::Receiver<IntervalRecord>,
     engine: JoinHandle<Result<EngineSummary, EngineError>>,
+    /// Load taken over from a lost agent goes to the engine here.
+    reinforce: mpsc::UnboundedSender<engine::Reinforcement>,
     intervals_sent: u32,
 }
 
@@ -503,14 +505,16 @@ async fn handle(
             let start_at = instant_of(start.start_unix_nanos, config);
             let stop = CancellationToken::new();
             let (records_tx, records) = mpsc::channel(16);
+            let (reinforce, reinforcements) = mpsc::unbounded_channel();
             info!(%run_id, starts_in = ?start_at.saturating_duration_since(tokio::time::Instant::now()), "run starting");
-            let engine = tokio::spawn(engine::run(
+            let engine = tokio::spawn(engine::run_reinforced(
                 *plan,
                 addrs,
                 config.engine,
                 start_at,
                 stop.clone(),
                 records_tx,
+                reinforcements,
             ));
             *state = State::Running(Run {
                 run_id,
@@ -519,8 +523,31 @@ async fn handle(
                 stop,
                 records,
                 engine,
+                reinforce,
                 intervals_sent: 0,
             });
+        }
+        coordinator_message::Kind::Reinforce(r) => {
+            let State::Running(run) = &*state else {
+                warn!(run_id = %r.run_id, "more load for a run that is not running here; ignored");
+                return Ok(Flow::Continue);
+            };
+            if run.run_id != r.run_id {
+                warn!(run_id = %r.run_id, "more load for another run; ignored");
+                return Ok(Flow::Continue);
+            }
+            // The same checks as an assignment: the allowlist holds for
+            // load taken over too.
+            match accept(r.slice, &config.allowlist).await {
+                Ok((plan, addrs)) => {
+                    info!(run_id = %r.run_id, reason = %r.reason, connections = plan.model.connections(),
+                        "taking over part of a lost agent's load");
+                    let _ = run.reinforce.send(engine::Reinforcement { plan, addrs });
+                }
+                Err(reason) => {
+                    warn!(run_id = %r.run_id, %reason, "more load refused")
+                }
+            }
         }
         coordinator_message::Kind::Stop(stop) => {
             if let State::Running(run) = state {

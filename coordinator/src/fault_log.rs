@@ -6,7 +6,7 @@
 use crate::report::build::unix_nanos_now;
 use crate::report::model::Fault;
 use std::collections::BTreeMap;
-use tracing::warn;
+use tracing::{info, warn};
 use uuid::Uuid;
 
 /// Stale or foreign interval reports are counted, not listed one by one: an
@@ -118,6 +118,29 @@ impl FaultLog {
             "run_failed",
             Some((agent, region)),
             "on_agent_loss: fail — every agent was told to stop".into(),
+        );
+    }
+
+    /// `on_agent_loss: redistribute`: `survivors` agents of its region took
+    /// over `agent`'s share from `begin_s`.
+    pub fn redistributed(&mut self, agent: Uuid, region: &str, begin_s: f64, survivors: usize) {
+        info!(%agent, %region, begin_s, survivors, "a lost agent's share is taken over by its region's other agents");
+        self.push(
+            "redistributed",
+            Some((agent, region)),
+            format!(
+                "its share was taken over by {survivors} agent(s) of {region} from {begin_s:+.1}s"
+            ),
+        );
+    }
+
+    /// `on_agent_loss: redistribute` with nobody to take the share over.
+    pub fn not_redistributed(&mut self, agent: Uuid, region: &str, why: &str) {
+        warn!(%agent, %region, why, "a lost agent's share is not taken over");
+        self.push(
+            "redistributed",
+            Some((agent, region)),
+            format!("its share was not taken over: {why}"),
         );
     }
 

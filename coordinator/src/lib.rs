@@ -24,6 +24,7 @@ pub mod live;
 pub mod merge;
 pub mod metrics;
 pub mod plan;
+pub mod redistribute;
 pub mod report;
 pub mod run;
 pub mod scenario;

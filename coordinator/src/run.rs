@@ -8,11 +8,13 @@ use crate::fault_log::FaultLog;
 use crate::merge::AgentInterval;
 use crate::merge::RunMerge;
 use crate::plan::{self, PlanError};
+use crate::redistribute;
 use crate::report::build::{self, AgentMeta, ReportInput};
 use crate::report::model::{RunReport, RunStatus, SeriesInfo};
 use crate::report::table::micros;
 use crate::scenario::{OnAgentLoss, Scenario};
 use crate::wire::ReportError;
+use stampede_agent::plan::LoadPlan;
 use stampede_proto::v1::{self, agent_message, coordinator_message};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -402,6 +404,16 @@ async fn run_once(
         .collect();
     let mut faults = FaultLog::default();
     faults.started(start_unix_nanos);
+    let plans: HashMap<Uuid, LoadPlan> = assignments
+        .into_iter()
+        .map(|a| (a.agent_id, a.plan))
+        .collect();
+    let loss_ctx = LossContext {
+        scenario,
+        run_id: &run_id,
+        start_unix_nanos,
+        plans: &plans,
+    };
     for m in members.iter_mut() {
         m.last_heard = Instant::now();
         let start = v1::Start {
@@ -480,7 +492,7 @@ async fn run_once(
                     }
                 }
                 for (agent, region) in lost {
-                    if on_loss(scenario, &mut faults, &mut stopped, agent, &region) {
+                    if on_loss(&loss_ctx, members, &mut faults, &mut stopped, agent, &region).await {
                         stop_all(members, &run_id, "another agent was lost (on_agent_loss: fail)").await;
                         deadline = deadline.min(Instant::now() + STOP_COLLECT);
                     }
@@ -581,7 +593,16 @@ async fn run_once(
                     agent: agent_id,
                     region: region.clone(),
                 });
-                if on_loss(scenario, &mut faults, &mut stopped, agent_id, &region) {
+                if on_loss(
+                    &loss_ctx,
+                    members,
+                    &mut faults,
+                    &mut stopped,
+                    agent_id,
+                    &region,
+                )
+                .await
+                {
                     stop_all(
                         members,
                         &run_id,
@@ -942,16 +963,30 @@ async fn stop_all(members: &[Member], run_id: &str, reason: &str) {
     }
 }
 
+/// What a run under way needs to act on an agent's loss.
+struct LossContext<'a> {
+    scenario: &'a Scenario,
+    run_id: &'a str,
+    start_unix_nanos: i64,
+    /// Each agent's slice of the run, as assigned.
+    plans: &'a HashMap<Uuid, LoadPlan>,
+}
+
+/// How far ahead of the loss a takeover begins: time for the message to
+/// reach the survivors before the first request of the share is due.
+const TAKEOVER_LEAD: Duration = Duration::from_secs(1);
+
 /// Applies the scenario's `on_agent_loss` to a loss; true when the run must
 /// now stop on every agent.
-fn on_loss(
-    scenario: &Scenario,
+async fn on_loss(
+    ctx: &LossContext<'_>,
+    members: &[Member],
     faults: &mut FaultLog,
     stopped: &mut bool,
     agent: Uuid,
     region: &str,
 ) -> bool {
-    match scenario.faults.on_agent_loss {
+    match ctx.scenario.faults.on_agent_loss {
         OnAgentLoss::Continue => false,
         OnAgentLoss::Fail if *stopped => false,
         OnAgentLoss::Fail => {
@@ -959,7 +994,57 @@ fn on_loss(
             faults.run_failed(agent, region);
             true
         }
+        OnAgentLoss::Redistribute if *stopped => false,
+        OnAgentLoss::Redistribute => {
+            take_over(ctx, members, faults, agent, region).await;
+            false
+        }
     }
+}
+
+/// Sends the lost agent's share to the agents still running in its region,
+/// from the start of an interval at least [`TAKEOVER_LEAD`] ahead.
+async fn take_over(
+    ctx: &LossContext<'_>,
+    members: &[Member],
+    faults: &mut FaultLog,
+    agent: Uuid,
+    region: &str,
+) {
+    let Some(lost) = ctx.plans.get(&agent) else {
+        return faults.not_redistributed(agent, region, "it had no assignment");
+    };
+    let survivors: Vec<&Member> = members
+        .iter()
+        .filter(|m| m.region == region && m.state == MemberState::Running)
+        .collect();
+    if survivors.is_empty() {
+        return faults.not_redistributed(agent, region, "no agent of its region is left");
+    }
+    let elapsed = (build::unix_nanos_now() - ctx.start_unix_nanos).max(0) as u128;
+    let interval = lost.interval.as_nanos().max(1);
+    let begin_nanos = (elapsed + TAKEOVER_LEAD.as_nanos()).div_ceil(interval) * interval;
+    let begin = Duration::from_nanos(u64::try_from(begin_nanos).unwrap_or(u64::MAX));
+    let parts = redistribute::takeover(lost, begin, survivors.len());
+    if parts.is_empty() {
+        return faults.not_redistributed(
+            agent,
+            region,
+            "the run ends before a takeover could begin",
+        );
+    }
+    for (m, plan) in survivors.iter().zip(&parts) {
+        let reinforce = v1::Reinforce {
+            run_id: ctx.run_id.to_owned(),
+            slice: Some(stampede_agent::wire::slice_from_plan(plan)),
+            reason: format!("agent {agent} ({region}) was lost"),
+        };
+        let _ = m
+            .outbound
+            .send(msg(coordinator_message::Kind::Reinforce(reinforce)))
+            .await;
+    }
+    faults.redistributed(agent, region, begin.as_secs_f64(), parts.len());
 }
 
 /// Releases the agents from the run; `more_runs`: the series goes on, so

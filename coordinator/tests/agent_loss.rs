@@ -439,3 +439,99 @@ async fn a_silent_agent_is_declared_lost_after_the_loss_timeout() {
         assert_eq!(a.summary.requests, 120, "{}", a.region);
     }
 }
+
+/// `on_agent_loss: redistribute`: when one of us-east's two agents dies,
+/// the other takes over its share from a later interval on, and the
+/// region's throughput returns to what the scenario asks for.
+#[test]
+fn redistribute_gives_a_lost_agents_share_to_its_region() {
+    let (mut target, target_addr) = start_target(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = dir.path().join("takeover.yaml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name: takeover\ntarget:\n  url: http://{target_addr}/\n  region_urls:\n\
+             \x20   us-east: http://{target_addr}/region/us-east\n\
+             \x20   eu-west: http://{target_addr}/region/eu-west\n\
+             load:\n  model: open\n  rate: 300\n  connections: 30\n  duration: 8s\n  interval: 1s\n\
+             regions:\n  - name: us-east\n    agents: 2\n    weight: 2\n  - name: eu-west\n\
+             start_delay: 500ms\nagent_wait_timeout: 60s\non_agent_loss: redistribute\n"
+        ),
+    )
+    .expect("write scenario");
+    let report_path = dir.path().join("report.json");
+    let (mut coordinator, url) = coordinator(&scenario, &report_path);
+    let mut agents: Vec<Proc> = ["us-east", "us-east", "eu-west"]
+        .iter()
+        .map(|region| spawn_agent(region, &url, region, PLAINTEXT_LOOPBACK_AGENT, &[]))
+        .collect();
+
+    // us-east runs at 200/s (100 per agent): after ~1.5 s, kill one.
+    wait_for_served(target_addr, "us-east", 300, Duration::from_secs(60));
+    agents[0].stop();
+
+    let (status, stderr) = coordinator.wait(Duration::from_secs(60));
+    assert!(status.success(), "coordinator failed: {stderr}");
+    let stats = served(target_addr);
+    target.stop();
+    let report = read_report(&report_path);
+
+    let fault = report
+        .faults
+        .iter()
+        .find(|f| f.kind == "redistributed")
+        .expect("a redistributed fault");
+    assert!(
+        fault.detail.contains("taken over by 1 agent"),
+        "{}",
+        fault.detail
+    );
+    let lost_at = report
+        .agents
+        .iter()
+        .find(|a| a.state == "lost")
+        .and_then(|a| a.lost_at_s)
+        .expect("one agent lost");
+    let survivor = report
+        .agents
+        .iter()
+        .find(|a| a.region == "us-east" && a.state == "finished")
+        .expect("the survivor finished");
+    assert!(
+        survivor.summary.requests > 1000,
+        "it sent its own share and the lost one's: {}",
+        survivor.summary.requests
+    );
+
+    // The takeover begins on the first interval boundary at least 1 s after
+    // the loss: every whole interval from the one after is back at 200/s.
+    let back = report
+        .intervals
+        .iter()
+        .filter(|i| i.start_s >= lost_at + 2.0 && i.end_s <= 8.0 + 1e-6)
+        .collect::<Vec<_>>();
+    assert!(
+        !back.is_empty(),
+        "intervals after the takeover: lost at {lost_at}"
+    );
+    for i in back {
+        let n = i.regions["us-east"].requests;
+        assert!(
+            (198..=202).contains(&n),
+            "interval {} (from {:.1}s): us-east {n} requests, want 200",
+            i.index,
+            i.start_s
+        );
+    }
+    // And nothing the survivor sent is missing against the target's count.
+    let reported = report
+        .regions
+        .iter()
+        .find(|r| r.name == "us-east")
+        .expect("region")
+        .summary
+        .requests;
+    let served_us = stats["regions"]["us-east"].as_u64().expect("count");
+    assert!(reported <= served_us && served_us - reported <= 200);
+}

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use worker::{WorkerSpec, run_worker};
+use worker::{ExtraConnections, WorkerSpec, run_worker};
 
 /// How the engine uses this machine.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +63,15 @@ pub struct EngineSummary {
     pub outcomes: OutcomeCounts,
 }
 
+/// More load for a run under way: another agent's share, taken over from
+/// the start of a later interval (its profile is 0 until then). Its
+/// connections join the workers' own and record into the same intervals.
+#[derive(Debug)]
+pub struct Reinforcement {
+    pub plan: LoadPlan,
+    pub addrs: Vec<SocketAddr>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("the target address list is empty")]
@@ -85,6 +94,20 @@ pub async fn run(
     cancel: CancellationToken,
     out: mpsc::Sender<IntervalRecord>,
 ) -> Result<EngineSummary, EngineError> {
+    let (_none, reinforcements) = mpsc::unbounded_channel();
+    run_reinforced(plan, addrs, options, start, cancel, out, reinforcements).await
+}
+
+/// [`run`], taking on [`Reinforcement`]s while it goes.
+pub async fn run_reinforced(
+    plan: LoadPlan,
+    addrs: Vec<SocketAddr>,
+    options: EngineOptions,
+    start: Instant,
+    cancel: CancellationToken,
+    out: mpsc::Sender<IntervalRecord>,
+    mut reinforcements: mpsc::UnboundedReceiver<Reinforcement>,
+) -> Result<EngineSummary, EngineError> {
     if addrs.is_empty() {
         return Err(EngineError::NoAddress);
     }
@@ -101,10 +124,14 @@ pub async fn run(
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut handles = Vec::with_capacity(threads);
+    let mut extra_tx = Vec::with_capacity(threads);
     for (id, range) in split_range(connections, threads).into_iter().enumerate() {
+        let (to_worker, extra) = mpsc::unbounded_channel();
+        extra_tx.push(to_worker);
         let spec = WorkerSpec {
             id,
             connections: range,
+            extra,
         };
         let (ctx, cancel, tx) = (ctx.clone(), cancel.clone(), tx.clone());
         let handle = std::thread::Builder::new()
@@ -117,7 +144,19 @@ pub async fn run(
 
     let mut aggregator = Aggregator::new(threads);
     let mut summary = EngineSummary::default();
-    while let Some(piece) = rx.recv().await {
+    let mut reinforcing = true;
+    loop {
+        let piece = tokio::select! {
+            piece = rx.recv() => piece,
+            r = reinforcements.recv(), if reinforcing => {
+                match r {
+                    Some(r) => reinforce(&ctx, r, &extra_tx),
+                    None => reinforcing = false,
+                }
+                continue;
+            }
+        };
+        let Some(piece) = piece else { break };
         for (index, data, last, closed_at) in aggregator.add(piece) {
             summary.intervals += 1;
             summary.outcomes.add(&data.outcomes);
@@ -146,6 +185,49 @@ pub async fn run(
         }
     }
     Ok(summary)
+}
+
+/// Deals a reinforcement's connections to the workers. One whose requests
+/// differ from the run's is refused: the workers' recorders are laid out
+/// for the run's requests.
+fn reinforce(
+    run: &RunContext,
+    r: Reinforcement,
+    workers: &[mpsc::UnboundedSender<ExtraConnections>],
+) {
+    if r.plan.requests.len() != run.plan.requests.len()
+        || r.plan.llm.is_some() != run.plan.llm.is_some()
+    {
+        tracing::warn!("a reinforcement whose requests differ from the run's; refused");
+        return;
+    }
+    if r.addrs.is_empty() {
+        tracing::warn!("a reinforcement with no target address; refused");
+        return;
+    }
+    let requests = match RequestSet::new(&r.plan) {
+        Ok(requests) => requests,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot prepare a reinforcement's requests; refused");
+            return;
+        }
+    };
+    let connections = r.plan.model.connections();
+    let ctx = Arc::new(RunContext {
+        plan: r.plan,
+        requests,
+        addrs: r.addrs,
+        start: run.start,
+    });
+    for (worker, range) in workers.iter().zip(split_range(connections, workers.len())) {
+        if !range.is_empty() {
+            // A worker that has finished has nothing left to reinforce.
+            let _ = worker.send(ExtraConnections {
+                ctx: ctx.clone(),
+                connections: range,
+            });
+        }
+    }
 }
 
 /// Splits `0..n` into `parts` contiguous ranges whose sizes differ by at most one.

@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::{JoinSet, LocalSet};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,15 @@ pub(crate) struct WorkerSpec {
     pub id: usize,
     /// Global indices of this worker's connections.
     pub connections: Range<u32>,
+    /// Connections added while the run goes (another agent's share).
+    pub extra: UnboundedReceiver<ExtraConnections>,
+}
+
+/// A reinforcement's connections for this worker: their own plan (and
+/// indices within it), the run's clock and intervals.
+pub(crate) struct ExtraConnections {
+    pub ctx: Arc<RunContext>,
+    pub connections: Range<u32>,
 }
 
 /// Runs on its own OS thread until all its connections are done.
@@ -51,7 +60,7 @@ pub(crate) fn run_worker(
 }
 
 async fn worker_loop(
-    spec: WorkerSpec,
+    mut spec: WorkerSpec,
     ctx: Arc<RunContext>,
     cancel: CancellationToken,
     out: UnboundedSender<WorkerInterval>,
@@ -88,6 +97,7 @@ async fn worker_loop(
 
     let intervals = ctx.plan.interval_count();
     let mut index = 0u32;
+    let mut extra_open = true;
     // Close intervals 0..intervals-1 on the clock; the last one stays open
     // until every connection is done (graceful stop included).
     while index + 1 < intervals {
@@ -102,9 +112,28 @@ async fn worker_loop(
                 let _ = out.send(WorkerInterval { worker: spec.id, index, recorder: full, last: false, closed_at: Instant::now() });
                 index += 1;
             }
+            extra = spec.extra.recv(), if extra_open => match extra {
+                Some(extra) => {
+                    for index in extra.connections {
+                        let conn = ConnectionLoop::new(
+                            extra.ctx.clone(),
+                            recorder.clone(),
+                            index,
+                            cancel.clone(),
+                            pacer.clone(),
+                        );
+                        connections.spawn_local(conn.run());
+                    }
+                }
+                None => extra_open = false,
+            },
             // `join_next` is cancel-safe: finished tasks are not lost when
-            // the boundary wins the race.
-            _ = drain(&mut connections) => break,
+            // the boundary wins the race. None: every connection is done.
+            joined = connections.join_next() => match joined {
+                Some(Err(e)) => tracing::error!(error = %e, "connection task failed"),
+                Some(Ok(())) => {}
+                None => break,
+            },
         }
     }
     drain(&mut connections).await;

@@ -21,7 +21,8 @@ pub struct ScenarioFile {
     /// this long is declared lost (default 10s; agents beat every 2s).
     pub agent_loss_timeout: Option<String>,
     /// What a lost agent does to the run: `continue` (default: the run goes
-    /// on, partial) or `fail` (the run stops at once, failed).
+    /// on, partial), `fail` (the run stops at once, failed) or
+    /// `redistribute` (its region's other agents take over its share).
     pub on_agent_loss: Option<String>,
     /// Pass/fail criteria, e.g. `p99 < 250ms`, `eu-west: error_rate < 0.1%`.
     pub thresholds: Option<Vec<String>>,

@@ -82,6 +82,10 @@ pub enum OnAgentLoss {
     Continue,
     /// The run stops at once on every agent; the report is marked failed.
     Fail,
+    /// The agents left in the lost agent's region take over its share from
+    /// the start of the next interval but one (so the message is there in
+    /// time); the report is partial (the gap before the takeover).
+    Redistribute,
 }
 
 impl OnAgentLoss {
@@ -89,6 +93,7 @@ impl OnAgentLoss {
         match self {
             OnAgentLoss::Continue => "continue",
             OnAgentLoss::Fail => "fail",
+            OnAgentLoss::Redistribute => "redistribute",
         }
     }
 }

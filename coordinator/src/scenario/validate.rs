@@ -64,11 +64,13 @@ fn fault_policy(raw: &ScenarioFile) -> Result<FaultPolicy, FieldError> {
     let on_agent_loss = match raw.on_agent_loss.as_deref() {
         None | Some("continue") => OnAgentLoss::Continue,
         Some("fail") => OnAgentLoss::Fail,
+        Some("redistribute") => OnAgentLoss::Redistribute,
         Some(other) => {
             return err(
                 "on_agent_loss",
                 format!(
-                    "{other:?} is not a policy: use `continue` (the run goes on, partial) or `fail` (the run stops)"
+                    "{other:?} is not a policy: use `continue` (the run goes on, partial), `fail` (the run stops) \
+                     or `redistribute` (the region's other agents take over its share)"
                 ),
             );
         }
