@@ -144,6 +144,16 @@ impl FaultLog {
         );
     }
 
+    /// `late_joiners: take_over`: `joiner` took over `lost`'s share.
+    pub fn late_join(&mut self, joiner: Uuid, region: &str, lost: Uuid, begin_s: f64) {
+        info!(agent = %joiner, %region, %lost, begin_s, "a late agent takes over a lost agent's share");
+        self.push(
+            "late_join",
+            Some((joiner, region)),
+            format!("joined mid-run and took over agent {lost}'s share from {begin_s:+.1}s"),
+        );
+    }
+
     /// An interval report the run will not merge. Logged each time, listed
     /// once per agent and reason (with a count) in the report.
     pub fn report_refused(&mut self, agent: Uuid, why: &'static str) {

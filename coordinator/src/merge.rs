@@ -344,6 +344,9 @@ pub struct AgentProgress {
     /// share of the agent's worker threads (1.0: all of them, all along).
     pub cpu_micros: u64,
     pub peak_cpu_share: f64,
+    /// An agent that joined mid-run: intervals up to this one had closed
+    /// before it started, and its (empty) reports of them are skipped.
+    pub joined_after: Option<u32>,
 }
 
 /// The merged state of one run.
@@ -415,6 +418,7 @@ impl RunMerge {
                     done: false,
                     cpu_micros: 0,
                     peak_cpu_share: 0.0,
+                    joined_after: None,
                 };
                 (id, progress)
             })
@@ -446,6 +450,13 @@ impl RunMerge {
             .ok_or(MergeError::UnknownAgent(report.agent_id))?;
         if agent.done {
             return Err(MergeError::AfterLast(report.agent_id));
+        }
+        if agent
+            .joined_after
+            .is_some_and(|after| report.index <= after)
+        {
+            // Closed before it joined; its load starts later (nothing due).
+            return Ok(());
         }
         if let Some(r) = report
             .requests
@@ -546,6 +557,26 @@ impl RunMerge {
             global.add(totals);
         }
         global
+    }
+
+    /// Adds an agent to a run under way. The intervals closed so far are
+    /// not waited for from it; every interval still open is.
+    pub fn join(&mut self, agent_id: Uuid, region: &str) {
+        let joined_after = self.closed.last().map(|c| c.index);
+        self.regions.entry(region.to_owned()).or_default();
+        let progress = AgentProgress {
+            region: region.to_owned(),
+            totals: SparseTotals::default(),
+            last_index: joined_after,
+            intervals: 0,
+            done: false,
+            cpu_micros: 0,
+            peak_cpu_share: 0.0,
+            joined_after,
+        };
+        if self.agents.insert(agent_id, progress).is_none() {
+            self.active += 1;
+        }
     }
 
     /// Marks an agent as reporting nothing more (finished or lost).

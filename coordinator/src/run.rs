@@ -12,7 +12,7 @@ use crate::redistribute;
 use crate::report::build::{self, AgentMeta, ReportInput};
 use crate::report::model::{RunReport, RunStatus, SeriesInfo};
 use crate::report::table::micros;
-use crate::scenario::{OnAgentLoss, Scenario};
+use crate::scenario::{LateJoiners, OnAgentLoss, Scenario};
 use crate::wire::ReportError;
 use stampede_agent::plan::LoadPlan;
 use stampede_proto::v1::{self, agent_message, coordinator_message};
@@ -24,6 +24,10 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
+
+mod late_join;
+
+use late_join::LateJoins;
 
 /// Where the actor sends messages for one agent.
 pub type Outbound = mpsc::Sender<Result<v1::CoordinatorMessage, tonic::Status>>;
@@ -324,7 +328,7 @@ async fn gather(
 /// run follows.
 async fn run_once(
     scenario: &Scenario,
-    members: &mut [Member],
+    members: &mut Vec<Member>,
     lobby: &mut Vec<Member>,
     commands: &mut mpsc::Receiver<RunCommand>,
     cancel: &CancellationToken,
@@ -414,6 +418,7 @@ async fn run_once(
         start_unix_nanos,
         plans: &plans,
     };
+    let mut joins = LateJoins::default();
     for m in members.iter_mut() {
         m.last_heard = Instant::now();
         let start = v1::Start {
@@ -492,7 +497,7 @@ async fn run_once(
                     }
                 }
                 for (agent, region) in lost {
-                    if on_loss(&loss_ctx, members, &mut faults, &mut stopped, agent, &region).await {
+                    if on_loss(&loss_ctx, members, lobby, &mut joins, &mut faults, &mut stopped, agent, &region).await {
                         stop_all(members, &run_id, "another agent was lost (on_agent_loss: fail)").await;
                         deadline = deadline.min(Instant::now() + STOP_COLLECT);
                     }
@@ -513,6 +518,19 @@ async fn run_once(
             m.last_heard = Instant::now();
         }
         match command {
+            Some(RunCommand::FromAgent { agent_id, message }) if joins.is_pending(agent_id) => {
+                joins
+                    .on_message(
+                        &loss_ctx,
+                        lobby,
+                        members,
+                        &mut merge,
+                        &mut faults,
+                        agent_id,
+                        &message,
+                    )
+                    .await;
+            }
             Some(RunCommand::FromAgent { agent_id, message }) => match message {
                 agent_message::Kind::FinalReport(f) if f.run_id == run_id => {
                     let Some(m) = members
@@ -578,6 +596,9 @@ async fn run_once(
                 }
             }
             Some(RunCommand::Disconnected { agent_id }) => {
+                if let Some(m) = lobby.iter().find(|m| m.id == agent_id) {
+                    joins.left(agent_id, &m.region);
+                }
                 lobby.retain(|m| m.id != agent_id);
                 let Some(m) = members
                     .iter_mut()
@@ -596,6 +617,8 @@ async fn run_once(
                 if on_loss(
                     &loss_ctx,
                     members,
+                    lobby,
+                    &mut joins,
                     &mut faults,
                     &mut stopped,
                     agent_id,
@@ -613,7 +636,10 @@ async fn run_once(
                 }
             }
             Some(RunCommand::Register { register, outbound }) => {
-                hold(scenario, members, lobby, register, outbound).await
+                hold(scenario, members, lobby, register, outbound).await;
+                if scenario.faults.late_joiners == LateJoiners::TakeOver {
+                    joins.offer(&loss_ctx, lobby).await;
+                }
             }
             None => break,
         }
@@ -976,18 +1002,24 @@ struct LossContext<'a> {
 /// reach the survivors before the first request of the share is due.
 const TAKEOVER_LEAD: Duration = Duration::from_secs(1);
 
-/// Applies the scenario's `on_agent_loss` to a loss; true when the run must
-/// now stop on every agent.
+/// Applies the scenario's `on_agent_loss` (and `late_joiners`) to a loss;
+/// true when the run must now stop on every agent.
+#[allow(clippy::too_many_arguments)]
 async fn on_loss(
     ctx: &LossContext<'_>,
     members: &[Member],
+    lobby: &[Member],
+    joins: &mut LateJoins,
     faults: &mut FaultLog,
     stopped: &mut bool,
     agent: Uuid,
     region: &str,
 ) -> bool {
     match ctx.scenario.faults.on_agent_loss {
-        OnAgentLoss::Continue => false,
+        OnAgentLoss::Continue => {
+            open_share(ctx, lobby, joins, agent, region).await;
+            false
+        }
         OnAgentLoss::Fail if *stopped => false,
         OnAgentLoss::Fail => {
             *stopped = true;
@@ -996,30 +1028,50 @@ async fn on_loss(
         }
         OnAgentLoss::Redistribute if *stopped => false,
         OnAgentLoss::Redistribute => {
-            take_over(ctx, members, faults, agent, region).await;
+            if !take_over(ctx, members, faults, agent, region).await {
+                open_share(ctx, lobby, joins, agent, region).await;
+            }
             false
         }
     }
 }
 
+/// With `late_joiners: take_over`, a share nobody took over is free for a
+/// late agent of the region (one may be waiting already).
+async fn open_share(
+    ctx: &LossContext<'_>,
+    lobby: &[Member],
+    joins: &mut LateJoins,
+    agent: Uuid,
+    region: &str,
+) {
+    if ctx.scenario.faults.late_joiners == LateJoiners::TakeOver {
+        joins.share_open(agent, region);
+        joins.offer(ctx, lobby).await;
+    }
+}
+
 /// Sends the lost agent's share to the agents still running in its region,
-/// from the start of an interval at least [`TAKEOVER_LEAD`] ahead.
+/// from the start of an interval at least [`TAKEOVER_LEAD`] ahead; false
+/// when nobody could take it.
 async fn take_over(
     ctx: &LossContext<'_>,
     members: &[Member],
     faults: &mut FaultLog,
     agent: Uuid,
     region: &str,
-) {
+) -> bool {
     let Some(lost) = ctx.plans.get(&agent) else {
-        return faults.not_redistributed(agent, region, "it had no assignment");
+        faults.not_redistributed(agent, region, "it had no assignment");
+        return false;
     };
     let survivors: Vec<&Member> = members
         .iter()
         .filter(|m| m.region == region && m.state == MemberState::Running)
         .collect();
     if survivors.is_empty() {
-        return faults.not_redistributed(agent, region, "no agent of its region is left");
+        faults.not_redistributed(agent, region, "no agent of its region is left");
+        return false;
     }
     let elapsed = (build::unix_nanos_now() - ctx.start_unix_nanos).max(0) as u128;
     let interval = lost.interval.as_nanos().max(1);
@@ -1027,11 +1079,8 @@ async fn take_over(
     let begin = Duration::from_nanos(u64::try_from(begin_nanos).unwrap_or(u64::MAX));
     let parts = redistribute::takeover(lost, begin, survivors.len());
     if parts.is_empty() {
-        return faults.not_redistributed(
-            agent,
-            region,
-            "the run ends before a takeover could begin",
-        );
+        faults.not_redistributed(agent, region, "the run ends before a takeover could begin");
+        return false;
     }
     for (m, plan) in survivors.iter().zip(&parts) {
         let reinforce = v1::Reinforce {
@@ -1045,6 +1094,7 @@ async fn take_over(
             .await;
     }
     faults.redistributed(agent, region, begin.as_secs_f64(), parts.len());
+    true
 }
 
 /// Releases the agents from the run; `more_runs`: the series goes on, so

@@ -535,3 +535,95 @@ fn redistribute_gives_a_lost_agents_share_to_its_region() {
     let served_us = stats["regions"]["us-east"].as_u64().expect("count");
     assert!(reported <= served_us && served_us - reported <= 200);
 }
+
+/// `late_joiners: take_over`: a replacement for a killed agent registers
+/// mid-run and takes over its share from an interval boundary ahead.
+#[test]
+fn a_late_agent_takes_over_a_lost_agents_share() {
+    let (mut target, target_addr) = start_target(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = three_regions(
+        dir.path(),
+        target_addr,
+        300,
+        "10s",
+        "late_joiners: take_over\n",
+    );
+    let report_path = dir.path().join("report.json");
+    let (mut coordinator, url) = coordinator(&scenario, &report_path);
+    let mut agents = agents(&url);
+
+    wait_for_served(target_addr, "ap-south", 150, Duration::from_secs(60));
+    agents[2].stop();
+    agents.push(spawn_agent(
+        "replacement",
+        &url,
+        "ap-south",
+        PLAINTEXT_LOOPBACK_AGENT,
+        &[],
+    ));
+
+    let (status, stderr) = coordinator.wait(Duration::from_secs(60));
+    assert!(status.success(), "coordinator failed: {stderr}");
+    for agent in &mut agents[3..] {
+        let (status, stderr) = agent.wait(Duration::from_secs(30));
+        assert!(status.success(), "{} failed: {stderr}", agent.name);
+    }
+    let stats = served(target_addr);
+    target.stop();
+    let report = read_report(&report_path);
+
+    let ap: Vec<_> = report
+        .agents
+        .iter()
+        .filter(|a| a.region == "ap-south")
+        .collect();
+    assert_eq!(ap.len(), 2, "the lost agent and its replacement");
+    let lost = ap.iter().find(|a| a.state == "lost").expect("lost one");
+    let late = ap
+        .iter()
+        .find(|a| a.state == "finished")
+        .expect("replacement");
+    let joined = report
+        .faults
+        .iter()
+        .find(|f| f.kind == "late_join")
+        .expect("a late_join fault");
+    assert_eq!(joined.agent.as_deref(), Some(late.id.as_str()));
+    assert!(joined.detail.contains(&lost.id), "{}", joined.detail);
+    assert!(
+        late.summary.requests >= 200,
+        "it ran: {}",
+        late.summary.requests
+    );
+    assert!(late.clock_rtt_ms.is_some(), "its clock was measured");
+
+    // From the takeover on, ap-south is back at its 100 requests/s.
+    let lost_at = lost.lost_at_s.expect("when");
+    let back: Vec<_> = report
+        .intervals
+        .iter()
+        .filter(|i| i.start_s >= lost_at + 4.0 && i.end_s <= 10.0 + 1e-6)
+        .collect();
+    assert!(!back.is_empty(), "lost at {lost_at}");
+    for i in back {
+        let n = i.regions["ap-south"].requests;
+        assert!(
+            (98..=102).contains(&n),
+            "interval {}: ap-south {n}, want 100",
+            i.index
+        );
+    }
+    // Everything reported is in the totals, and the target saw no more.
+    let agent_sum: u64 = report.agents.iter().map(|a| a.summary.requests).sum();
+    assert_eq!(report.global.requests, agent_sum);
+    let reported = report
+        .regions
+        .iter()
+        .find(|r| r.name == "ap-south")
+        .expect("region")
+        .summary
+        .requests;
+    let served_ap = stats["regions"]["ap-south"].as_u64().expect("count");
+    assert!(reported <= served_ap && served_ap - reported <= 200);
+}

@@ -195,3 +195,35 @@ fn warmup_intervals_are_kept_apart_from_every_total() {
     assert!(merge.is_warmup(intervals[1].index) && !merge.is_warmup(intervals[2].index));
     assert_eq!(intervals[0].global.unseal().outcomes.success, 10);
 }
+
+#[test]
+fn an_agent_that_joins_mid_run_is_waited_for_only_from_the_open_intervals() {
+    let (a, b, late) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let mut merge = RunMerge::new([(a, "x".to_owned()), (b, "y".to_owned())], 0);
+    let add = |m: &mut RunMerge, id, i, samples: &[u64], last| {
+        m.add(
+            wire::agent_interval(wire_report(id, i, samples, last, Encoding::Plain))
+                .expect("decodes"),
+        )
+    };
+    add(&mut merge, a, 0, &[100], false).expect("ok");
+    add(&mut merge, b, 0, &[100], false).expect("ok");
+    merge.agent_done(b); // lost
+    assert_eq!(merge.intervals().len(), 1);
+    merge.join(late, "y");
+    // Interval 1 now waits for the late agent too.
+    add(&mut merge, a, 1, &[100], false).expect("ok");
+    assert_eq!(merge.intervals().len(), 1, "waits for the late agent");
+    // Its report of the interval closed before it joined is skipped, not
+    // refused and not counted; its first open interval counts.
+    add(&mut merge, late, 0, &[], false).expect("skipped");
+    add(&mut merge, late, 1, &[300, 400], false).expect("ok");
+    assert_eq!(merge.intervals().len(), 2);
+    let y1 = merge.intervals()[1].regions["y"].unseal();
+    assert_eq!(y1.outcomes.success, 2);
+    add(&mut merge, a, 2, &[100], true).expect("ok");
+    add(&mut merge, late, 2, &[500], true).expect("ok");
+    assert!(merge.all_done());
+    assert_eq!(merge.agents[&late].intervals, 2);
+    assert_eq!(merge.global().outcomes.success, 7);
+}

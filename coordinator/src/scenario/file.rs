@@ -24,6 +24,9 @@ pub struct ScenarioFile {
     /// on, partial), `fail` (the run stops at once, failed) or
     /// `redistribute` (its region's other agents take over its share).
     pub on_agent_loss: Option<String>,
+    /// An agent that registers mid-run: `wait` (default: for the next run)
+    /// or `take_over` (a lost agent's share in its region, if there is one).
+    pub late_joiners: Option<String>,
     /// Pass/fail criteria, e.g. `p99 < 250ms`, `eu-west: error_rate < 0.1%`.
     pub thresholds: Option<Vec<String>>,
     /// A weighted mix of named requests, instead of the target's one.

@@ -61,6 +61,7 @@ pub struct FaultPolicy {
     /// half-open link).
     pub agent_loss_timeout: Duration,
     pub on_agent_loss: OnAgentLoss,
+    pub late_joiners: LateJoiners,
 }
 
 impl Default for FaultPolicy {
@@ -68,8 +69,19 @@ impl Default for FaultPolicy {
         Self {
             agent_loss_timeout: DEFAULT_AGENT_LOSS_TIMEOUT,
             on_agent_loss: OnAgentLoss::Continue,
+            late_joiners: LateJoiners::Wait,
         }
     }
+}
+
+/// What an agent that registers while a run is under way does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LateJoiners {
+    /// It waits for the next run.
+    Wait,
+    /// In a region that lost an agent whose share nobody took over, it takes
+    /// that share over from an interval boundary ahead; otherwise it waits.
+    TakeOver,
 }
 
 /// Five missed heartbeats (agents beat every 2 s).
@@ -299,7 +311,7 @@ pub struct ScenarioError {
 
 /// Top-level keys that environment overrides may set. Other `STAMPEDE_*`
 /// variables (the CLI's own settings) are not scenario fields.
-const OVERRIDABLE: [&str; 15] = [
+const OVERRIDABLE: [&str; 16] = [
     "name",
     "target",
     "load",
@@ -308,6 +320,7 @@ const OVERRIDABLE: [&str; 15] = [
     "agent_wait_timeout",
     "agent_loss_timeout",
     "on_agent_loss",
+    "late_joiners",
     "thresholds",
     "requests",
     "data",

@@ -6,8 +6,8 @@ use super::search;
 use super::stages::{self, LevelUnit, Phase, PhaseKind};
 use super::thresholds;
 use super::{
-    Arrival, DEFAULT_AGENT_LOSS_TIMEOUT, FaultPolicy, Load, Model, OnAgentLoss, RegionSpec,
-    Scenario, Share, Target, parse_duration,
+    Arrival, DEFAULT_AGENT_LOSS_TIMEOUT, FaultPolicy, LateJoiners, Load, Model, OnAgentLoss,
+    RegionSpec, Scenario, Share, Target, parse_duration,
 };
 use super::{data, requests};
 use std::collections::BTreeMap;
@@ -75,9 +75,23 @@ fn fault_policy(raw: &ScenarioFile) -> Result<FaultPolicy, FieldError> {
             );
         }
     };
+    let late_joiners = match raw.late_joiners.as_deref() {
+        None | Some("wait") => LateJoiners::Wait,
+        Some("take_over") => LateJoiners::TakeOver,
+        Some(other) => {
+            return err(
+                "late_joiners",
+                format!(
+                    "{other:?} is not a choice: use `wait` (for the next run) or `take_over` (a lost agent's \
+                     share in its region)"
+                ),
+            );
+        }
+    };
     Ok(FaultPolicy {
         agent_loss_timeout,
         on_agent_loss,
+        late_joiners,
     })
 }
 
