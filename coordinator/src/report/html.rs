@@ -190,6 +190,13 @@ mod tests {
             .insert("<b>r</b>".into(), "javascript:alert(1)".into());
         r.notes = vec!["agent <i>x</i> & \"y\" was lost".into()];
         r.status = RunStatus::Partial;
+        r.faults = vec![crate::report::model::Fault {
+            at_s: 2.5,
+            kind: "agent_lost".into(),
+            agent: Some("<img src=y>".into()),
+            region: Some("eu-west".into()),
+            detail: "its session ended <b>mid-run</b>".into(),
+        }];
         r.agents[0].hostname = "<svg onload=alert(2)>".into();
         r.agents[0].zone = "{{style}}".into();
         r.tool.version = "0.1.0\"><script>".into();
@@ -198,7 +205,9 @@ mod tests {
             assert!(!page.contains(raw), "unescaped {raw:?}");
         }
         assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"));
-        assert!(page.contains("agent &lt;i&gt;x&lt;/i&gt; &amp; &quot;y&quot; was lost"));
+        // Faults, when recorded, are listed instead of the notes.
+        assert!(page.contains("its session ended &lt;b&gt;mid-run&lt;/b&gt;"));
+        assert!(page.contains("+2.5 s"));
         assert!(page.contains("{{style}}"), "a value is not a placeholder");
         assert!(page.contains("badge partial"));
     }

@@ -632,8 +632,10 @@ fn the_fault_policy_is_read_and_checked() {
     let e = load_text(&format!("{GOOD}on_agent_loss: shrug\n")).expect_err("unknown policy");
     assert_eq!(e.field, "on_agent_loss");
     assert!(e.why.contains("`continue`"), "{}", e.why);
-    let s = load_text(&format!("{GOOD}on_agent_loss: redistribute\nlate_joiners: take_over\n"))
-        .expect("valid");
+    let s = load_text(&format!(
+        "{GOOD}on_agent_loss: redistribute\nlate_joiners: take_over\n"
+    ))
+    .expect("valid");
     assert_eq!(s.faults.on_agent_loss, OnAgentLoss::Redistribute);
     assert_eq!(s.faults.late_joiners, LateJoiners::TakeOver);
     let e = load_text(&format!("{GOOD}late_joiners: sometimes\n")).expect_err("unknown choice");

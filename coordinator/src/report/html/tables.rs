@@ -42,16 +42,41 @@ pub(super) fn subtitle(report: &RunReport) -> String {
 }
 
 pub(super) fn notes(report: &RunReport) -> String {
-    if report.notes.is_empty() {
+    if report.notes.is_empty() && report.faults.is_empty() {
         return String::new();
     }
-    let mut out = String::from(
-        r#"<div class="notes" role="note"><strong>This run is partial: its figures cover only part of the planned load.</strong><ul>"#,
-    );
-    for note in &report.notes {
-        let _ = write!(out, "<li>{}</li>", escape(note));
+    let heading = match report.status {
+        RunStatus::Complete => "Faults during the run (its figures are complete):",
+        RunStatus::Partial => {
+            "This run is partial: its figures cover only part of the planned load."
+        }
+        RunStatus::Failed => "This run failed: a lost agent stopped it (on_agent_loss: fail).",
+    };
+    let mut out = format!(r#"<div class="notes" role="note"><strong>{heading}</strong>"#);
+    if report.faults.is_empty() {
+        // A report from before faults were recorded.
+        out.push_str("<ul>");
+        for note in &report.notes {
+            let _ = write!(out, "<li>{}</li>", escape(note));
+        }
+        out.push_str("</ul></div>");
+        return out;
     }
-    out.push_str("</ul></div>");
+    out.push_str(
+        r#"<table class="faults"><thead><tr><th>at</th><th>what</th><th>agent</th><th>region</th><th>detail</th></tr></thead><tbody>"#,
+    );
+    for f in &report.faults {
+        let _ = write!(
+            out,
+            "<tr><td>{:+.1} s</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            f.at_s,
+            escape(&f.kind),
+            escape(f.agent.as_deref().unwrap_or("")),
+            escape(f.region.as_deref().unwrap_or("")),
+            escape(&f.detail)
+        );
+    }
+    out.push_str("</tbody></table></div>");
     out
 }
 
