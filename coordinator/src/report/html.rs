@@ -53,6 +53,7 @@ pub fn render(report: &RunReport) -> Result<String, HtmlError> {
         ("errors", charts::errors(report)),
         ("stages", sections::stages(report)),
         ("requests", sections::requests(report)),
+        ("llm", sections::llm(report)),
         ("regions", tables::regions(report)),
         ("error_classes", tables::error_classes(report)),
         ("agents", tables::agents(report)),
@@ -143,6 +144,38 @@ mod tests {
             &[("a", "{{b}}".into()), ("b", "B".into())],
         );
         assert_eq!(out, "<p>{{b}} B {{unknown}} {{unclosed");
+    }
+
+    #[test]
+    fn a_model_serving_run_gets_its_section_and_others_do_not() {
+        let plain = render(&three_regions()).expect("renders");
+        assert!(!plain.contains("Model serving"));
+        let mut r = three_regions();
+        let llm = super::super::model::LlmSummary {
+            ttft_us: super::super::model::LatencySummary {
+                p50: 201_000,
+                p99: 240_000,
+                ..Default::default()
+            },
+            output_tokens_per_second: 123.4,
+            goodput_rps: 9.5,
+            goodput_ratio: 0.95,
+            token_count_source: "usage".into(),
+            truncated: 2,
+            ..Default::default()
+        };
+        r.global.llm = Some(llm.clone());
+        r.regions[0].summary.llm = Some(llm);
+        let page = render(&r).expect("renders");
+        assert!(page.contains("<h2>Model serving</h2>"));
+        assert!(
+            page.contains(&crate::report::table::micros(201_000)),
+            "TTFT p50 shown"
+        );
+        assert!(page.contains("123.4"));
+        assert!(page.contains("9.5/s (95.0%)"));
+        assert!(page.contains("streams cut before their end"));
+        assert!(!page.contains("{{"));
     }
 
     #[test]

@@ -267,7 +267,7 @@ pub struct ScopeSummary {
 /// not count; not streamed: the whole answer); ITL is every gap between
 /// content chunks; per-token ITL spreads a gap over the chunk's tokens;
 /// TPOT = (e2e − TTFT) / (output tokens − 1), streamed requests only.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct LlmSummary {
     pub ttft_us: LatencySummary,
     pub itl_us: LatencySummary,

@@ -6,6 +6,7 @@
 use super::tables::{figure_cells, header_row, rate};
 use crate::report::model::{RunReport, ScopeSummary};
 use crate::report::svg::escape;
+use crate::report::table::micros;
 use crate::report::thresholds::show;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -166,6 +167,55 @@ pub(super) fn requests(report: &RunReport) -> String {
         out,
         r#"<details><summary>Each request per region</summary><div class="table-scroll"><table><thead>{}</thead><tbody>{per_region}</tbody></table></div></details></section>"#,
         header_row(&["request · region", "method", "URL", "share"])
+    );
+    out
+}
+
+/// Model-serving runs: TTFT, TPOT, ITL, tokens and goodput per region and
+/// globally, with the definitions the figures follow.
+pub(super) fn llm(report: &RunReport) -> String {
+    let Some(global) = &report.global.llm else {
+        return String::new();
+    };
+    let mut out = String::from(
+        r#"<section id="llm"><h2>Model serving</h2><p class="hint">TTFT: from the intended send to the first chunk that carries content. TPOT: (end to end − TTFT) / (output tokens − 1). ITL: every gap between content chunks (per token: the gap over the chunk's tokens). Tokens/s per request: output tokens over the request's end-to-end time. Goodput: successful requests that met every limit of the scenario's <code>llm.goodput</code>. Warm-up excluded.</p><div class="table-scroll"><table><thead><tr><th class="text">region</th><th>TTFT p50</th><th>TTFT p99</th><th>TPOT p50</th><th>TPOT p99</th><th>ITL p50</th><th>ITL p99</th><th>ITL/token p50</th><th>output tok/s</th><th>tok/s per request p50</th><th>goodput</th><th class="text">tokens counted from</th></tr></thead><tbody>"#,
+    );
+    let row = |name: &str, l: &crate::report::model::LlmSummary| {
+        format!(
+            r#"<tr><td class="text">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{:.1}/s ({:.1}%)</td><td class="text">{}</td></tr>"#,
+            escape(name),
+            micros(l.ttft_us.p50),
+            micros(l.ttft_us.p99),
+            micros(l.tpot_us.p50),
+            micros(l.tpot_us.p99),
+            micros(l.itl_us.p50),
+            micros(l.itl_us.p99),
+            micros(l.itl_per_token_us.p50),
+            l.output_tokens_per_second,
+            l.request_tokens_per_second.p50,
+            l.goodput_rps,
+            l.goodput_ratio * 100.0,
+            escape(&l.token_count_source),
+        )
+    };
+    for region in &report.regions {
+        if let Some(l) = &region.summary.llm {
+            out.push_str(&row(&region.name, l));
+        }
+    }
+    out.push_str(&row("global", global));
+    out.push_str("</tbody></table></div>");
+    if global.malformed + global.truncated > 0 {
+        let _ = write!(
+            out,
+            r#"<p class="warn">{} malformed responses and {} streams cut before their end (counted as errors).</p>"#,
+            global.malformed, global.truncated
+        );
+    }
+    let _ = write!(
+        out,
+        "<p>{} output and {} input tokens in all.</p></section>",
+        global.output_tokens, global.input_tokens
     );
     out
 }
