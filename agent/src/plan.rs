@@ -160,6 +160,18 @@ pub struct LoadPlan {
     /// Closed model: pause after each response, drawn uniformly from this
     /// range (a virtual user's think time). `None`: no pause.
     pub think_time: Option<(Duration, Duration)>,
+    /// One endpoint's part of an agent's load, when a scenario routes it to
+    /// several endpoints: an agent runs one plan per endpoint.
+    pub leg: Option<Leg>,
+}
+
+/// Which endpoint a plan loads, and where its requests' figures go: request
+/// `i` of this plan is request `request_offset + i` of the agent's
+/// recorder, so each endpoint's figures stay apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leg {
+    pub endpoint: String,
+    pub request_offset: u32,
 }
 
 impl LoadPlan {
@@ -195,6 +207,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             graceful_stop: Duration::from_secs(1),
             think_time: None,
+            leg: None,
         };
         assert_eq!(plan(15_000, 1_000).interval_count(), 15);
         assert_eq!(plan(15_500, 1_000).interval_count(), 16);

@@ -95,23 +95,34 @@ pub async fn run(
     out: mpsc::Sender<IntervalRecord>,
 ) -> Result<EngineSummary, EngineError> {
     let (_none, reinforcements) = mpsc::unbounded_channel();
-    run_reinforced(plan, addrs, options, start, cancel, out, reinforcements).await
+    let run = Reinforcement { plan, addrs };
+    run_reinforced(run, Vec::new(), options, start, cancel, out, reinforcements).await
 }
 
-/// [`run`], taking on [`Reinforcement`]s while it goes.
+/// [`run`] for an agent whose load is several plans side by side (one per
+/// endpoint: `first` and `more`), taking on [`Reinforcement`]s while it
+/// goes. Every plan shares the first one's clock and intervals.
 pub async fn run_reinforced(
-    plan: LoadPlan,
-    addrs: Vec<SocketAddr>,
+    first: Reinforcement,
+    more: Vec<Reinforcement>,
     options: EngineOptions,
     start: Instant,
     cancel: CancellationToken,
     out: mpsc::Sender<IntervalRecord>,
     mut reinforcements: mpsc::UnboundedReceiver<Reinforcement>,
 ) -> Result<EngineSummary, EngineError> {
+    let Reinforcement { plan, addrs } = first;
     if addrs.is_empty() {
         return Err(EngineError::NoAddress);
     }
     let requests = RequestSet::new(&plan)?;
+    let request_offset = offset_of(&plan);
+    // The recorder keeps figures for every plan's requests.
+    let request_slots = std::iter::once(&plan)
+        .chain(more.iter().map(|r| &r.plan))
+        .map(|p| offset_of(p) + p.requests.len())
+        .max()
+        .unwrap_or(0);
     let connections = plan.model.connections().max(1);
     let threads = options.threads.clamp(1, connections as usize);
     let interval = plan.interval;
@@ -120,6 +131,8 @@ pub async fn run_reinforced(
         requests,
         addrs,
         start,
+        request_offset,
+        request_slots,
     });
 
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -142,6 +155,9 @@ pub async fn run_reinforced(
     }
     drop(tx);
 
+    for r in more {
+        reinforce(&ctx, r, &extra_tx);
+    }
     let mut aggregator = Aggregator::new(threads);
     let mut summary = EngineSummary::default();
     let mut reinforcing = true;
@@ -187,18 +203,19 @@ pub async fn run_reinforced(
     Ok(summary)
 }
 
-/// Deals a reinforcement's connections to the workers. One whose requests
-/// differ from the run's is refused: the workers' recorders are laid out
-/// for the run's requests.
+/// Deals a plan's connections to the workers, beside the run's own. One
+/// whose requests do not fit the run's recorders is refused: they are laid
+/// out when the run starts.
 fn reinforce(
     run: &RunContext,
     r: Reinforcement,
     workers: &[mpsc::UnboundedSender<ExtraConnections>],
 ) {
-    if r.plan.requests.len() != run.plan.requests.len()
+    let request_offset = offset_of(&r.plan);
+    if request_offset + r.plan.requests.len() > run.request_slots
         || r.plan.llm.is_some() != run.plan.llm.is_some()
     {
-        tracing::warn!("a reinforcement whose requests differ from the run's; refused");
+        tracing::warn!("a plan whose requests do not fit the run's recorders; refused");
         return;
     }
     if r.addrs.is_empty() {
@@ -218,6 +235,8 @@ fn reinforce(
         requests,
         addrs: r.addrs,
         start: run.start,
+        request_offset,
+        request_slots: run.request_slots,
     });
     for (worker, range) in workers.iter().zip(split_range(connections, workers.len())) {
         if !range.is_empty() {
@@ -228,6 +247,11 @@ fn reinforce(
             });
         }
     }
+}
+
+/// Where a plan's requests record (its endpoint leg's offset, else 0).
+fn offset_of(plan: &LoadPlan) -> usize {
+    plan.leg.as_ref().map_or(0, |l| l.request_offset as usize)
 }
 
 /// Splits `0..n` into `parts` contiguous ranges whose sizes differ by at most one.

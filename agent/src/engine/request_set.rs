@@ -231,11 +231,6 @@ impl RequestSet {
         }
     }
 
-    /// Number of requests in the mix.
-    pub(crate) fn len(&self) -> usize {
-        self.requests.len()
-    }
-
     fn rows(&self) -> usize {
         self.data.as_ref().map_or(0, |d| d.rows.len())
     }
@@ -348,6 +343,7 @@ mod tests {
             timeout: Duration::from_secs(3),
             graceful_stop: Duration::from_secs(1),
             think_time: None,
+            leg: None,
         }
     }
 

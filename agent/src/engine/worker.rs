@@ -65,7 +65,7 @@ async fn worker_loop(
     cancel: CancellationToken,
     out: UnboundedSender<WorkerInterval>,
 ) {
-    let mut first = IntervalRecorder::for_requests(ctx.requests.len());
+    let mut first = IntervalRecorder::for_requests(ctx.request_slots);
     if ctx.plan.llm.is_some() {
         first = first.with_llm();
     }

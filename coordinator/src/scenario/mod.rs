@@ -12,6 +12,7 @@ pub mod requests;
 pub mod search;
 pub mod stages;
 pub mod thresholds;
+pub mod topology;
 mod validate;
 
 pub use data::Data;
@@ -36,6 +37,9 @@ pub struct Scenario {
     pub agent_wait_timeout: Duration,
     /// What happens when an agent goes missing mid-run.
     pub faults: FaultPolicy,
+    /// Named endpoints, routing and failovers; `None`: one URL for all (or
+    /// `target.region_urls`).
+    pub topology: Option<topology::Topology>,
     /// The run fails (non-zero exit) when one of these does not hold.
     pub thresholds: Vec<Threshold>,
     /// A weighted mix of named requests; empty: the target's own request.
@@ -311,7 +315,7 @@ pub struct ScenarioError {
 
 /// Top-level keys that environment overrides may set. Other `STAMPEDE_*`
 /// variables (the CLI's own settings) are not scenario fields.
-const OVERRIDABLE: [&str; 16] = [
+const OVERRIDABLE: [&str; 19] = [
     "name",
     "target",
     "load",
@@ -328,6 +332,9 @@ const OVERRIDABLE: [&str; 16] = [
     "llm",
     "search",
     "cost",
+    "endpoints",
+    "routing",
+    "failover",
 ];
 
 /// Largest scenario file read: scenarios are short; bulk belongs in data
