@@ -154,6 +154,17 @@ impl ApiClient {
             .await
     }
 
+    /// The history, newest first; `query`: the filters, URL-encoded
+    /// (`scenario=checkout&label=branch%3Dmain`), or empty.
+    pub async fn list(&self, query: &str) -> Result<Vec<RunRow>, ClientError> {
+        let path = if query.is_empty() {
+            "/api/v1/runs".to_owned()
+        } else {
+            format!("/api/v1/runs?{query}")
+        };
+        self.json(Method::GET, &path, None).await
+    }
+
     pub async fn report(&self, id: &str) -> Result<RunReport, ClientError> {
         self.json(Method::GET, &format!("/api/v1/runs/{id}/report"), None)
             .await
