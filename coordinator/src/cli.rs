@@ -171,13 +171,24 @@ pub struct BenchArgs {
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
     /// Scenario file (.yaml, .yml or .toml). Fields can be overridden with STAMPEDE_<SECTION>__<FIELD>.
-    #[arg(short, long, env = "STAMPEDE_SCENARIO_FILE", required_unless_present = "serve", conflicts_with = "serve")]
+    #[arg(
+        short,
+        long,
+        env = "STAMPEDE_SCENARIO_FILE",
+        required_unless_present = "serve",
+        conflicts_with = "serve"
+    )]
     pub scenario: Option<PathBuf>,
     /// Stay up: keep agents registered between runs and run scenarios submitted over the run API (`stampede run`).
     #[arg(long, env = "STAMPEDE_SERVE", help_heading = "Standing cluster")]
     pub serve: bool,
     /// With --serve: where the run API (HTTP/JSON) listens.
-    #[arg(long, env = "STAMPEDE_API_LISTEN", default_value = "0.0.0.0:7701", help_heading = "Standing cluster")]
+    #[arg(
+        long,
+        env = "STAMPEDE_API_LISTEN",
+        default_value = "0.0.0.0:7701",
+        help_heading = "Standing cluster"
+    )]
     pub api_listen: String,
     /// With --serve: the run history database (SQLite; created if missing).
     #[arg(long, env = "STAMPEDE_HISTORY", default_value = crate::history::DEFAULT_PATH, help_heading = "Standing cluster")]

@@ -171,10 +171,7 @@ pub(crate) fn start_agent_server(
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(3)))
         .add_service(service)
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            shutdown.cancelled_owned(),
-        );
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned());
     Ok(tokio::spawn(server))
 }
 

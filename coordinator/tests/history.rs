@@ -8,8 +8,8 @@ mod support;
 use stampede_coordinator::history::History;
 use std::time::Duration;
 use support::standing::{
-    client, scenario_yaml, spawn_standing, spawn_standing_agent, submission, token_file,
-    wait_for, wait_until_over,
+    client, scenario_yaml, spawn_standing, spawn_standing_agent, submission, token_file, wait_for,
+    wait_until_over,
 };
 use support::{spawn, start_target};
 
@@ -43,7 +43,10 @@ async fn killing_the_coordinator_mid_run_keeps_the_history_and_marks_the_run_abo
         ))
         .await
         .expect("submitted");
-    let running = wait_for(&api, &long.id, Duration::from_secs(60), |r| r.intervals >= 2).await;
+    let running = wait_for(&api, &long.id, Duration::from_secs(60), |r| {
+        r.intervals >= 2
+    })
+    .await;
     assert_eq!(running.state, "running");
     standing.proc.stop(); // SIGKILL: no chance to write anything more
     agent.stop();
@@ -51,7 +54,10 @@ async fn killing_the_coordinator_mid_run_keeps_the_history_and_marks_the_run_abo
     // Readable as the crash left it: the run still says running.
     {
         let history = History::open(&path).expect("the history opens after a crash");
-        let row = history.get(&long.id).expect("query").expect("the run is there");
+        let row = history
+            .get(&long.id)
+            .expect("query")
+            .expect("the run is there");
         assert_eq!(row.state, "running");
         assert!(row.intervals >= 2, "{row:?}");
     }
@@ -61,13 +67,24 @@ async fn killing_the_coordinator_mid_run_keeps_the_history_and_marks_the_run_abo
     let api = client(&restarted.api_url);
     let row = api.run(&long.id).await.expect("the run is still there");
     assert_eq!(row.state, "aborted", "{row:?}");
-    assert!(row.intervals >= running.intervals, "what was merged is kept: {row:?}");
-    assert!(row.error.as_deref().unwrap_or("").contains("stopped before the run ended"));
+    assert!(
+        row.intervals >= running.intervals,
+        "what was merged is kept: {row:?}"
+    );
+    assert!(
+        row.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("stopped before the run ended")
+    );
     let kept = api.run(&short.id).await.expect("the earlier run stays");
     assert_eq!(kept.state, "passed");
     assert_eq!(kept.summary, short.summary);
     let report = api.report(&short.id).await.expect("its report stays");
-    assert_eq!(report.global.requests, short.summary.expect("summary").requests);
+    assert_eq!(
+        report.global.requests,
+        short.summary.expect("summary").requests
+    );
 }
 
 #[test]
@@ -90,8 +107,16 @@ fn a_corrupt_or_foreign_database_is_refused_and_left_unchanged() {
 
     for (file, before, why) in [
         (&corrupt, bytes.clone(), "not a Stampede history database"),
-        (&foreign, foreign_bytes.clone(), "a SQLite database of another application"),
-        (&text, b"not a database at all\n".to_vec(), "does not start with the SQLite header"),
+        (
+            &foreign,
+            foreign_bytes.clone(),
+            "a SQLite database of another application",
+        ),
+        (
+            &text,
+            b"not a database at all\n".to_vec(),
+            "does not start with the SQLite header",
+        ),
     ] {
         let path = file.to_str().expect("utf-8");
         let mut serve = spawn(
@@ -118,7 +143,11 @@ fn a_corrupt_or_foreign_database_is_refused_and_left_unchanged() {
         let (status, stderr) = history.wait(Duration::from_secs(30));
         assert_eq!(status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(why), "{stderr}");
-        assert_eq!(std::fs::read(file).expect("read"), before, "{path} unchanged");
+        assert_eq!(
+            std::fs::read(file).expect("read"),
+            before,
+            "{path} unchanged"
+        );
         for suffix in ["-wal", "-shm", "-journal"] {
             let side = format!("{path}{suffix}");
             assert!(!std::path::Path::new(&side).exists(), "{side} was created");

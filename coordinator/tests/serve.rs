@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 use support::standing::{
-    client, scenario_yaml, spawn_standing, spawn_standing_agent, submission, token_file,
-    wait_for, wait_until_over,
+    client, scenario_yaml, spawn_standing, spawn_standing_agent, submission, token_file, wait_for,
+    wait_until_over,
 };
 use support::{served, spawn, start_target};
 
@@ -37,7 +37,10 @@ async fn two_runs_submitted_back_to_back_run_in_order_and_land_in_history() {
         .submit(&submission(yaml, &["branch=main"], "bbbb222"))
         .await
         .expect("second submitted");
-    assert_eq!(second.state, "queued", "one run at a time: the second waits");
+    assert_eq!(
+        second.state, "queued",
+        "one run at a time: the second waits"
+    );
 
     let first = wait_until_over(&api, &first.id, Duration::from_secs(90)).await;
     let second = wait_until_over(&api, &second.id, Duration::from_secs(90)).await;
@@ -61,15 +64,45 @@ async fn two_runs_submitted_back_to_back_run_in_order_and_land_in_history() {
         assert_eq!(summary.p99_us, report.global.latency_us.p99);
         assert_eq!(summary.achieved_rps, report.global.achieved_rps);
         assert_eq!(
-            report.regions.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            report
+                .regions
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>(),
             ["us-east", "eu-west", "ap-south"]
         );
         assert!(report.regions.iter().all(|r| r.summary.requests > 0));
         assert_eq!(row.labels, ["branch=main"]);
-        assert!(row.intervals >= 2, "its intervals were kept as they closed: {row:?}");
+        assert!(
+            row.intervals >= 2,
+            "its intervals were kept as they closed: {row:?}"
+        );
         counted += report.global.requests;
     }
-    assert_eq!(served(target)["served"], counted, "every served request is counted once");
+    assert_eq!(
+        served(target)["served"],
+        counted,
+        "every served request is counted once"
+    );
+
+    // The second's HTML report has the trend of both runs.
+    let page = api.report_html(&second.id).await.expect("html");
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.contains("<h2>Trend</h2>"), "a trend section");
+    for row in [&first, &second] {
+        assert!(
+            page.contains(&format!("<code>{}</code>", &row.id[..8])),
+            "run {} in the trend",
+            row.id
+        );
+    }
+    let alone =
+        stampede_coordinator::report::html::render(&api.report(&second.id).await.expect("report"))
+            .expect("renders");
+    assert!(
+        !alone.contains("<h2>Trend</h2>"),
+        "a plain file renders without a trend"
+    );
 
     // The history lists both, newest first; compare works by run id.
     let history_arg = history.to_str().expect("utf-8");
@@ -83,7 +116,15 @@ async fn two_runs_submitted_back_to_back_run_in_order_and_land_in_history() {
 
     let mut compare = spawn(
         "compare",
-        &["compare", &first.id, &second.id, "--history", history_arg, "--format", "json"],
+        &[
+            "compare",
+            &first.id,
+            &second.id,
+            "--history",
+            history_arg,
+            "--format",
+            "json",
+        ],
     );
     let (status, stderr) = compare.wait(Duration::from_secs(30));
     assert!(status.success(), "{stderr}");
@@ -93,13 +134,21 @@ async fn two_runs_submitted_back_to_back_run_in_order_and_land_in_history() {
 
     let mut baseline = spawn(
         "baseline",
-        &["compare", &second.id, "--baseline", "last-passing", "--history", history_arg],
+        &[
+            "compare",
+            &second.id,
+            "--baseline",
+            "last-passing",
+            "--history",
+            history_arg,
+        ],
     );
     let (status, stderr) = baseline.wait(Duration::from_secs(30));
     assert!(status.success(), "{stderr}");
     let out = baseline.remaining_stdout();
     assert!(
-        out.iter().any(|l| l == &format!("baseline: run {} (last passing)", first.id)),
+        out.iter()
+            .any(|l| l == &format!("baseline: run {} (last passing)", first.id)),
         "{out:?}"
     );
 }
@@ -115,13 +164,27 @@ async fn stampede_run_exits_with_the_thresholds_verdict() {
     let passing = dir.path().join("passing.yaml");
     std::fs::write(
         &passing,
-        scenario_yaml("gate", target, 50, "2s", &["local"], &["p99 < 10s", "error_rate < 1%"]),
+        scenario_yaml(
+            "gate",
+            target,
+            50,
+            "2s",
+            &["local"],
+            &["p99 < 10s", "error_rate < 1%"],
+        ),
     )
     .expect("write");
     let failing = dir.path().join("failing.yaml");
     std::fs::write(
         &failing,
-        scenario_yaml("gate", target, 50, "2s", &["local"], &["local: rps > 100000"]),
+        scenario_yaml(
+            "gate",
+            target,
+            50,
+            "2s",
+            &["local"],
+            &["local: rps > 100000"],
+        ),
     )
     .expect("write");
 
@@ -159,7 +222,10 @@ async fn stampede_run_exits_with_the_thresholds_verdict() {
     let (status, stderr) = fail.wait(Duration::from_secs(90));
     assert_eq!(status.code(), Some(99), "{stderr}");
     assert!(stderr.contains("local: rps > 100000"), "{stderr}");
-    assert!(fail_report.exists(), "the failing run's report is written too");
+    assert!(
+        fail_report.exists(),
+        "the failing run's report is written too"
+    );
 
     // The history knows both verdicts.
     let api = client(&standing.api_url);
@@ -179,7 +245,12 @@ async fn api_list(
 }
 
 async fn api_ids(api: &stampede_coordinator::serve::client::ApiClient) -> Vec<String> {
-    api.list("").await.expect("list").into_iter().map(|r| r.id).collect()
+    api.list("")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
 }
 
 /// A raw HTTP/1.1 request on loopback, as curl would send it.
@@ -227,11 +298,17 @@ async fn the_http_api_refuses_a_call_without_the_token_and_serves_one_with_it() 
     assert!(listing.starts_with("HTTP/1.1 401"), "{listing}");
 
     let api = client(&standing.api_url);
-    assert!(api_ids(&api).await.is_empty(), "a refused call submitted nothing");
+    assert!(
+        api_ids(&api).await.is_empty(),
+        "a refused call submitted nothing"
+    );
 
     let accepted = raw_http(
         addr,
-        &post(&format!("Authorization: Bearer {}\r\n", support::standing::TOKEN)),
+        &post(&format!(
+            "Authorization: Bearer {}\r\n",
+            support::standing::TOKEN
+        )),
     );
     assert!(accepted.starts_with("HTTP/1.1 201"), "{accepted}");
     let created: serde_json::Value =
@@ -256,4 +333,53 @@ async fn the_http_api_refuses_a_call_without_the_token_and_serves_one_with_it() 
         .expect_err("refused");
     assert!(bad.to_string().contains("scenario.yaml:6"), "{bad}");
     let _ = wait_for(&api, &id, Duration::from_secs(1), |_| true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_aborted_over_the_api_queued_or_running_and_the_cluster_goes_on() {
+    let (_target, target) = start_target(&[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let token = token_file(dir.path());
+    let standing = spawn_standing("coordinator", &dir.path().join("h.db"), &token);
+    let _agent = spawn_standing_agent("agent", &standing.agents_url, "local", &token);
+    let api = client(&standing.api_url);
+    let yaml = |duration| scenario_yaml("abortable", target, 40, duration, &["local"], &[]);
+
+    let long = api
+        .submit(&submission(yaml("60s"), &[], "a"))
+        .await
+        .expect("submitted");
+    let queued = api
+        .submit(&submission(yaml("2s"), &[], "b"))
+        .await
+        .expect("submitted");
+    wait_for(&api, &long.id, Duration::from_secs(60), |r| {
+        r.intervals >= 1
+    })
+    .await;
+
+    let dropped = api.abort(&queued.id).await.expect("abort the queued run");
+    assert_eq!(dropped.state, "aborted", "{dropped:?}");
+    api.abort(&long.id).await.expect("abort the running run");
+    let stopped = wait_until_over(&api, &long.id, Duration::from_secs(30)).await;
+    assert_eq!(stopped.state, "aborted", "{stopped:?}");
+    let report = api
+        .report(&long.id)
+        .await
+        .expect("a partial report is kept");
+    assert_eq!(
+        report.status,
+        stampede_coordinator::report::model::RunStatus::Partial
+    );
+    assert!(report.global.requests > 0);
+    let again = api.abort(&long.id).await.expect_err("already over");
+    assert!(again.to_string().contains("409"), "{again}");
+
+    // The agent went back to the pool: the next run gets it.
+    let next = api
+        .submit(&submission(yaml("1s"), &[], "c"))
+        .await
+        .expect("submitted");
+    let next = wait_until_over(&api, &next.id, Duration::from_secs(60)).await;
+    assert_eq!(next.state, "passed", "{next:?}");
 }

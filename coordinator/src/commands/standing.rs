@@ -1,9 +1,7 @@
 //! The standing cluster's subcommands, at the binary's edge:
 //! `coordinator --serve`, `run`, `history`, and `compare` by run id.
 
-use super::{
-    Watch, announce, cluster_options, finish, report_path, shared_token, shutdown_token,
-};
+use super::{Watch, announce, cluster_options, finish, report_path, shared_token, shutdown_token};
 use crate::cli::{Baseline, CompareArgs, CoordinatorArgs, HistoryArgs, RunArgs};
 use crate::history::{self, History, HistoryFilter, RunState, parse_time};
 use crate::live;
@@ -34,8 +32,14 @@ pub async fn serve(args: CoordinatorArgs) -> anyhow::Result<()> {
     let api = tokio::net::TcpListener::bind(&args.api_listen)
         .await
         .with_context(|| format!("--api-listen: cannot listen on {}", args.api_listen))?;
-    announce(&format!("coordinator listening on {}", agents.local_addr()?));
-    announce(&format!("run API listening on http://{}", api.local_addr()?));
+    announce(&format!(
+        "coordinator listening on {}",
+        agents.local_addr()?
+    ));
+    announce(&format!(
+        "run API listening on http://{}",
+        api.local_addr()?
+    ));
     announce(&format!("history: {}", args.history.display()));
     let options = ServeOptions {
         cluster,
@@ -51,8 +55,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("give the coordinator's token: --token-file or STAMPEDE_TOKEN");
     };
     let file = args.scenario.display().to_string();
-    let text = std::fs::read_to_string(&args.scenario)
-        .with_context(|| format!("cannot read {file}"))?;
+    let text =
+        std::fs::read_to_string(&args.scenario).with_context(|| format!("cannot read {file}"))?;
     // The coordinator checks it too; checking here fails fast, with the
     // same file:line errors.
     crate::scenario::load_text(&file, &text)?;
@@ -167,7 +171,11 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<()> {
             p50,
             p99,
             errors,
-            r.git_sha.as_deref().unwrap_or("").get(..10).unwrap_or(r.git_sha.as_deref().unwrap_or("")),
+            r.git_sha
+                .as_deref()
+                .unwrap_or("")
+                .get(..10)
+                .unwrap_or(r.git_sha.as_deref().unwrap_or("")),
             r.labels.join(",")
         );
     }

@@ -50,7 +50,10 @@ pub enum HistoryError {
     #[error("history database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("history database: run {id}: stored report does not parse: {error}")]
-    Report { id: String, error: serde_json::Error },
+    Report {
+        id: String,
+        error: serde_json::Error,
+    },
     #[error("no run {0} in the history")]
     NoSuchRun(String),
 }
@@ -267,12 +270,14 @@ impl History {
         match text {
             None => Err(HistoryError::NoSuchRun(id.to_owned())),
             Some(None) => Ok(None),
-            Some(Some(text)) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|error| HistoryError::Report {
-                    id: id.to_owned(),
-                    error,
-                }),
+            Some(Some(text)) => {
+                serde_json::from_str(&text)
+                    .map(Some)
+                    .map_err(|error| HistoryError::Report {
+                        id: id.to_owned(),
+                        error,
+                    })
+            }
         }
     }
 

@@ -80,7 +80,8 @@ pub struct TrendPoint {
     pub summary: Summary,
 }
 
-const ROW_COLUMNS: &str = "id, scenario_name, scenario_file, labels, git_sha, state, submitted_at_ms,
+const ROW_COLUMNS: &str =
+    "id, scenario_name, scenario_file, labels, git_sha, state, submitted_at_ms,
     started_at_ms, finished_at_ms, error, requests, achieved_rps, p50_us, p99_us, error_rate,
     (SELECT count(*) FROM intervals WHERE run_id = runs.id)";
 

@@ -43,21 +43,35 @@ fn runs_are_kept_listed_and_filtered() {
         labels: vec!["branch=main".into()],
         ..Default::default()
     };
-    let ids: Vec<_> = h.list(&main).expect("list").into_iter().map(|r| r.id).collect();
+    let ids: Vec<_> = h
+        .list(&main)
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(ids, ["c", "a"]);
     let since = HistoryFilter {
         scenario: Some("checkout".into()),
         since_ms: Some(1_500),
         ..Default::default()
     };
-    let ids: Vec<_> = h.list(&since).expect("list").into_iter().map(|r| r.id).collect();
+    let ids: Vec<_> = h
+        .list(&since)
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(ids, ["b"]);
     let a = h.get("a").expect("get").expect("a is there");
     let summary = a.summary.expect("a summary");
     assert_eq!(summary.requests, r.global.requests);
     assert_eq!(summary.p99_us, r.global.latency_us.p99);
     assert_eq!(a.labels, ["branch=main"]);
-    assert_eq!(h.report("a").expect("report"), Some(r.clone()), "the report round-trips");
+    assert_eq!(
+        h.report("a").expect("report"),
+        Some(r.clone()),
+        "the report round-trips"
+    );
     assert_eq!(h.report("c").expect("no report yet"), None);
     assert!(matches!(h.report("zzz"), Err(HistoryError::NoSuchRun(_))));
 
@@ -86,11 +100,18 @@ fn a_crash_leaves_intervals_and_the_next_start_marks_the_run_aborted() {
     let path = dir.path().join("h.db");
     {
         let h = History::open(&path).expect("open");
-        h.insert(&submission("a", "checkout", &[], 1_000)).expect("insert");
-        h.insert(&submission("q", "checkout", &[], 1_001)).expect("insert");
+        h.insert(&submission("a", "checkout", &[], 1_000))
+            .expect("insert");
+        h.insert(&submission("q", "checkout", &[], 1_001))
+            .expect("insert");
         h.mark_running("a", 1_100).expect("running");
         use crate::events::fixture::{figures, interval};
-        let event = interval(0, false, figures(100, 0, 1_000, 2_000), figures(50, 1, 900, 3_000));
+        let event = interval(
+            0,
+            false,
+            figures(100, 0, 1_000, 2_000),
+            figures(50, 1, 900, 3_000),
+        );
         let crate::events::RunEvent::IntervalClosed(snapshot) = event else {
             unreachable!()
         };

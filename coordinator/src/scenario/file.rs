@@ -214,9 +214,13 @@ pub fn local_file_reference(raw: &ScenarioFile) -> Option<String> {
     if raw.data.is_some() {
         return Some("data".into());
     }
-    raw.requests.iter().flatten().enumerate().find_map(|(i, r)| {
-        r.body_file
-            .is_some()
-            .then(|| format!("requests[{i}].body_file"))
-    })
+    raw.requests
+        .iter()
+        .flatten()
+        .enumerate()
+        .find_map(|(i, r)| {
+            r.body_file
+                .is_some()
+                .then(|| format!("requests[{i}].body_file"))
+        })
 }

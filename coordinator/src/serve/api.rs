@@ -4,7 +4,9 @@
 //! edge, so a remote `stampede run` feeds the same live view a local run
 //! does.
 
-use crate::events::{IntervalSnapshot, RegionPlan, RunEvent, RunPlan, RunStart, ScopeFigures, StagePlan};
+use crate::events::{
+    IntervalSnapshot, RegionPlan, RunEvent, RunPlan, RunStart, ScopeFigures, StagePlan,
+};
 use crate::report::model::{ErrorCounts, LatencySummary, RunReport};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -128,7 +130,11 @@ impl From<&RunPlan> for WirePlan {
     fn from(p: &RunPlan) -> Self {
         Self {
             scenario: p.scenario.clone(),
-            regions: p.regions.iter().map(|r| (r.name.clone(), r.agents)).collect(),
+            regions: p
+                .regions
+                .iter()
+                .map(|r| (r.name.clone(), r.agents))
+                .collect(),
             duration_ms: millis(p.duration),
             interval_ms: millis(p.interval),
             level_unit: p.level_unit.to_owned(),
@@ -151,7 +157,11 @@ impl From<&RunPlan> for WirePlan {
 /// The plan's fixed words, back from the wire (an unknown one reads as the
 /// nearest plain word rather than failing the view).
 fn known(word: &str, words: &[&'static str]) -> &'static str {
-    words.iter().copied().find(|w| *w == word).unwrap_or(words[0])
+    words
+        .iter()
+        .copied()
+        .find(|w| *w == word)
+        .unwrap_or(words[0])
 }
 
 impl From<WirePlan> for RunPlan {
@@ -214,7 +224,11 @@ impl From<&RunEvent> for WireEvent {
                 end_s: i.end_s,
                 warmup: i.warmup,
                 global: (&i.global).into(),
-                regions: i.regions.iter().map(|(k, v)| (k.clone(), v.into())).collect(),
+                regions: i
+                    .regions
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.into()))
+                    .collect(),
             }),
             RunEvent::Finished(report) => Self::Finished {
                 report: Box::new(report.as_ref().clone()),
@@ -275,11 +289,7 @@ mod tests {
             let line = serde_json::to_string(&WireEvent::from(event)).expect("json");
             let back: WireEvent = serde_json::from_str(&line).expect("parses");
             let back = RunEvent::from(back);
-            assert_eq!(
-                format!("{back:?}"),
-                format!("{event:?}"),
-                "{line}"
-            );
+            assert_eq!(format!("{back:?}"), format!("{event:?}"), "{line}");
         }
     }
 }

@@ -142,7 +142,10 @@ async fn respond(api: &Api, request: Request<Incoming>) -> Response<Body> {
         },
         (&Method::GET, [id, "report"]) => match api.history.lock().report(id) {
             Ok(Some(report)) => json(StatusCode::OK, &report),
-            Ok(None) => error(StatusCode::NOT_FOUND, format!("run {id} has no report (yet)")),
+            Ok(None) => error(
+                StatusCode::NOT_FOUND,
+                format!("run {id} has no report (yet)"),
+            ),
             Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
         },
         (&Method::GET, [id, "report.html"]) => report_html(api, id),
@@ -172,7 +175,10 @@ async fn ask<T>(
 }
 
 async fn submit(api: &Api, request: Request<Incoming>) -> Response<Body> {
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
         Ok(body) => body.to_bytes(),
         Err(e) => {
             return error(
@@ -186,7 +192,9 @@ async fn submit(api: &Api, request: Request<Incoming>) -> Response<Body> {
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("the body is not a submission ({{\"scenario_file\", \"scenario_text\", \"labels\", \"git_sha\"}}): {e}"),
+                format!(
+                    "the body is not a submission ({{\"scenario_file\", \"scenario_text\", \"labels\", \"git_sha\"}}): {e}"
+                ),
             );
         }
     };
@@ -222,7 +230,11 @@ fn list(api: &Api, query: &str) -> Response<Body> {
             },
             "state" => match RunState::parse(&value) {
                 Some(state) => filter.state = Some(state),
-                None => return bad(format!("{value:?} is not a state (queued, running, passed, failed, aborted, error)")),
+                None => {
+                    return bad(format!(
+                        "{value:?} is not a state (queued, running, passed, failed, aborted, error)"
+                    ));
+                }
             },
             "limit" => match value.parse() {
                 Ok(n) => filter.limit = Some(n),
@@ -242,7 +254,12 @@ fn report_html(api: &Api, id: &str) -> Response<Body> {
     let (row, report) = match (history.get(id), history.report(id)) {
         (Ok(Some(row)), Ok(Some(report))) => (row, report),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::NOT_FOUND, e.to_string()),
-        _ => return error(StatusCode::NOT_FOUND, format!("run {id} has no report (yet)")),
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("run {id} has no report (yet)"),
+            );
+        }
     };
     let trend = match history.trend(&row.scenario_name, row.submitted_at_ms, api.trend_runs) {
         Ok(trend) => trend,

@@ -77,7 +77,8 @@ pub async fn serve(
     let (commands_tx, commands_rx) = mpsc::channel(1024);
     let (requests_tx, requests_rx) = mpsc::channel(64);
     let server_stop = CancellationToken::new();
-    let mut server = start_agent_server(agents, &options.cluster, commands_tx, server_stop.clone())?;
+    let mut server =
+        start_agent_server(agents, &options.cluster, commands_tx, server_stop.clone())?;
     let actor = QueueActor::new(history.clone(), options.cluster.max_agents);
     let mut actor = tokio::spawn(actor.run(commands_rx, requests_rx, shutdown.clone()));
     let api_stop = CancellationToken::new();

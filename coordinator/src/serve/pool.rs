@@ -45,7 +45,9 @@ impl Pool {
         let Ok(id) = Uuid::parse_str(&register.agent_id) else {
             let reason = format!("agent id {:?} is not a uuid", register.agent_id);
             let _ = outbound
-                .send(message(coordinator_message::Kind::Refused(v1::Refused { reason })))
+                .send(message(coordinator_message::Kind::Refused(v1::Refused {
+                    reason,
+                })))
                 .await;
             return Joined::Refused;
         };
@@ -53,7 +55,9 @@ impl Pool {
             let reason = "an agent with this id is already registered".to_owned();
             warn!(agent = %id, "second session for a registered agent id; refused");
             let _ = outbound
-                .send(message(coordinator_message::Kind::Refused(v1::Refused { reason })))
+                .send(message(coordinator_message::Kind::Refused(v1::Refused {
+                    reason,
+                })))
                 .await;
             return Joined::Refused;
         }

@@ -122,7 +122,7 @@ impl QueueActor {
                     self.stop();
                 }
                 command = agents.recv() => match command {
-                    Some(command) => self.from_agent(command).await,
+                    Some(command) => self.agent_command(command).await,
                     None => break,
                 },
                 request = requests.recv(), if !stopping => match request {
@@ -157,7 +157,7 @@ impl QueueActor {
         }
     }
 
-    async fn from_agent(&mut self, command: RunCommand) {
+    async fn agent_command(&mut self, command: RunCommand) {
         match command {
             RunCommand::Register { register, outbound } => {
                 let region = register.region.clone();
@@ -183,7 +183,8 @@ impl QueueActor {
         let wanted = current.regions.get(region).copied().unwrap_or(0);
         let lent = self.pool.lend(region, wanted);
         for (register, outbound) in lent {
-            self.forward(RunCommand::Register { register, outbound }).await;
+            self.forward(RunCommand::Register { register, outbound })
+                .await;
         }
     }
 
@@ -211,11 +212,7 @@ impl QueueActor {
                 let _ = reply.send(self.abort(&id));
             }
             QueueRequest::Watch { id, reply } => {
-                let answer = self
-                    .logs
-                    .get(&id)
-                    .cloned()
-                    .ok_or(QueueError::NotFound(id));
+                let answer = self.logs.get(&id).cloned().ok_or(QueueError::NotFound(id));
                 let _ = reply.send(answer);
             }
         }
@@ -288,7 +285,12 @@ impl QueueActor {
         if let Some(pos) = self.queue.iter().position(|q| q.id == id) {
             if let Some(queued) = self.queue.remove(pos) {
                 info!(run = %id, "queued run aborted");
-                self.finish(&queued.id, RunState::Aborted, None, Some("aborted before its turn"));
+                self.finish(
+                    &queued.id,
+                    RunState::Aborted,
+                    None,
+                    Some("aborted before its turn"),
+                );
             }
         } else if let Some(current) = self.current.as_mut().filter(|c| c.id == id) {
             info!(run = %id, "aborting the run");
@@ -397,7 +399,11 @@ impl QueueActor {
         report: Option<&crate::report::model::RunReport>,
         error: Option<&str>,
     ) {
-        if let Err(e) = self.history.lock().finish(id, state, report, error, now_ms()) {
+        if let Err(e) = self
+            .history
+            .lock()
+            .finish(id, state, report, error, now_ms())
+        {
             warn!(run = %id, error = %e, "could not write the run's end to the history");
         }
     }

@@ -36,7 +36,9 @@ pub(super) fn trend(points: &[TrendPoint]) -> String {
         y_format: &number,
         y_unit: " req/s",
         y_counts: false,
-        series: vec![series("achieved rps", 0, false, &|p| p.summary.achieved_rps)],
+        series: vec![series("achieved rps", 0, false, &|p| {
+            p.summary.achieved_rps
+        })],
         marks: &Marks::NONE,
     });
     let latency = figure(&Chart {
