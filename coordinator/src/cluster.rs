@@ -6,10 +6,12 @@ use crate::report::model::RunReport;
 use crate::run::{self, RunCommand, RunError, Series};
 use crate::scenario::{Scenario, SearchSpec};
 use crate::search::{self, SearchRun};
+use crate::serve::grpc::ControlApi;
 use crate::service::{AgentSessionService, DEFAULT_MAX_AGENTS, MAX_MESSAGE_BYTES};
 use crate::tls::ServerTls;
 use stampede_proto::security::SharedToken;
 use stampede_proto::v1::agent_session_server::AgentSessionServer;
+use stampede_proto::v1::control_service_server::ControlServiceServer;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -131,7 +133,7 @@ where
     }
     let (commands_tx, commands_rx) = mpsc::channel(1024);
     let shutdown = CancellationToken::new();
-    let mut server = start_agent_server(listener, &options, commands_tx, shutdown.clone())?;
+    let mut server = start_agent_server(listener, &options, commands_tx, None, shutdown.clone())?;
 
     let result = tokio::select! {
         done = actor(scenario, commands_rx, cancel, Events::new(options.events)) => Ok(done),
@@ -147,11 +149,12 @@ where
 
 /// The agents' gRPC server on `listener` (its TLS, token and session cap
 /// from `options`), handing what agents send to `commands`, until
-/// `shutdown`.
+/// `shutdown`; with `control`, a standing coordinator's run API too.
 pub(crate) fn start_agent_server(
     listener: TcpListener,
     options: &ClusterOptions,
     commands: mpsc::Sender<RunCommand>,
+    control: Option<ControlServiceServer<ControlApi>>,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<Result<(), tonic::transport::Error>>, RunError> {
     let service = AgentSessionService::new(commands)
@@ -171,6 +174,7 @@ pub(crate) fn start_agent_server(
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(3)))
         .add_service(service)
+        .add_optional_service(control)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned());
     Ok(tokio::spawn(server))
 }

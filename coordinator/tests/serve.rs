@@ -383,3 +383,107 @@ async fn runs_are_aborted_over_the_api_queued_or_running_and_the_cluster_goes_on
     let next = wait_until_over(&api, &next.id, Duration::from_secs(60)).await;
     assert_eq!(next.state, "passed", "{next:?}");
 }
+
+/// A gRPC request carrying `token` (none: `None`).
+fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().expect("ascii");
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_control_service_submits_streams_and_refuses_without_the_token() {
+    use stampede_proto::v1::{self, control_service_client::ControlServiceClient};
+    let (_target, target) = start_target(&[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let token = token_file(dir.path());
+    let standing = spawn_standing("coordinator", &dir.path().join("h.db"), &token);
+    let _agent = spawn_standing_agent("agent", &standing.agents_url, "local", &token);
+    let channel = tonic::transport::Endpoint::from_shared(standing.agents_url.clone())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut control = ControlServiceClient::new(channel);
+    let submit = v1::SubmitRunRequest {
+        scenario_file: "grpc.yaml".into(),
+        scenario_text: scenario_yaml("grpc", target, 30, "2s", &["local"], &[]),
+        labels: vec!["via=grpc".into()],
+        git_sha: "d00d".into(),
+    };
+
+    for token in [None, Some("wrong-token")] {
+        let refused = control
+            .submit_run(with_token(submit.clone(), token))
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+        let refused = control
+            .list_runs(with_token(v1::ListRunsRequest::default(), token))
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+    }
+    let token = Some(support::standing::TOKEN);
+    let listed = control
+        .list_runs(with_token(v1::ListRunsRequest::default(), token))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.runs.is_empty(), "refused calls submitted nothing");
+
+    let run = control
+        .submit_run(with_token(submit, token))
+        .await
+        .expect("submitted")
+        .into_inner();
+    let mut events = control
+        .watch_run(with_token(v1::RunId { id: run.id.clone() }, token))
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut kinds = Vec::new();
+    while let Some(event) = events.message().await.expect("stream") {
+        let value: serde_json::Value = serde_json::from_str(&event.json).expect("json");
+        kinds.push(value["event"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("waiting"),
+        "{kinds:?}"
+    );
+    assert!(kinds.iter().any(|k| k == "starting"), "{kinds:?}");
+    assert!(
+        kinds.iter().filter(|k| *k == "interval_closed").count() >= 2,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("finished"),
+        "{kinds:?}"
+    );
+
+    // The stream ends when the run has; the history has it by then or soon.
+    let api = client(&standing.api_url);
+    let row = wait_until_over(&api, &run.id, Duration::from_secs(30)).await;
+    assert_eq!(row.state, "passed");
+    let info = control
+        .get_run(with_token(v1::RunId { id: run.id.clone() }, token))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(info.labels, ["via=grpc"]);
+    assert_eq!(info.git_sha, "d00d");
+    let summary = info.summary.expect("a summary");
+    let report = control
+        .get_report(with_token(v1::RunId { id: run.id }, token))
+        .await
+        .expect("report")
+        .into_inner();
+    let report: stampede_coordinator::report::model::RunReport =
+        serde_json::from_str(&report.json).expect("a report");
+    assert_eq!(report.global.requests, summary.requests);
+}

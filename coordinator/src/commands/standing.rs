@@ -93,6 +93,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let row = client.run(&id).await?;
     let state = RunState::parse(&row.state);
+    if !state.is_some_and(RunState::is_final) {
+        bail!(
+            "run {id}: the event stream ended while the run is still {}; follow it with GET /api/v1/runs/{id}",
+            row.state
+        );
+    }
     if state == Some(RunState::Error) {
         bail!(
             "run {id} could not run: {}",

@@ -8,10 +8,12 @@
 //! - [`watch`]: each run's events kept for watchers; each closed interval
 //!   written to the history as it closes.
 //! - [`http`]: the HTTP/JSON API (bearer token), [`api`] its JSON, and
-//!   [`client`] the side `stampede run` uses.
+//!   [`client`] the side `stampede run` uses; [`grpc`]: the same API as
+//!   `stampede.v1.ControlService`, on the agents' port (TLS/mTLS, token).
 
 pub mod api;
 pub mod client;
+pub mod grpc;
 pub mod http;
 mod pool;
 pub mod queue;
@@ -20,8 +22,10 @@ pub mod watch;
 use crate::cluster::{ClusterOptions, start_agent_server, stop_agent_server};
 use crate::history::{History, now_ms};
 use crate::run::RunError;
+use crate::service::MAX_MESSAGE_BYTES;
 use queue::QueueActor;
 use stampede_proto::security::SharedToken;
+use stampede_proto::v1::control_service_server::ControlServiceServer;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -77,8 +81,19 @@ pub async fn serve(
     let (commands_tx, commands_rx) = mpsc::channel(1024);
     let (requests_tx, requests_rx) = mpsc::channel(64);
     let server_stop = CancellationToken::new();
-    let mut server =
-        start_agent_server(agents, &options.cluster, commands_tx, server_stop.clone())?;
+    let control = grpc::ControlApi::new(
+        options.api_token.clone(),
+        requests_tx.clone(),
+        history.clone(),
+    );
+    let control = ControlServiceServer::new(control).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let mut server = start_agent_server(
+        agents,
+        &options.cluster,
+        commands_tx,
+        Some(control),
+        server_stop.clone(),
+    )?;
     let actor = QueueActor::new(history.clone(), options.cluster.max_agents);
     let mut actor = tokio::spawn(actor.run(commands_rx, requests_rx, shutdown.clone()));
     let api_stop = CancellationToken::new();

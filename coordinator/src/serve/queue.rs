@@ -65,6 +65,8 @@ struct Queued {
     id: String,
     scenario: Scenario,
     events: EventSender,
+    /// Tells the recorder the run's end is in the history.
+    written: oneshot::Sender<()>,
 }
 
 /// The run that goes on.
@@ -77,6 +79,7 @@ struct Current {
     cancel: CancellationToken,
     aborted: bool,
     task: JoinHandle<Series>,
+    written: oneshot::Sender<()>,
 }
 
 pub struct QueueActor {
@@ -269,13 +272,21 @@ impl QueueActor {
         let row = row.ok_or_else(|| QueueError::NotFound(id.clone()))?;
         let (events, receiver) = events::channel();
         let log = RunLog::new();
-        watch::record(id.clone(), receiver, log.clone(), self.history.clone());
+        let (written, written_rx) = oneshot::channel();
+        watch::record(
+            id.clone(),
+            receiver,
+            log.clone(),
+            self.history.clone(),
+            written_rx,
+        );
         self.logs.insert(id.clone(), log);
         info!(run = %id, scenario = %scenario.name, queued_behind = self.queue.len() + usize::from(self.current.is_some()), "run submitted");
         self.queue.push_back(Queued {
             id,
             scenario,
             events,
+            written,
         });
         self.start_next().await;
         Ok(row)
@@ -342,6 +353,7 @@ impl QueueActor {
             cancel,
             aborted: false,
             task,
+            written: next.written,
         });
         for region in regions.keys() {
             self.lend(region).await;
@@ -383,6 +395,8 @@ impl QueueActor {
                 self.finish(&id, RunState::Error, None, Some(&e.to_string()));
             }
         }
+        // Only now may watchers' streams end: the run's end is written.
+        let _ = current.written.send(());
         self.finished.push_back(id);
         while self.finished.len() > KEPT_LOGS {
             if let Some(old) = self.finished.pop_front() {

@@ -9,6 +9,7 @@ use crate::events::{EVENT_CAPACITY, EventReceiver, RunEvent};
 use crate::history::now_ms;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
@@ -70,12 +71,15 @@ impl RunLog {
 }
 
 /// Follows run `id`'s events until the run drops its sender: keeps them in
-/// `log`, and writes each closed interval to the history.
+/// `log`, and writes each closed interval to the history. The log is
+/// closed (watchers' streams end) once `written` says the run's end is in
+/// the history too, so a watcher that then asks for the run finds it over.
 pub fn record(
     id: String,
     mut events: EventReceiver,
     log: Arc<RunLog>,
     history: SharedHistory,
+    written: oneshot::Receiver<()>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -103,6 +107,8 @@ pub fn record(
                 Err(RecvError::Closed) => break,
             }
         }
+        // Dropped unsent (the coordinator stops): close all the same.
+        let _ = written.await;
         log.close();
     })
 }
