@@ -487,3 +487,38 @@ async fn the_grpc_control_service_submits_streams_and_refuses_without_the_token(
         serde_json::from_str(&report.json).expect("a report");
     assert_eq!(report.global.requests, summary.requests);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waits_for_late_agents_and_agents_of_unused_regions_stay_for_later_runs() {
+    let (_target, target) = start_target(&[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let token = token_file(dir.path());
+    let standing = spawn_standing("coordinator", &dir.path().join("h.db"), &token);
+    let api = client(&standing.api_url);
+
+    // Submitted before any agent has joined: it waits for them.
+    let local = api
+        .submit(&submission(
+            scenario_yaml("late", target, 30, "1s", &["local"], &[]),
+            &[],
+            "1",
+        ))
+        .await
+        .expect("submitted");
+    let _spare = spawn_standing_agent("spare", &standing.agents_url, "other", &token);
+    let _local = spawn_standing_agent("local", &standing.agents_url, "local", &token);
+    let local = wait_until_over(&api, &local.id, Duration::from_secs(60)).await;
+    assert_eq!(local.state, "passed", "{local:?}");
+
+    // The agent of the region that run did not use was kept, not refused.
+    let other = api
+        .submit(&submission(
+            scenario_yaml("late", target, 30, "1s", &["other"], &[]),
+            &[],
+            "2",
+        ))
+        .await
+        .expect("submitted");
+    let other = wait_until_over(&api, &other.id, Duration::from_secs(60)).await;
+    assert_eq!(other.state, "passed", "{other:?}");
+}

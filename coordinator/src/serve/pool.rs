@@ -80,29 +80,30 @@ impl Pool {
         Joined::Idle
     }
 
-    /// The agent's session ended; returns whether it was lent to the run.
-    pub fn leave(&mut self, id: Uuid) -> bool {
-        match self.agents.remove(&id) {
-            Some(agent) => {
-                info!(agent = %id, region = %agent.register.region, "agent left the standing cluster");
-                agent.in_run
-            }
-            None => false,
-        }
+    /// The agent's session ended; returns its region if it was lent to the
+    /// run.
+    pub fn leave(&mut self, id: Uuid) -> Option<String> {
+        let agent = self.agents.remove(&id)?;
+        info!(agent = %id, region = %agent.register.region, "agent left the standing cluster");
+        agent.in_run.then_some(agent.register.region)
     }
 
     pub fn in_run(&self, id: Uuid) -> bool {
         self.agents.get(&id).is_some_and(|a| a.in_run)
     }
 
+    /// Agents of `region` lent to the run.
+    pub fn lent_in(&self, region: &str) -> u32 {
+        self.agents
+            .values()
+            .filter(|a| a.in_run && a.register.region == region)
+            .count() as u32
+    }
+
     /// Lends up to `wanted` idle agents of `region` to the run; returns
     /// their registrations for the run actor.
     pub fn lend(&mut self, region: &str, wanted: u32) -> Vec<(v1::Register, Outbound)> {
-        let lent_already = self
-            .agents
-            .values()
-            .filter(|a| a.in_run && a.register.region == region)
-            .count() as u32;
+        let lent_already = self.lent_in(region);
         self.agents
             .values_mut()
             .filter(|a| !a.in_run && a.register.region == region)

@@ -78,6 +78,8 @@ struct Current {
     commands: mpsc::Sender<RunCommand>,
     cancel: CancellationToken,
     aborted: bool,
+    /// Its agents have been assigned: it takes no more registrations.
+    past_gathering: bool,
     task: JoinHandle<Series>,
     written: oneshot::Sender<()>,
 }
@@ -168,21 +170,34 @@ impl QueueActor {
                 self.lend(&region).await;
             }
             RunCommand::Disconnected { agent_id } => {
-                if self.pool.leave(agent_id) {
+                if let Some(region) = self.pool.leave(agent_id) {
                     self.forward(RunCommand::Disconnected { agent_id }).await;
+                    // While it gathers, the run reopens the place: fill it.
+                    self.lend(&region).await;
                 }
             }
             RunCommand::FromAgent { agent_id, .. } | RunCommand::Interval { agent_id, .. } => {
                 if self.pool.in_run(agent_id) {
+                    // Agents speak of a run only once assigned: it is past
+                    // gathering, and a registration now would be refused.
+                    if let Some(current) = &mut self.current {
+                        current.past_gathering = true;
+                    }
                     self.forward(command).await;
                 }
             }
         }
     }
 
-    /// Hands the current run the idle agents of `region` it still wants.
+    /// Hands the current run the idle agents of `region` it still wants,
+    /// while it gathers: past that the run actor would refuse a
+    /// registration (and a refused agent gives up for good), so later ones
+    /// stay idle.
     async fn lend(&mut self, region: &str) {
         let Some(current) = &self.current else { return };
+        if current.past_gathering {
+            return;
+        }
         let wanted = current.regions.get(region).copied().unwrap_or(0);
         let lent = self.pool.lend(region, wanted);
         for (register, outbound) in lent {
@@ -352,6 +367,7 @@ impl QueueActor {
             commands,
             cancel,
             aborted: false,
+            past_gathering: false,
             task,
             written: next.written,
         });
