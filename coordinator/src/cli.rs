@@ -180,7 +180,12 @@ pub struct CoordinatorArgs {
     )]
     pub scenario: Option<PathBuf>,
     /// Stay up: keep agents registered between runs and run scenarios submitted over the run API (`stampede run`).
-    #[arg(long, env = "STAMPEDE_SERVE", help_heading = "Standing cluster")]
+    #[arg(
+        long,
+        env = "STAMPEDE_SERVE",
+        help_heading = "Standing cluster",
+        conflicts_with_all = ["report", "html", "metrics_listen", "pushgateway"]
+    )]
     pub serve: bool,
     /// With --serve: where the run API (HTTP/JSON) listens.
     #[arg(
