@@ -77,6 +77,24 @@ async fn killing_the_coordinator_mid_run_keeps_the_history_and_marks_the_run_abo
             .unwrap_or("")
             .contains("stopped before the run ended")
     );
+    // What was merged before the kill: each kept interval's figures and its
+    // merged latency histogram, which holds exactly its successes.
+    let intervals = api.intervals(&long.id).await.expect("intervals");
+    assert_eq!(intervals.len() as u64, row.intervals);
+    for interval in &intervals {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&interval.latency_histogram)
+            .expect("base64");
+        let histogram = stampede_proto::histogram::decode(&bytes).expect("a histogram");
+        assert_eq!(
+            Some(histogram.len()),
+            interval.figures["successes"].as_u64(),
+            "interval {}",
+            interval.index
+        );
+        assert!(histogram.len() > 0, "interval {} had load", interval.index);
+    }
     let kept = api.run(&short.id).await.expect("the earlier run stays");
     assert_eq!(kept.state, "passed");
     assert_eq!(kept.summary, short.summary);

@@ -11,7 +11,7 @@
 mod query;
 pub mod schema;
 
-pub use query::{HistoryFilter, RunRow, Summary, TrendPoint, parse_time};
+pub use query::{HistoryFilter, KeptInterval, RunRow, Summary, TrendPoint, parse_time};
 
 use crate::events::IntervalSnapshot;
 use crate::report::model::RunReport;

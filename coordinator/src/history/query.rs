@@ -70,6 +70,21 @@ pub struct HistoryFilter {
     pub limit: Option<u32>,
 }
 
+/// One interval as the history kept it when it closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptInterval {
+    pub index: u32,
+    /// Seconds from the run's start.
+    pub start_s: f64,
+    pub end_s: f64,
+    pub warmup: bool,
+    /// Requests, successes, errors, rps and latency, globally and per region.
+    pub figures: serde_json::Value,
+    /// The interval's merged latency histogram, all regions, µs
+    /// (`hdr-v2-deflate-base64`, as in reports).
+    pub latency_histogram: String,
+}
+
 /// The headline figures of one run, for the trend view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrendPoint {
@@ -134,6 +149,29 @@ pub(super) fn figures_json(interval: &IntervalSnapshot) -> String {
 }
 
 impl History {
+    /// The intervals of run `id` kept as they closed, in order: what a run
+    /// cut short by a crash merged before it.
+    pub fn intervals(&self, id: &str) -> Result<Vec<KeptInterval>, HistoryError> {
+        use base64::Engine;
+        let mut statement = self.conn.prepare(
+            "SELECT idx, start_s, end_s, warmup, figures, latency_histogram FROM intervals
+             WHERE run_id = ?1 ORDER BY idx",
+        )?;
+        let rows = statement.query_map([id], |r| {
+            let figures: String = r.get(4)?;
+            let histogram: Vec<u8> = r.get(5)?;
+            Ok(KeptInterval {
+                index: r.get(0)?,
+                start_s: r.get(1)?,
+                end_s: r.get(2)?,
+                warmup: r.get(3)?,
+                figures: serde_json::from_str(&figures).unwrap_or(serde_json::Value::Null),
+                latency_histogram: base64::engine::general_purpose::STANDARD.encode(histogram),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn get(&self, id: &str) -> Result<Option<RunRow>, HistoryError> {
         let sql = format!("SELECT {ROW_COLUMNS} FROM runs WHERE id = ?1");
         Ok(self.conn.query_row(&sql, [id], row).optional()?)

@@ -170,6 +170,15 @@ impl ApiClient {
             .await
     }
 
+    /// The intervals the history kept as they closed.
+    pub async fn intervals(
+        &self,
+        id: &str,
+    ) -> Result<Vec<crate::history::KeptInterval>, ClientError> {
+        self.json(Method::GET, &format!("/api/v1/runs/{id}/intervals"), None)
+            .await
+    }
+
     pub async fn abort(&self, id: &str) -> Result<RunRow, ClientError> {
         self.json(Method::POST, &format!("/api/v1/runs/{id}/abort"), None)
             .await

@@ -7,6 +7,7 @@
 //! | `GET /api/v1/runs/{id}` | one run: state, labels, headline figures |
 //! | `GET /api/v1/runs/{id}/report` | its JSON report (with histograms) |
 //! | `GET /api/v1/runs/{id}/report.html` | its HTML report, with the trend of the scenario's last runs |
+//! | `GET /api/v1/runs/{id}/intervals` | its intervals as kept when they closed (figures, merged latency histogram) |
 //! | `GET /api/v1/runs/{id}/events` | its events so far, then live: one JSON object per line |
 //! | `POST /api/v1/runs/{id}/abort` | abort it (queued: dropped; running: stopped, partial report kept) |
 //!
@@ -149,6 +150,17 @@ async fn respond(api: &Api, request: Request<Incoming>) -> Response<Body> {
             Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
         },
         (&Method::GET, [id, "report.html"]) => report_html(api, id),
+        (&Method::GET, [id, "intervals"]) => {
+            let history = api.history.lock();
+            match history.get(id) {
+                Ok(Some(_)) => match history.intervals(id) {
+                    Ok(intervals) => json(StatusCode::OK, &intervals),
+                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                },
+                Ok(None) => error(StatusCode::NOT_FOUND, format!("no run {id}")),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
         (&Method::GET, [id, "events"]) => events(api, id).await,
         (&Method::POST, [id, "abort"]) => {
             let id = (*id).to_owned();
