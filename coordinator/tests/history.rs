@@ -93,7 +93,11 @@ async fn killing_the_coordinator_mid_run_keeps_the_history_and_marks_the_run_abo
             "interval {}",
             interval.index
         );
-        assert!(histogram.len() > 0, "interval {} had load", interval.index);
+        assert!(
+            !histogram.is_empty(),
+            "interval {} had load",
+            interval.index
+        );
     }
     let kept = api.run(&short.id).await.expect("the earlier run stays");
     assert_eq!(kept.state, "passed");
