@@ -522,3 +522,32 @@ async fn a_run_waits_for_late_agents_and_agents_of_unused_regions_stay_for_later
     let other = wait_until_over(&api, &other.id, Duration::from_secs(60)).await;
     assert_eq!(other.state, "passed", "{other:?}");
 }
+
+#[test]
+fn stampede_run_exits_1_with_the_reason_when_the_run_cannot_run() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let token = token_file(dir.path());
+    let standing = spawn_standing("coordinator", &dir.path().join("h.db"), &token);
+    let scenario = dir.path().join("nobody.yaml");
+    std::fs::write(
+        &scenario,
+        "name: nobody\ntarget:\n  url: http://127.0.0.1:9/\nload:\n  model: open\n  rate: 10\n  duration: 1s\nagent_wait_timeout: 1s\nregions:\n  - name: nowhere\n",
+    )
+    .expect("write");
+    let mut run = spawn(
+        "run",
+        &[
+            "run",
+            scenario.to_str().expect("utf-8"),
+            "--coordinator",
+            &standing.api_url,
+            "--token-file",
+            token.to_str().expect("utf-8"),
+            "--quiet",
+        ],
+    );
+    let (status, stderr) = run.wait(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("could not run"), "{stderr}");
+    assert!(stderr.contains("region nowhere has 0 of 1"), "{stderr}");
+}
