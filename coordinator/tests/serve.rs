@@ -551,3 +551,57 @@ fn stampede_run_exits_1_with_the_reason_when_the_run_cannot_run() {
     assert!(stderr.contains("could not run"), "{stderr}");
     assert!(stderr.contains("region nowhere has 0 of 1"), "{stderr}");
 }
+
+#[test]
+fn ctrl_c_on_stampede_run_aborts_the_run_and_keeps_its_partial_report() {
+    let (_target, target) = start_target(&[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let token = token_file(dir.path());
+    let standing = spawn_standing("coordinator", &dir.path().join("h.db"), &token);
+    let _agent = spawn_standing_agent("agent", &standing.agents_url, "local", &token);
+    let scenario = dir.path().join("long.yaml");
+    std::fs::write(
+        &scenario,
+        scenario_yaml("long", target, 30, "60s", &["local"], &[]),
+    )
+    .expect("write");
+    let report = dir.path().join("long.json");
+    let mut run = spawn(
+        "run",
+        &[
+            "run",
+            scenario.to_str().expect("utf-8"),
+            "--coordinator",
+            &standing.api_url,
+            "--token-file",
+            token.to_str().expect("utf-8"),
+            "--report",
+            report.to_str().expect("utf-8"),
+        ],
+    );
+    let id = run.line_after("run ", Duration::from_secs(30));
+    let id = id.split_whitespace().next().expect("an id").to_owned();
+    // Once an interval has been shown, the run is under way.
+    run.line_after("interval ", Duration::from_secs(30));
+    let pid = run.pid().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let (status, stderr) = run.wait(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("run {id} was aborted")),
+        "{stderr}"
+    );
+    let partial =
+        stampede_coordinator::report::read(&report).expect("the partial report is written");
+    assert_eq!(partial.run_id, id);
+    assert_eq!(
+        partial.status,
+        stampede_coordinator::report::model::RunStatus::Partial
+    );
+    assert!(partial.scenario.duration_s >= 60.0);
+    assert!(partial.global.requests > 0);
+}

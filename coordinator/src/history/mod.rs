@@ -170,7 +170,9 @@ impl History {
     pub fn recover(&self, now_ms: i64) -> Result<usize, HistoryError> {
         Ok(self.conn.execute(
             "UPDATE runs SET state = 'aborted', finished_at_ms = ?1,
-                error = coalesce(error, 'the coordinator stopped before the run ended')
+                error = coalesce(error, CASE state
+                    WHEN 'queued' THEN 'the coordinator stopped before its turn'
+                    ELSE 'the coordinator stopped before the run ended' END)
              WHERE state IN ('queued', 'running')",
             params![now_ms],
         )?)

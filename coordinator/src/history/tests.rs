@@ -123,7 +123,16 @@ fn a_crash_leaves_intervals_and_the_next_start_marks_the_run_aborted() {
     let a = h.get("a").expect("get").expect("a");
     assert_eq!(a.state, "aborted");
     assert_eq!(a.intervals, 1, "what was merged is kept");
-    assert_eq!(h.get("q").expect("get").expect("q").state, "aborted");
+    let q = h.get("q").expect("get").expect("q");
+    assert_eq!(q.state, "aborted");
+    assert_eq!(
+        q.error.as_deref(),
+        Some("the coordinator stopped before its turn")
+    );
+    assert_eq!(
+        a.error.as_deref(),
+        Some("the coordinator stopped before the run ended")
+    );
     assert_eq!(h.recover(3_000).expect("recover"), 0);
 }
 
