@@ -2,8 +2,9 @@
 //! never needs a system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    const FILES: [&str; 3] = [
+    const FILES: [&str; 4] = [
         "proto/stampede/v1/agent.proto",
+        "proto/stampede/v1/control.proto",
         "proto/stampede/v1/load.proto",
         "proto/stampede/v1/report.proto",
     ];

@@ -26,6 +26,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+mod standing;
+pub use standing::{history, run};
+
 /// Logs to stderr; `STAMPEDE_LOG` (or `RUST_LOG`) sets the filter, default `info`.
 pub fn init_logging() {
     let filter = std::env::var("STAMPEDE_LOG")
@@ -296,9 +299,15 @@ fn cluster_options(args: &CoordinatorArgs) -> anyhow::Result<ClusterOptions> {
 }
 
 pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
+    if args.serve {
+        return standing::serve(args).await;
+    }
     // Validate everything before listening: bad input sends no load.
     let mut options = cluster_options(&args)?;
-    let scenario = crate::scenario::load(&args.scenario)?;
+    let Some(path) = &args.scenario else {
+        bail!("give a scenario (--scenario FILE), or --serve to run submitted ones");
+    };
+    let scenario = crate::scenario::load(path)?;
     if let Some(gateway) = &args.pushgateway {
         metrics::http::push_url(gateway, "check")?;
     }
@@ -644,8 +653,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
 }
 
 pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
-    let base = report::read(&args.base)?;
-    let new = report::read(&args.new)?;
+    let (base, new) = standing::compare_inputs(&args)?;
     let comparison = compare::compare(&base, &new, args.fail_on_regression);
     match args.format {
         CompareFormat::Table => announce(compare::render_table(&comparison).trim_end()),

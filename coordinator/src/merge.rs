@@ -232,6 +232,11 @@ impl SealedTotals {
         }
     }
 
+    /// The latency histogram, encoded (V2 deflate), as kept.
+    pub fn latency_encoded(&self) -> &[u8] {
+        &self.latency
+    }
+
     /// Size of the encoded histograms, bytes.
     pub fn encoded_len(&self) -> usize {
         self.latency.len() + self.errors.len() + self.schedule_lag.len()

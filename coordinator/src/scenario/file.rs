@@ -217,3 +217,20 @@ pub struct RegionSection {
     /// Open model: this region's rate, instead of a weighted share.
     pub rate: Option<f64>,
 }
+
+/// The first field that names a file on the submitter's disk (`data`, a
+/// request's `body_file`), if any.
+pub fn local_file_reference(raw: &ScenarioFile) -> Option<String> {
+    if raw.data.is_some() {
+        return Some("data".into());
+    }
+    raw.requests
+        .iter()
+        .flatten()
+        .enumerate()
+        .find_map(|(i, r)| {
+            r.body_file
+                .is_some()
+                .then(|| format!("requests[{i}].body_file"))
+        })
+}

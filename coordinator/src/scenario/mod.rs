@@ -352,31 +352,83 @@ pub fn load_with_env(
         field: field.to_owned(),
         why,
     };
-    let format = match path.extension().and_then(|e| e.to_str()) {
-        Some("yaml" | "yml") => config::FileFormat::Yaml,
-        Some("toml") => config::FileFormat::Toml,
-        _ => {
-            return Err(error(
-                "(file)",
-                "unknown format: use a .yaml, .yml or .toml file".into(),
-            ));
-        }
-    };
+    let format = format_of(path).ok_or_else(|| {
+        error(
+            "(file)",
+            "unknown format: use a .yaml, .yml or .toml file".into(),
+        )
+    })?;
     let size = std::fs::metadata(path)
         .map_err(|e| error("(file)", format!("cannot read: {e}")))?
         .len();
     if size > MAX_SCENARIO_BYTES {
-        return Err(error(
-            "(file)",
-            format!(
-                "{:.1} MiB; a scenario file is at most {} KiB (rows belong in a `data:` file)",
-                size as f64 / (1 << 20) as f64,
-                MAX_SCENARIO_BYTES >> 10
-            ),
-        ));
+        return Err(too_big(&file, size));
     }
     let text =
         std::fs::read_to_string(path).map_err(|e| error("(file)", format!("cannot read: {e}")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&file, &text, format, env, Some(base))
+}
+
+/// Reads a scenario submitted as text (to a standing coordinator): `file`
+/// is the name it had on the client, for its format and for the errors.
+/// No environment overrides apply, and the scenario may not refer to other
+/// files (`data:`, `body_file:`): the server cannot read the client's disk.
+pub fn load_text(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+    let error = |field: &str, why: String| ScenarioError {
+        file: file.to_owned(),
+        line: None,
+        field: field.to_owned(),
+        why,
+    };
+    let format = format_of(Path::new(file)).ok_or_else(|| {
+        error(
+            "(file)",
+            "unknown format: name it .yaml, .yml or .toml".into(),
+        )
+    })?;
+    if text.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(too_big(file, text.len() as u64));
+    }
+    parse(file, text, format, BTreeMap::new(), None)
+}
+
+fn format_of(path: &Path) -> Option<config::FileFormat> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("yaml" | "yml") => Some(config::FileFormat::Yaml),
+        Some("toml") => Some(config::FileFormat::Toml),
+        _ => None,
+    }
+}
+
+fn too_big(file: &str, size: u64) -> ScenarioError {
+    ScenarioError {
+        file: file.to_owned(),
+        line: None,
+        field: "(file)".into(),
+        why: format!(
+            "{:.1} MiB; a scenario file is at most {} KiB (rows belong in a `data:` file)",
+            size as f64 / (1 << 20) as f64,
+            MAX_SCENARIO_BYTES >> 10
+        ),
+    }
+}
+
+/// Parses and validates scenario `text`; `base`: the folder its file
+/// references are relative to, `None` when it may have none.
+fn parse(
+    file: &str,
+    text: &str,
+    format: config::FileFormat,
+    env: BTreeMap<String, String>,
+    base: Option<&Path>,
+) -> Result<Scenario, ScenarioError> {
+    let error = |field: &str, why: String| ScenarioError {
+        file: file.to_owned(),
+        line: None,
+        field: field.to_owned(),
+        why,
+    };
     let overrides: config::Map<String, String> = env
         .into_iter()
         .filter(|(k, _)| {
@@ -386,7 +438,7 @@ pub fn load_with_env(
         })
         .collect();
     let config = config::Config::builder()
-        .add_source(config::File::from_str(&text, format))
+        .add_source(config::File::from_str(text, format))
         .add_source(
             config::Environment::with_prefix("STAMPEDE")
                 .prefix_separator("_")
@@ -397,8 +449,8 @@ pub fn load_with_env(
         .build()
         .map_err(|e| error("(file)", e.to_string()))?;
     let locate = |field: &str| match format {
-        config::FileFormat::Toml => locate::toml_line(&text, field),
-        _ => locate::yaml_line(&text, field),
+        config::FileFormat::Toml => locate::toml_line(text, field),
+        _ => locate::yaml_line(text, field),
     };
     let raw: file::ScenarioFile = serde_path_to_error::deserialize(config).map_err(|e| {
         let path = e.path().to_string();
@@ -412,7 +464,23 @@ pub fn load_with_env(
             ..error(&field, e.into_inner().to_string())
         }
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    let base = match base {
+        Some(base) => base,
+        None => {
+            if let Some(field) = file::local_file_reference(&raw) {
+                return Err(ScenarioError {
+                    line: locate(&field),
+                    ..error(
+                        &field,
+                        "a scenario submitted to a coordinator cannot refer to local files (the coordinator does not \
+                         read the submitter's disk): inline the body with `body:`, or run the scenario with a local \
+                         coordinator".into(),
+                    )
+                });
+            }
+            Path::new(".")
+        }
+    };
     validate(raw, base).map_err(|(field, why)| ScenarioError {
         line: locate(&field),
         ..error(&field, why)

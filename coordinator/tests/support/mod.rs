@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod hand;
+pub mod standing;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -110,6 +111,11 @@ impl Proc {
             lines.push(line);
         }
         lines
+    }
+
+    /// The process id, while it runs (to send it a signal).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn stop(&mut self) {
