@@ -41,6 +41,7 @@ pub fn scenario(o: &BenchOptions) -> Scenario {
             body: o.body.clone(),
             timeout: o.timeout,
             region_urls: Default::default(),
+            transport: Default::default(),
         },
         load: Load {
             model: o.rate.map_or(Model::Closed, |rate| Model::Open {

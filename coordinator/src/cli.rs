@@ -279,6 +279,16 @@ pub struct TargetArgs {
     /// One region's own capacity, REGION=N requests/s (repeatable), on top of --capacity.
     #[arg(long = "region-capacity", value_name = "REGION=N", value_parser = parse_region_capacity)]
     pub region_capacities: Vec<(String, f64)>,
+    /// Serve TLS with this certificate chain (PEM); ALPN offers h2 and http/1.1. Without it the port
+    /// serves plain HTTP/1.1 and HTTP/2 with prior knowledge (h2c).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM); needs --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 fn parse_capacity(s: &str) -> Result<f64, String> {

@@ -571,10 +571,26 @@ pub async fn target(args: TargetArgs) -> anyhow::Result<()> {
         },
         capacity: args.capacity,
         region_capacities: args.region_capacities.into_iter().collect(),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                use stampede_proto::security::{read_certificates, read_private_key};
+                Some(stampede_target::ServerTls {
+                    cert_pem: read_certificates(cert)?,
+                    key_pem: read_private_key(key)?,
+                    client_ca_pem: args
+                        .tls_client_ca
+                        .as_deref()
+                        .map(read_certificates)
+                        .transpose()?,
+                })
+            }
+            _ => None,
+        },
     };
     let server = stampede_target::TargetServer::bind(config).await?;
     announce(&format!(
-        "target listening on http://{}",
+        "target listening on {}://{}",
+        server.scheme(),
         server.local_addr()
     ));
     server.run(shutdown_token()).await?;

@@ -11,22 +11,29 @@ mod aggregate;
 mod chunked;
 mod connection;
 pub mod http1;
+mod http2;
 mod pacer;
 mod request_set;
+mod target_tls;
+mod transport;
 mod worker;
 
-use crate::plan::LoadPlan;
+use crate::plan::{LoadPlan, Protocol};
 use crate::recorder::{IntervalRecorder, OutcomeCounts};
 use aggregate::Aggregator;
 use connection::RunContext;
+pub use http2::H2RequestError;
+use http2::H2Requests;
 use request_set::RequestSet;
 pub use request_set::RequestSetError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+pub use target_tls::TargetTlsError;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use transport::Connector;
 use worker::{WorkerSpec, run_worker};
 
 /// How the engine uses this machine.
@@ -69,6 +76,10 @@ pub enum EngineError {
     NoAddress,
     #[error("cannot prepare the requests: {0}")]
     Request(#[from] RequestSetError),
+    #[error("cannot prepare the requests for HTTP/2: {0}")]
+    Http2Request(#[from] H2RequestError),
+    #[error(transparent)]
+    Tls(#[from] TargetTlsError),
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
     #[error("a worker thread failed: {0}")]
@@ -92,11 +103,27 @@ pub async fn run(
     let connections = plan.model.connections().max(1);
     let threads = options.threads.clamp(1, connections as usize);
     let interval = plan.interval;
+    let url = &plan.requests[0].url;
+    let tls = match &plan.transport.tls {
+        Some(tls) => {
+            let host = url.host_str().unwrap_or_default();
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            Some(target_tls::setup(tls, host, plan.transport.protocol)?)
+        }
+        None => None,
+    };
+    let h2 = match plan.transport.protocol {
+        Protocol::Http2 => Some(H2Requests::new(&requests, url)?),
+        Protocol::Http1 => None,
+    };
+    let connector = Connector::new(plan.transport.protocol, tls);
     let ctx = Arc::new(RunContext {
         plan,
         requests,
         addrs,
         start,
+        connector,
+        h2,
     });
 
     let (tx, mut rx) = mpsc::unbounded_channel();

@@ -6,8 +6,10 @@
 //! thread. At each interval boundary the worker swaps in a fresh recorder
 //! and sends the full one to the engine's aggregator.
 
-use super::connection::{ConnectionLoop, RunContext};
+use super::connection::{ConnectionLoop, RunContext, SlotPlace};
+use super::http2::H2Group;
 use super::pacer::Pacer;
+use crate::plan::Protocol;
 use crate::plan::WorkloadModel;
 use crate::recorder::IntervalRecorder;
 use std::cell::RefCell;
@@ -75,15 +77,25 @@ async fn worker_loop(
         WorkloadModel::Closed { .. } => None,
     };
     let mut connections = JoinSet::new();
-    for index in spec.connections.clone() {
-        let conn = ConnectionLoop::new(
-            ctx.clone(),
-            recorder.clone(),
-            index,
-            cancel.clone(),
-            pacer.clone(),
-        );
-        connections.spawn_local(conn.run());
+    let http2 = ctx.plan.transport.protocol == Protocol::Http2;
+    for connection in spec.connections.clone() {
+        // HTTP/2: the connection's stream slots share one h2 connection.
+        let group = http2.then(|| Rc::new(H2Group::default()));
+        for stream in 0..ctx.streams() {
+            let place = SlotPlace {
+                connection,
+                stream,
+                group: group.clone(),
+            };
+            let slot = ConnectionLoop::new(
+                ctx.clone(),
+                recorder.clone(),
+                place,
+                cancel.clone(),
+                pacer.clone(),
+            );
+            connections.spawn_local(slot.run());
+        }
     }
 
     let intervals = ctx.plan.interval_count();

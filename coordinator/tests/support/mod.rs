@@ -248,6 +248,7 @@ pub fn one_region_scenario(
             body: vec![],
             timeout: Duration::from_secs(5),
             region_urls: Default::default(),
+            transport: Default::default(),
         },
         load,
         regions: vec![RegionSpec {

@@ -1,0 +1,139 @@
+//! Opening a connection to the target: TCP, then TLS when the URL is
+//! `https`. The handshake happens here, at connect, so its failure is told
+//! apart from a refused TCP connection (its own failure class).
+
+use super::target_tls::TlsSetup;
+use crate::plan::Protocol;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+/// Why a connection could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnectFailure {
+    /// TCP: refused, unreachable, ...
+    Tcp,
+    /// The TLS handshake failed (certificate not trusted, no common
+    /// protocol, HTTP/2 not offered by ALPN, ...).
+    Tls,
+}
+
+/// How every connection of a run is opened; shared read-only.
+#[derive(Debug)]
+pub(crate) struct Connector {
+    pub protocol: Protocol,
+    pub tls: Option<TlsSetup>,
+    /// The first TLS failure is logged at `warn`, the rest at `debug`.
+    tls_failure_logged: AtomicBool,
+}
+
+impl Connector {
+    pub(crate) fn new(protocol: Protocol, tls: Option<TlsSetup>) -> Self {
+        Self {
+            protocol,
+            tls,
+            tls_failure_logged: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<TargetStream, ConnectFailure> {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|_| ConnectFailure::Tcp)?;
+        tcp.set_nodelay(true).map_err(|_| ConnectFailure::Tcp)?;
+        let Some(tls) = &self.tls else {
+            return Ok(TargetStream::Plain(tcp));
+        };
+        let stream = match tls.connector.connect(tls.server_name.clone(), tcp).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                self.log_tls_failure(&format!("TLS handshake with {addr} failed: {e}"));
+                return Err(ConnectFailure::Tls);
+            }
+        };
+        if self.protocol == Protocol::Http2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+            self.log_tls_failure(&format!(
+                "{addr} did not choose HTTP/2 by ALPN (protocol: http2 needs a server offering h2)"
+            ));
+            return Err(ConnectFailure::Tls);
+        }
+        Ok(TargetStream::Tls(Box::new(stream)))
+    }
+
+    fn log_tls_failure(&self, what: &str) {
+        if self.tls_failure_logged.swap(true, Ordering::Relaxed) {
+            tracing::debug!("{what}");
+        } else {
+            tracing::warn!("{what} (further TLS failures are counted as `tls` errors)");
+        }
+    }
+}
+
+/// A connection to the target, plain or TLS.
+pub(crate) enum TargetStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for TargetStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TargetStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            TargetStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for TargetStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            TargetStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            TargetStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TargetStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            TargetStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TargetStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            TargetStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            TargetStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            TargetStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            TargetStream::Plain(s) => s.is_write_vectored(),
+            TargetStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
