@@ -214,7 +214,8 @@ impl InProcessTarget {
         let target = stampede_target::TargetServer::bind(config)
             .await
             .expect("target binds");
-        let url = url::Url::parse(&format!("http://{}/", target.local_addr())).expect("url");
+        let url = url::Url::parse(&format!("{}://{}/", target.scheme(), target.local_addr()))
+            .expect("url");
         let stats = target.stats();
         let stop = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(target.run(stop.clone()));
