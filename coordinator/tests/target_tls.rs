@@ -256,3 +256,38 @@ fn bad_tls_and_protocol_input_names_file_and_field() {
     load(d, &streams("http2", 100)).expect("http2 with streams");
     load(d, &streams("http1", 1)).expect("http1 with one stream");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_cli_serves_tls_from_its_files() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = TestCa::new(dir.path(), "target");
+    let server = ca.server("target");
+    let mut target = support::spawn(
+        "target",
+        &[
+            "target",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            server.cert(),
+            "--tls-key",
+            server.key(),
+        ],
+    );
+    let addr = target.line_after(
+        "target listening on https://",
+        std::time::Duration::from_secs(30),
+    );
+    let url = url::Url::parse(&format!("https://{addr}/")).expect("url");
+    for protocol in ["http1", "http2"] {
+        let extra = format!("  protocol: {protocol}\n  tls:\n    ca: {}", ca.ca());
+        let report = run(dir.path(), &scenario(&url, &extra)).await;
+        assert_eq!(
+            report.global.errors.total, 0,
+            "{protocol}: {:?}",
+            report.global.errors
+        );
+        assert!(report.global.requests > 0, "{protocol}");
+    }
+    target.stop();
+}

@@ -359,3 +359,107 @@ async fn exchange<O: BodyObserver>(
         keep_alive: true,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::http1::Discard;
+    use crate::plan::Protocol;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn authority() -> Authority {
+        Authority::from_static("127.0.0.1:9")
+    }
+
+    #[test]
+    fn http1_form_becomes_an_h2_request() {
+        let text = b"POST /v1/x?q=1 HTTP/1.1\r\nHost: api.test:8443\r\nConnection: keep-alive\r\n\
+            Content-Type: application/json\r\nTE: gzip\r\nContent-Length: 2\r\n\r\n{}";
+        let r = H2Request::from_http1(text, &Scheme::HTTPS, &authority()).expect("valid");
+        assert_eq!(r.method, Method::POST);
+        assert_eq!(r.uri.to_string(), "https://api.test:8443/v1/x?q=1");
+        assert_eq!(
+            r.headers.get("content-type").expect("kept"),
+            "application/json"
+        );
+        assert_eq!(r.headers.get("content-length").expect("kept"), "2");
+        // Connection-specific headers (and `te` other than trailers) are dropped.
+        assert!(r.headers.get("connection").is_none() && r.headers.get("te").is_none());
+        assert!(r.headers.get("host").is_none());
+        assert_eq!(&r.body[..], b"{}");
+        assert!(H2Request::from_http1(b"GET / HTTP/1.1\r\n", &Scheme::HTTP, &authority()).is_err());
+    }
+
+    /// An h2c server that answers one request per connection, then sends
+    /// GOAWAY and closes; it counts the connections it accepted.
+    async fn one_request_per_connection() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    if let Some(Ok((_, mut respond))) = conn.accept().await {
+                        if let Ok(mut body) = respond.send_response(http::Response::new(()), false)
+                        {
+                            let _ = body.send_data(Bytes::from_static(b"ok"), true);
+                        }
+                        conn.graceful_shutdown();
+                    }
+                    while let Some(Ok(_)) = conn.accept().await {}
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_goes_away_is_replaced() {
+        let (addr, accepted) = one_request_per_connection().await;
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async move {
+                let connector = Connector::new(Protocol::Http2, None);
+                let request = H2Request::from_http1(
+                    b"GET / HTTP/1.1\r\nHost: t\r\n\r\n",
+                    &Scheme::HTTP,
+                    &authority(),
+                )
+                .expect("valid");
+                let group = Rc::new(H2Group::default());
+                let mut slot = H2Slot::new(group);
+                let info = match slot.send(&connector, addr, &request, &mut Discard).await {
+                    Ok(info) => info,
+                    Err(_) => panic!("the first request succeeds"),
+                };
+                assert_eq!((info.status, info.bytes_received > 2), (200, true));
+                // The server went away: within a few sends the slot is on a
+                // new connection and succeeds again (at most one send fails,
+                // the one racing the GOAWAY).
+                let mut failures = 0;
+                let mut ok = false;
+                for _ in 0..3 {
+                    match slot.send(&connector, addr, &request, &mut Discard).await {
+                        Ok(info) => {
+                            assert_eq!(info.status, 200);
+                            ok = true;
+                            break;
+                        }
+                        Err(H2Failure::Stream { .. }) => failures += 1,
+                        Err(H2Failure::Connect(c)) => panic!("connect failed: {c:?}"),
+                    }
+                }
+                assert!(ok && failures <= 1, "ok {ok}, failures {failures}");
+                assert_eq!(accepted.load(Ordering::SeqCst), 2);
+            })
+            .await;
+    }
+}
