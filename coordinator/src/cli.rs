@@ -62,7 +62,7 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The URL to load (http://…).
+    /// The URL to load (http:// or https://).
     pub url: String,
     /// Connections to keep open (closed model: the concurrency).
     #[arg(short = 'c', long, default_value_t = 50)]
@@ -94,6 +94,18 @@ pub struct BenchArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
+    /// Speak HTTP/2: h2 by ALPN for https:// URLs, h2c (prior knowledge) for http://.
+    #[arg(long)]
+    pub http2: bool,
+    /// HTTP/2: concurrent streams per connection (request slots = connections x streams).
+    #[arg(long, default_value_t = 1, requires = "http2")]
+    pub streams: u32,
+    /// https://: trust this CA bundle (PEM) instead of the public roots.
+    #[arg(long, value_name = "PATH", conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// https://: do NOT verify the target's certificate (logged loudly).
+    #[arg(long)]
+    pub insecure: bool,
     /// Print the JSON report to stdout instead of the table.
     #[arg(long)]
     pub json: bool,

@@ -165,9 +165,35 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let url = url::Url::parse(&args.url).with_context(|| format!("{:?} is not a URL", args.url))?;
-    if url.scheme() != "http" {
-        bail!("{}: only http:// URLs are supported so far", args.url);
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("{}: only http:// and https:// URLs are supported", args.url);
     }
+    if (args.ca.is_some() || args.insecure) && url.scheme() != "https" {
+        bail!("--ca and --insecure apply to https:// URLs");
+    }
+    if !(1..=1000).contains(&args.streams) {
+        bail!("--streams must be between 1 and 1000");
+    }
+    let transport = stampede_agent::plan::Transport {
+        protocol: if args.http2 {
+            stampede_agent::plan::Protocol::Http2
+        } else {
+            stampede_agent::plan::Protocol::Http1
+        },
+        streams: args.streams,
+        tls: (url.scheme() == "https")
+            .then(|| -> anyhow::Result<_> {
+                Ok(stampede_agent::plan::TargetTls {
+                    ca_pem: match &args.ca {
+                        Some(path) => stampede_proto::security::read_certificates(path)?,
+                        None => Vec::new(),
+                    },
+                    insecure: args.insecure,
+                    ..Default::default()
+                })
+            })
+            .transpose()?,
+    };
     if args.connections == 0 {
         bail!("-c/--connections must be at least 1");
     }
@@ -206,6 +232,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         },
         threads: args.threads,
         timeout: args.timeout,
+        transport,
     };
     // With --json, stdout is the JSON alone.
     let stream = if args.json {

@@ -182,3 +182,40 @@ start_delay: 300ms
     assert!(near(b.ttft_us.p50 as f64, a.ttft_us.p50 as f64, 0.03));
     assert!(near(b.tpot_us.p50 as f64, a.tpot_us.p50 as f64, 0.03));
 }
+
+/// As processes: `stampede target` (plain port: HTTP/1.1 and h2c) and
+/// `stampede bench --http2 --streams 4`, the report's count against the
+/// target's own.
+#[test]
+fn bench_over_h2c_against_the_target_process() {
+    let (mut target, addr) = support::start_target(&["--delay", "5ms"]);
+    let url = format!("http://{addr}/");
+    let mut bench = support::spawn(
+        "bench",
+        &[
+            "bench",
+            &url,
+            "--http2",
+            "--streams",
+            "4",
+            "-c",
+            "2",
+            "-d",
+            "1s",
+            "--json",
+            "--quiet",
+        ],
+    );
+    let (status, stderr) = bench.wait(Duration::from_secs(60));
+    assert!(status.success(), "bench failed: {stderr}");
+    let json = bench.remaining_stdout().join("\n");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("a JSON report");
+    let served = support::served(addr)["served"].as_u64().expect("served");
+    target.stop();
+    assert_eq!(report["scenario"]["protocol"], "http2");
+    assert_eq!(report["scenario"]["streams_per_connection"], 4);
+    assert_eq!(report["global"]["errors"]["total"], 0);
+    let requests = report["global"]["requests"].as_u64().expect("requests");
+    assert!(requests > 0);
+    assert_eq!(requests, served);
+}

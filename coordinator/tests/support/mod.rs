@@ -288,6 +288,7 @@ pub fn bench_options(
         arrival,
         threads: 1,
         timeout: Duration::from_secs(5),
+        transport: Default::default(),
     }
 }
 
