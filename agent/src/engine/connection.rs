@@ -500,34 +500,7 @@ impl ConnectionLoop {
                 Link::Http1(slot) => {
                     exchange_http1(slot, &ctx.connector, addr, bytes, expects_body, observer).await
                 }
-                Link::Http2(slot) => {
-                    let Some(h2) = &ctx.h2 else {
-                        return Err(Exchange::Failed(FailureClass::Other));
-                    };
-                    let mut built = None;
-                    let Ok(request) = h2.get(index, bytes, &mut built) else {
-                        return Err(Exchange::Failed(FailureClass::Other));
-                    };
-                    let result = match observer {
-                        Some(observer) => {
-                            observer.reset();
-                            let result = slot
-                                .send(&ctx.connector, addr, request, &mut *observer)
-                                .await;
-                            result.map_err(|f| (f, observer.is_stream()))
-                        }
-                        None => slot
-                            .send(&ctx.connector, addr, request, &mut super::http1::Discard)
-                            .await
-                            .map_err(|f| (f, false)),
-                    };
-                    result.map_err(|(failure, stream)| match failure {
-                        H2Failure::Connect(c) => Exchange::Failed(connect_class(c)),
-                        // An event stream that broke off mid-way was truncated.
-                        H2Failure::Stream { mid_body } if mid_body && stream => Exchange::Truncated,
-                        H2Failure::Stream { .. } => Exchange::Failed(FailureClass::Other),
-                    })
-                }
+                Link::Http2(slot) => exchange_http2(slot, ctx, addr, index, bytes, observer).await,
             }
         };
         let outcome = tokio::select! {
@@ -553,6 +526,49 @@ fn connect_class(failure: ConnectFailure) -> FailureClass {
         ConnectFailure::Tcp => FailureClass::Connect,
         ConnectFailure::Tls => FailureClass::Tls,
     }
+}
+
+/// One HTTP/2 exchange: a stream on the connection the slot shares
+/// (opened first if needed). `rendered` is the request's HTTP/1.1 form.
+async fn exchange_http2(
+    slot: &mut H2Slot,
+    ctx: &RunContext,
+    addr: SocketAddr,
+    index: usize,
+    rendered: &[u8],
+    observer: Option<&mut LlmObserver>,
+) -> Result<ResponseInfo, Exchange> {
+    let Some(h2) = &ctx.h2 else {
+        return Err(Exchange::Failed(FailureClass::Other));
+    };
+    let mut built = None;
+    let request = match h2.get(index, rendered, &mut built) {
+        Ok(request) => request,
+        Err(e) => {
+            // A templated request whose data makes it invalid for HTTP/2.
+            tracing::debug!(error = %e, "request not sent");
+            return Err(Exchange::Failed(FailureClass::Other));
+        }
+    };
+    let result = match observer {
+        Some(observer) => {
+            observer.reset();
+            let result = slot
+                .send(&ctx.connector, addr, request, &mut *observer)
+                .await;
+            result.map_err(|f| (f, observer.is_stream()))
+        }
+        None => slot
+            .send(&ctx.connector, addr, request, &mut super::http1::Discard)
+            .await
+            .map_err(|f| (f, false)),
+    };
+    result.map_err(|(failure, event_stream)| match failure {
+        H2Failure::Connect(c) => Exchange::Failed(connect_class(c)),
+        // An event stream that broke off mid-way was truncated.
+        H2Failure::Stream { mid_body: true } if event_stream => Exchange::Truncated,
+        H2Failure::Stream { .. } => Exchange::Failed(FailureClass::Other),
+    })
 }
 
 /// One HTTP/1.1 exchange on the slot's connection (opened first if needed).
