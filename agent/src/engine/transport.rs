@@ -137,3 +137,100 @@ impl AsyncWrite for TargetStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::target_tls;
+    use crate::plan::TargetTls;
+    use rustls_pki_types::PrivateKeyDer;
+    use std::sync::Arc;
+
+    /// A TLS server on loopback offering only `alpn`, with a self-signed
+    /// certificate for 127.0.0.1; returns its address and certificate (PEM).
+    async fn tls_server(alpn: &[&[u8]]) -> (SocketAddr, Vec<u8>) {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
+        let pem = cert.cert.pem().into_bytes();
+        let key = PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .expect("config");
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // Hold the connection open until the client goes.
+                    if let Ok(mut stream) = acceptor.accept(socket).await {
+                        let mut buf = [0u8; 64];
+                        let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+                    }
+                });
+            }
+        });
+        (addr, pem)
+    }
+
+    fn connector(protocol: Protocol, ca_pem: Vec<u8>) -> Connector {
+        let tls = TargetTls {
+            ca_pem,
+            ..TargetTls::default()
+        };
+        let setup = target_tls::setup(&tls, "127.0.0.1", protocol).expect("setup");
+        Connector::new(protocol, Some(setup))
+    }
+
+    #[tokio::test]
+    async fn http2_needs_the_server_to_choose_h2() {
+        let (addr, pem) = tls_server(&[b"http/1.1"]).await;
+        // HTTP/1.1 is fine; HTTP/2 is a TLS failure, not a later protocol error.
+        assert!(
+            connector(Protocol::Http1, pem.clone())
+                .connect(addr)
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            connector(Protocol::Http2, pem).connect(addr).await.err(),
+            Some(ConnectFailure::Tls)
+        );
+        let (addr, pem) = tls_server(&[b"h2", b"http/1.1"]).await;
+        assert!(connector(Protocol::Http2, pem).connect(addr).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_certificate_is_a_tls_failure_and_a_closed_port_a_tcp_one() {
+        let (addr, _) = tls_server(&[b"http/1.1"]).await;
+        let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
+        let wrong_ca = other.cert.pem().into_bytes();
+        assert_eq!(
+            connector(Protocol::Http1, wrong_ca.clone())
+                .connect(addr)
+                .await
+                .err(),
+            Some(ConnectFailure::Tls)
+        );
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
+        assert_eq!(
+            connector(Protocol::Http1, wrong_ca)
+                .connect(closed)
+                .await
+                .err(),
+            Some(ConnectFailure::Tcp)
+        );
+    }
+}
