@@ -74,13 +74,30 @@ start_delay: 300ms
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_open_model_sends_every_due_request_over_the_slots() {
-    let target = InProcessTarget::start(delayed(10)).await;
+    // Each region reaches the target through its own path, with its own delay.
+    let target = InProcessTarget::start(TargetConfig {
+        region_delays: BTreeMap::from([
+            (
+                "us-east".to_owned(),
+                DelaySpec::Fixed(Duration::from_millis(10)),
+            ),
+            (
+                "eu-west".to_owned(),
+                DelaySpec::Fixed(Duration::from_millis(40)),
+            ),
+        ]),
+        ..TargetConfig::default()
+    })
+    .await;
     let report = run(
         &format!(
             r#"
 target:
   url: {url}
   protocol: http2
+  region_urls:
+    us-east: {url}region/us-east/
+    eu-west: {url}region/eu-west/
 load:
   model: open
   rate: 100
@@ -97,7 +114,7 @@ start_delay: 300ms
         &["us-east", "eu-west"],
     )
     .await;
-    let served = target.stats.served();
+    let served = target.stats.snapshot();
     target.stop().await;
 
     let g = &report.global;
@@ -105,9 +122,20 @@ start_delay: 300ms
     assert_eq!(g.interrupted, 0);
     // 100 requests/s for 2 s: every one of them, counted once.
     assert_eq!(g.requests, 200);
-    assert_eq!(served, 200);
-    assert!(g.latency_us.min >= 10_000, "min {} µs", g.latency_us.min);
-    assert!(g.latency_us.p50 < 200_000, "p50 {} µs", g.latency_us.p50);
+    assert_eq!(served.served, 200);
+    for (name, delay_us) in [("us-east", 10_000), ("eu-west", 40_000)] {
+        let r = report
+            .regions
+            .iter()
+            .find(|r| r.name == name)
+            .expect("region in the report");
+        assert_eq!(r.summary.requests, 100, "{name}");
+        assert_eq!(served.regions.get(name), Some(&100), "{name}");
+        // The region's delay, plus a loopback round trip (under 100 ms).
+        let l = &r.summary.latency_us;
+        assert!(l.min >= delay_us, "{name}: min {} µs", l.min);
+        assert!(l.p50 < delay_us + 100_000, "{name}: p50 {} µs", l.p50);
+    }
 }
 
 fn near(actual: f64, expected: f64, tolerance: f64) -> bool {
