@@ -19,6 +19,9 @@ const STATUS_SLOTS: usize = 600;
 pub enum FailureClass {
     /// The TCP connection could not be established.
     Connect,
+    /// The TLS handshake with the target failed (untrusted certificate,
+    /// no common protocol, HTTP/2 not chosen by ALPN, ...).
+    Tls,
     /// No complete response within the request timeout.
     Timeout,
     /// The target answered 400..=499.
@@ -35,6 +38,7 @@ pub enum FailureClass {
 pub struct OutcomeCounts {
     pub success: u64,
     pub connect_error: u64,
+    pub tls_error: u64,
     pub timeout: u64,
     pub status_4xx: u64,
     pub status_5xx: u64,
@@ -49,12 +53,18 @@ impl OutcomeCounts {
     }
 
     pub fn failed(&self) -> u64 {
-        self.connect_error + self.timeout + self.status_4xx + self.status_5xx + self.other_error
+        self.connect_error
+            + self.tls_error
+            + self.timeout
+            + self.status_4xx
+            + self.status_5xx
+            + self.other_error
     }
 
     pub fn add(&mut self, other: &OutcomeCounts) {
         self.success += other.success;
         self.connect_error += other.connect_error;
+        self.tls_error += other.tls_error;
         self.timeout += other.timeout;
         self.status_4xx += other.status_4xx;
         self.status_5xx += other.status_5xx;
@@ -65,6 +75,7 @@ impl OutcomeCounts {
     fn count_failure(&mut self, class: FailureClass) {
         match class {
             FailureClass::Connect => self.connect_error += 1,
+            FailureClass::Tls => self.tls_error += 1,
             FailureClass::Timeout => self.timeout += 1,
             FailureClass::Status4xx => self.status_4xx += 1,
             FailureClass::Status5xx => self.status_5xx += 1,

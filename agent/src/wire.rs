@@ -4,7 +4,8 @@
 use crate::engine::IntervalRecord;
 use crate::llm::GoodputSlo;
 use crate::plan::{
-    Arrival, ClosedStages, DataOrder, DataSet, LlmSpec, LoadPlan, RequestTemplate, WorkloadModel,
+    Arrival, ClosedStages, DataOrder, DataSet, LlmSpec, LoadPlan, Protocol, RequestTemplate,
+    TargetTls, Transport, WorkloadModel,
 };
 use crate::profile::{LevelProfile, Segment};
 use stampede_proto::histogram::{self, Encoding};
@@ -93,10 +94,10 @@ fn request_from_wire(
     timeout_micros: u64,
 ) -> Result<RequestTemplate, SliceError> {
     let (url, target) = split_url(&request.url).map_err(|why| invalid("request.url", why))?;
-    if url.scheme() != "http" {
+    if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid(
             "request.url",
-            format!("scheme {:?} is not supported (http only)", url.scheme()),
+            format!("scheme {:?} is not supported (http or https)", url.scheme()),
         ));
     }
     if !(weight.is_finite() && weight > 0.0) {
@@ -167,6 +168,82 @@ fn request_to_wire(r: &RequestTemplate) -> v1::RequestSpec {
     }
 }
 
+/// Most streams per connection a peer may ask for.
+const MAX_STREAMS: u32 = 1_000;
+
+/// The transport from the wire; `https` decides whether TLS is used.
+fn transport_from_wire(
+    t: Option<v1::TargetTransport>,
+    https: bool,
+) -> Result<Transport, SliceError> {
+    let t = t.unwrap_or_default();
+    let protocol = match v1::TargetProtocol::try_from(t.protocol) {
+        Ok(v1::TargetProtocol::Http1) => Protocol::Http1,
+        Ok(v1::TargetProtocol::Http2) => Protocol::Http2,
+        Err(_) => {
+            return Err(invalid(
+                "transport.protocol",
+                format!("unknown protocol {}", t.protocol),
+            ));
+        }
+    };
+    let streams = t.streams_per_connection.max(1);
+    if protocol == Protocol::Http1 && streams != 1 {
+        return Err(invalid(
+            "transport.streams_per_connection",
+            "must be 1 with HTTP/1.1",
+        ));
+    }
+    if streams > MAX_STREAMS {
+        return Err(invalid(
+            "transport.streams_per_connection",
+            format!("{streams} (at most {MAX_STREAMS})"),
+        ));
+    }
+    let tls = match (https, t.tls) {
+        (false, None) => None,
+        (false, Some(_)) => return Err(invalid("transport.tls", "set for a plain http URL")),
+        (true, tls) => {
+            let tls = tls.unwrap_or_default();
+            if tls.cert_pem.is_empty() != tls.key_pem.is_empty() {
+                return Err(invalid(
+                    "transport.tls",
+                    "a client certificate needs its key (both or neither)",
+                ));
+            }
+            Some(TargetTls {
+                ca_pem: tls.ca_pem,
+                cert_pem: tls.cert_pem,
+                key_pem: tls.key_pem,
+                server_name: (!tls.server_name.is_empty()).then_some(tls.server_name),
+                insecure: tls.insecure,
+            })
+        }
+    };
+    Ok(Transport {
+        protocol,
+        streams,
+        tls,
+    })
+}
+
+fn transport_to_wire(t: &Transport) -> v1::TargetTransport {
+    v1::TargetTransport {
+        protocol: match t.protocol {
+            Protocol::Http1 => v1::TargetProtocol::Http1,
+            Protocol::Http2 => v1::TargetProtocol::Http2,
+        } as i32,
+        streams_per_connection: t.streams,
+        tls: t.tls.as_ref().map(|tls| v1::TargetTls {
+            ca_pem: tls.ca_pem.clone(),
+            cert_pem: tls.cert_pem.clone(),
+            key_pem: tls.key_pem.clone(),
+            server_name: tls.server_name.clone().unwrap_or_default(),
+            insecure: tls.insecure,
+        }),
+    }
+}
+
 /// Checks a slice from the coordinator and turns it into a [`LoadPlan`].
 pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
     let requests = if slice.requests.is_empty() {
@@ -197,6 +274,7 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
         }
         out
     };
+    let transport = transport_from_wire(slice.transport, requests[0].url.scheme() == "https")?;
     let data = match slice.data {
         None => None,
         Some(d) => Some(DataSet {
@@ -313,6 +391,7 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
             }
             (min, max) => Some((Duration::from_micros(min), Duration::from_micros(max))),
         },
+        transport,
     })
 }
 
@@ -386,6 +465,7 @@ pub fn slice_from_plan(plan: &LoadPlan) -> v1::LoadSlice {
         graceful_stop_micros: micros(plan.graceful_stop),
         think_min_micros: plan.think_time.map_or(0, |(min, _)| micros(min)),
         think_max_micros: plan.think_time.map_or(0, |(_, max)| micros(max)),
+        transport: Some(transport_to_wire(&plan.transport)),
     }
 }
 
@@ -465,6 +545,7 @@ fn outcomes_to_wire(o: &crate::recorder::OutcomeCounts) -> v1::OutcomeCounts {
     v1::OutcomeCounts {
         success: o.success,
         connect_error: o.connect_error,
+        tls_error: o.tls_error,
         timeout: o.timeout,
         status_4xx: o.status_4xx,
         status_5xx: o.status_5xx,
@@ -522,6 +603,7 @@ mod tests {
             interval: Duration::from_secs(1),
             timeout: Duration::from_millis(1500),
             graceful_stop: Duration::from_secs(2),
+            transport: Transport::default(),
             think_time: Some((Duration::from_millis(10), Duration::from_millis(30))),
         }
     }

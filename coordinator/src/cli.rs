@@ -122,7 +122,7 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The URL to load (http://…).
+    /// The URL to load (http:// or https://).
     pub url: String,
     /// Connections to keep open (closed model: the concurrency).
     #[arg(short = 'c', long, default_value_t = 50)]
@@ -154,6 +154,18 @@ pub struct BenchArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
+    /// Speak HTTP/2: h2 by ALPN for https:// URLs, h2c (prior knowledge) for http://.
+    #[arg(long)]
+    pub http2: bool,
+    /// HTTP/2: concurrent streams per connection (request slots = connections x streams).
+    #[arg(long, default_value_t = 1, requires = "http2")]
+    pub streams: u32,
+    /// https://: trust this CA bundle (PEM) instead of the public roots.
+    #[arg(long, value_name = "PATH", conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// https://: do NOT verify the target's certificate (logged loudly).
+    #[arg(long)]
+    pub insecure: bool,
     /// Print the JSON report to stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -367,6 +379,16 @@ pub struct TargetArgs {
     /// One region's own capacity, REGION=N requests/s (repeatable), on top of --capacity.
     #[arg(long = "region-capacity", value_name = "REGION=N", value_parser = parse_region_capacity)]
     pub region_capacities: Vec<(String, f64)>,
+    /// Serve TLS with this certificate chain (PEM); ALPN offers h2 and http/1.1. Without it the port
+    /// serves plain HTTP/1.1 and HTTP/2 with prior knowledge (h2c).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM); needs --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 fn parse_capacity(s: &str) -> Result<f64, String> {

@@ -181,9 +181,35 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let url = url::Url::parse(&args.url).with_context(|| format!("{:?} is not a URL", args.url))?;
-    if url.scheme() != "http" {
-        bail!("{}: only http:// URLs are supported so far", args.url);
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("{}: only http:// and https:// URLs are supported", args.url);
     }
+    if (args.ca.is_some() || args.insecure) && url.scheme() != "https" {
+        bail!("--ca and --insecure apply to https:// URLs");
+    }
+    if !(1..=1000).contains(&args.streams) {
+        bail!("--streams must be between 1 and 1000");
+    }
+    let transport = stampede_agent::plan::Transport {
+        protocol: if args.http2 {
+            stampede_agent::plan::Protocol::Http2
+        } else {
+            stampede_agent::plan::Protocol::Http1
+        },
+        streams: args.streams,
+        tls: (url.scheme() == "https")
+            .then(|| -> anyhow::Result<_> {
+                Ok(stampede_agent::plan::TargetTls {
+                    ca_pem: match &args.ca {
+                        Some(path) => stampede_proto::security::read_certificates(path)?,
+                        None => Vec::new(),
+                    },
+                    insecure: args.insecure,
+                    ..Default::default()
+                })
+            })
+            .transpose()?,
+    };
     if args.connections == 0 {
         bail!("-c/--connections must be at least 1");
     }
@@ -222,6 +248,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         },
         threads: args.threads,
         timeout: args.timeout,
+        transport,
     };
     // With --json, stdout is the JSON alone.
     let stream = if args.json {
@@ -599,10 +626,26 @@ pub async fn target(args: TargetArgs) -> anyhow::Result<()> {
         },
         capacity: args.capacity,
         region_capacities: args.region_capacities.into_iter().collect(),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                use stampede_proto::security::{read_certificates, read_private_key};
+                Some(stampede_target::ServerTls {
+                    cert_pem: read_certificates(cert)?,
+                    key_pem: read_private_key(key)?,
+                    client_ca_pem: args
+                        .tls_client_ca
+                        .as_deref()
+                        .map(read_certificates)
+                        .transpose()?,
+                })
+            }
+            _ => None,
+        },
     };
     let server = stampede_target::TargetServer::bind(config).await?;
     announce(&format!(
-        "target listening on http://{}",
+        "target listening on {}://{}",
+        server.scheme(),
         server.local_addr()
     ));
     server.run(shutdown_token()).await?;

@@ -72,6 +72,7 @@ pub fn scenario(options: &DemoOptions, target_port: u16) -> Scenario {
                 .iter()
                 .map(|(r, _)| (r.to_string(), url(r)))
                 .collect(),
+            transport: Default::default(),
         },
         load: Load {
             model: Model::Open {

@@ -78,6 +78,17 @@ pub fn plan(
     scenario: &Scenario,
     agents: &[(Uuid, String)],
 ) -> Result<Vec<AgentAssignment>, PlanError> {
+    if scenario
+        .target
+        .transport
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.insecure)
+    {
+        tracing::warn!(
+            "TLS to the target is INSECURE: agents will NOT verify its certificate (target.tls.insecure: true)"
+        );
+    }
     let mut by_region: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
     for (id, region) in agents {
         if scenario.region(region).is_none() {
@@ -153,6 +164,13 @@ pub fn plan(
                 })
             })
             .collect::<Result<Vec<_>, PlanError>>()?;
+        // TLS exactly when this region's URL is https (the public roots when
+        // the scenario has no `tls:` section).
+        let mut transport = scenario.target.transport.clone();
+        transport.tls = match requests.first().map(|r| r.url.scheme()) {
+            Some("https") => Some(transport.tls.unwrap_or_default()),
+            _ => None,
+        };
         for (position, id) in ids.iter().enumerate() {
             let connections = counts.next().unwrap_or(1);
             let agent_slots = slots.next().unwrap_or_default();
@@ -197,6 +215,7 @@ pub fn plan(
                     timeout: scenario.target.timeout,
                     graceful_stop: scenario.load.graceful_stop,
                     think_time: scenario.load.think_time,
+                    transport: transport.clone(),
                 },
             });
         }
@@ -311,6 +330,7 @@ mod tests {
                     "b".to_owned(),
                     url::Url::parse("http://127.0.0.1:2/").expect("url"),
                 )]),
+                transport: Default::default(),
             },
             load: Load {
                 model,

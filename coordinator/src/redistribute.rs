@@ -140,6 +140,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             graceful_stop: Duration::from_secs(1),
             think_time: None,
+            transport: Default::default(),
         }
     }
 

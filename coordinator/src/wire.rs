@@ -116,6 +116,7 @@ fn outcomes(o: v1::OutcomeCounts) -> Outcomes {
     Outcomes {
         success: o.success,
         connect_error: o.connect_error,
+        tls_error: o.tls_error,
         timeout: o.timeout,
         status_4xx: o.status_4xx,
         status_5xx: o.status_5xx,

@@ -25,6 +25,9 @@ pub enum TargetError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The TLS certificate, key or client CA is unusable.
+    #[error("target TLS: {0}")]
+    Tls(String),
     /// A configured capacity is not a positive number of requests per second.
     #[error(
         "invalid capacity {value} for {scope}: must be a positive number of requests per second, at most 1e9"

@@ -1,4 +1,8 @@
-//! The built-in target: a small, fast HTTP/1.1 server for load tests to aim at.
+//! The built-in target: a small, fast HTTP server for load tests to aim at.
+//!
+//! One plain port serves HTTP/1.1 and HTTP/2 with prior knowledge (h2c); with
+//! [`TargetConfig::tls`] it serves TLS instead, offering h2 and http/1.1 by
+//! ALPN. Every behaviour below is the same over either version.
 //!
 //! Stampede needs something to hit that behaves predictably, so that what a test measures is the load
 //! generator and not the target. This server answers every request after a configurable delay (fixed, or
@@ -50,6 +54,7 @@ mod route;
 mod server;
 mod stall;
 mod stats;
+mod tls;
 
 pub use capacity::{
     BURST as CAPACITY_BURST, CapacityParseError, MAX_CAPACITY, parse_capacity,
@@ -65,3 +70,4 @@ pub use region::{
 pub use route::{ADMIN_PATH_PREFIX, REGION_HEADER, REGION_PATH_PREFIX};
 pub use server::{SHUTDOWN_GRACE, TargetServer};
 pub use stats::{MAX_UNKNOWN_REGIONS, OVERFLOW_REGION, StatsSnapshot, TargetStats};
+pub use tls::ServerTls;

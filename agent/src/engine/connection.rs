@@ -5,10 +5,17 @@
 //! pre-serialized buffer, parses the response in place and records into the
 //! worker's recorder; the timers it races against are created once per
 //! connection and re-armed, not allocated per request.
+//!
+//! With HTTP/2 a connection carries several streams: each stream slot runs
+//! this same loop (pacing, timeouts, recording alike), sharing the
+//! connection through an [`H2Group`]. A "slot" below is a connection
+//! (HTTP/1.1) or one stream slot of a connection (HTTP/2).
 
 use super::http1::{Http1Connection, ResponseInfo};
+use super::http2::{H2Failure, H2Group, H2Requests, H2Slot};
 use super::pacer::Pacer;
 use super::request_set::{Picker, RequestSet};
+use super::transport::{ConnectFailure, Connector};
 use crate::llm::{LlmFault, LlmObserver};
 use crate::plan::{LoadPlan, WorkloadModel};
 use crate::recorder::{FailureClass, IntervalRecorder};
@@ -33,6 +40,50 @@ pub(crate) struct RunContext {
     pub addrs: Vec<SocketAddr>,
     /// Start of interval 0.
     pub start: Instant,
+    /// Opens connections (TCP, TLS).
+    pub connector: Connector,
+    /// HTTP/2 runs: the requests in HTTP/2 form.
+    pub h2: Option<H2Requests>,
+}
+
+impl RunContext {
+    /// Request slots per connection (HTTP/2 streams; 1 for HTTP/1.1).
+    pub fn streams(&self) -> u32 {
+        self.plan.transport.slots_per_connection()
+    }
+
+    /// All of this agent's request slots.
+    pub fn slots(&self) -> u32 {
+        self.plan.model.connections().max(1) * self.streams()
+    }
+}
+
+/// The connection to the target, as one slot uses it.
+enum Link {
+    Http1(Option<Http1Connection>),
+    Http2(H2Slot),
+}
+
+impl Link {
+    /// Drops the connection after a failure: HTTP/1.1 closes it (its state
+    /// is unknown); an HTTP/2 slot lets go of its view (the stream was
+    /// reset; the connection stays up for the other slots).
+    fn drop_connection(&mut self) {
+        match self {
+            Link::Http1(conn) => *conn = None,
+            Link::Http2(slot) => slot.release(),
+        }
+    }
+}
+
+/// Where a slot sits: its connection, and its stream slot on it.
+pub(crate) struct SlotPlace {
+    /// Global index of the connection among the agent's connections.
+    pub connection: u32,
+    /// Stream slot on the connection (0 for HTTP/1.1).
+    pub stream: u32,
+    /// HTTP/2: what the connection's slots share.
+    pub group: Option<Rc<H2Group>>,
 }
 
 impl RunContext {
@@ -47,10 +98,11 @@ impl RunContext {
 pub(crate) struct ConnectionLoop {
     ctx: Arc<RunContext>,
     recorder: Rc<RefCell<IntervalRecorder>>,
-    /// Global index of this connection among the agent's connections.
+    /// Global index of this slot among the agent's slots
+    /// (`connection × streams + stream`).
     index: u32,
     addr: SocketAddr,
-    conn: Option<Http1Connection>,
+    link: Link,
     cancel: CancellationToken,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Re-armed for every request: the per-request timeout.
@@ -95,20 +147,25 @@ impl ConnectionLoop {
     pub(crate) fn new(
         ctx: Arc<RunContext>,
         recorder: Rc<RefCell<IntervalRecorder>>,
-        index: u32,
+        place: SlotPlace,
         cancel: CancellationToken,
         pacer: Option<Rc<Pacer>>,
     ) -> Self {
-        let addr = ctx.addrs[index as usize % ctx.addrs.len()];
+        let addr = ctx.addrs[place.connection as usize % ctx.addrs.len()];
         let hard_stop = ctx.hard_stop();
-        let connections = ctx.plan.model.connections();
+        let slots = ctx.slots();
+        let index = place.connection * ctx.streams() + place.stream;
         let llm = ctx.plan.llm.is_some();
+        let link = match place.group {
+            Some(group) => Link::Http2(H2Slot::new(group)),
+            None => Link::Http1(None),
+        };
         Self {
             ctx,
             recorder,
             index,
             addr,
-            conn: None,
+            link,
             cancelled: Box::pin(cancel.clone().cancelled_owned()),
             cancel,
             timeout: Box::pin(sleep_until(hard_stop)),
@@ -119,7 +176,7 @@ impl ConnectionLoop {
                 (p, slot)
             }),
             rng: SplitMix64(u64::from(index) ^ std::process::id().rotate_left(16) as u64),
-            picker: Picker::new(u64::from(std::process::id()), index, connections),
+            picker: Picker::new(u64::from(std::process::id()), index, slots),
             buf: Vec::new(),
             scratch: Vec::new(),
             llm: llm.then(LlmObserver::default),
@@ -132,12 +189,27 @@ impl ConnectionLoop {
             WorkloadModel::Closed { stages, .. } => {
                 let busy = match stages {
                     // This connection's slot is busy while the cluster's
-                    // concurrency exceeds it.
-                    Some(stages) => stages
-                        .slots
-                        .get(self.index as usize)
-                        .map(|&slot| stages.concurrency.windows_above(slot))
-                        .unwrap_or_default(),
+                    // concurrency exceeds it. With S streams per connection,
+                    // cluster slot j is S slots (j·S .. j·S+S-1) against the
+                    // concurrency times S.
+                    Some(stages) => {
+                        let streams = self.ctx.streams();
+                        let (connection, stream) = (self.index / streams, self.index % streams);
+                        stages
+                            .slots
+                            .get(connection as usize)
+                            .map(|&slot| {
+                                if streams == 1 {
+                                    stages.concurrency.windows_above(slot)
+                                } else {
+                                    stages
+                                        .concurrency
+                                        .scaled(f64::from(streams))
+                                        .windows_above(slot * streams + stream)
+                                }
+                            })
+                            .unwrap_or_default()
+                    }
                     None => vec![(Duration::ZERO, self.ctx.plan.duration)],
                 };
                 for (from, until) in busy {
@@ -147,20 +219,18 @@ impl ConnectionLoop {
                     }
                     // Idle until the next window: a virtual user that left
                     // takes its connection with it.
-                    self.conn = None;
+                    self.link.drop_connection();
                 }
             }
-            WorkloadModel::Open {
-                rate,
-                connections,
-                arrival,
-            } => {
+            WorkloadModel::Open { rate, arrival, .. } => {
+                // Slot i of N takes arrivals i, i+N, … (N: connections ×
+                // streams).
                 let schedule = ArrivalSchedule::new(
                     self.ctx.start.into_std(),
                     rate,
                     *arrival,
                     self.index,
-                    *connections,
+                    self.ctx.slots(),
                 );
                 self.run_open(schedule).await
             }
@@ -175,10 +245,25 @@ impl ConnectionLoop {
         if Instant::now() >= start {
             return;
         }
+        let (connector, addr) = (&self.ctx.connector, self.addr);
+        let connect = async {
+            match &mut self.link {
+                Link::Http1(conn) => {
+                    *conn = connector
+                        .connect(addr)
+                        .await
+                        .ok()
+                        .map(Http1Connection::over);
+                }
+                Link::Http2(slot) => {
+                    let _ = slot.ready(connector, addr).await;
+                }
+            }
+        };
         tokio::select! {
             biased;
             _ = self.cancelled.as_mut() => {}
-            conn = Http1Connection::connect(self.addr) => self.conn = conn.ok(),
+            () = connect => {}
             _ = sleep_until(start) => {}
         }
     }
@@ -238,8 +323,8 @@ impl ConnectionLoop {
                     return false;
                 }
                 Exchange::NoData => return false,
-                Exchange::Failed(FailureClass::Connect) => {
-                    self.record_failure(FailureClass::Connect, sent, None, what.request);
+                Exchange::Failed(class @ (FailureClass::Connect | FailureClass::Tls)) => {
+                    self.record_failure(class, sent, None, what.request);
                     // Don't spin on a refused port; the rate of failures is
                     // not a load figure anyone wants.
                     let resume = Instant::now() + backoff;
@@ -354,7 +439,7 @@ impl ConnectionLoop {
                 }
             }
             Exchange::Failed(class) => {
-                if class != FailureClass::Connect {
+                if !matches!(class, FailureClass::Connect | FailureClass::Tls) {
                     // The request went out (or at least was written).
                     self.recorder.borrow_mut().record_bytes(what.bytes, 0);
                 }
@@ -407,42 +492,15 @@ impl ConnectionLoop {
             bytes: bytes.len() as u64,
         };
         let addr = self.addr;
-        let slot = &mut self.conn;
+        let ctx: &RunContext = &self.ctx;
+        let link = &mut self.link;
         let observer = self.llm.as_mut();
         let attempt = async move {
-            let conn = match slot {
-                Some(conn) => conn,
-                None => match Http1Connection::connect(addr).await {
-                    Ok(conn) => slot.insert(conn),
-                    Err(_) => return Err(Exchange::Failed(FailureClass::Connect)),
-                },
-            };
-            let result = match observer {
-                Some(observer) => {
-                    observer.reset();
-                    let result = conn
-                        .send_observed(bytes, expects_body, &mut *observer)
-                        .await;
-                    // An event stream that broke off mid-way was truncated.
-                    result.map_err(|_| observer.is_stream())
+            match link {
+                Link::Http1(slot) => {
+                    exchange_http1(slot, &ctx.connector, addr, bytes, expects_body, observer).await
                 }
-                None => conn.send(bytes, expects_body).await.map_err(|_| false),
-            };
-            match result {
-                Ok(info) => {
-                    if !info.keep_alive {
-                        *slot = None;
-                    }
-                    Ok(info)
-                }
-                Err(mid_stream) => {
-                    *slot = None;
-                    Err(if mid_stream {
-                        Exchange::Truncated
-                    } else {
-                        Exchange::Failed(FailureClass::Other)
-                    })
-                }
+                Link::Http2(slot) => exchange_http2(slot, ctx, addr, index, bytes, observer).await,
             }
         };
         let outcome = tokio::select! {
@@ -457,8 +515,103 @@ impl ConnectionLoop {
         };
         if !matches!(outcome, Exchange::Response(_)) {
             // Whatever was in flight is abandoned with the connection.
-            self.conn = None;
+            self.link.drop_connection();
         }
         (outcome, what)
+    }
+}
+
+fn connect_class(failure: ConnectFailure) -> FailureClass {
+    match failure {
+        ConnectFailure::Tcp => FailureClass::Connect,
+        ConnectFailure::Tls => FailureClass::Tls,
+    }
+}
+
+/// One HTTP/2 exchange: a stream on the connection the slot shares
+/// (opened first if needed). `rendered` is the request's HTTP/1.1 form.
+async fn exchange_http2(
+    slot: &mut H2Slot,
+    ctx: &RunContext,
+    addr: SocketAddr,
+    index: usize,
+    rendered: &[u8],
+    observer: Option<&mut LlmObserver>,
+) -> Result<ResponseInfo, Exchange> {
+    let Some(h2) = &ctx.h2 else {
+        return Err(Exchange::Failed(FailureClass::Other));
+    };
+    let mut built = None;
+    let request = match h2.get(index, rendered, &mut built) {
+        Ok(request) => request,
+        Err(e) => {
+            // A templated request whose data makes it invalid for HTTP/2.
+            tracing::debug!(error = %e, "request not sent");
+            return Err(Exchange::Failed(FailureClass::Other));
+        }
+    };
+    let result = match observer {
+        Some(observer) => {
+            observer.reset();
+            let result = slot
+                .send(&ctx.connector, addr, request, &mut *observer)
+                .await;
+            result.map_err(|f| (f, observer.is_stream()))
+        }
+        None => slot
+            .send(&ctx.connector, addr, request, &mut super::http1::Discard)
+            .await
+            .map_err(|f| (f, false)),
+    };
+    result.map_err(|(failure, event_stream)| match failure {
+        H2Failure::Connect(c) => Exchange::Failed(connect_class(c)),
+        // An event stream that broke off mid-way was truncated.
+        H2Failure::Stream { mid_body: true } if event_stream => Exchange::Truncated,
+        H2Failure::Stream { .. } => Exchange::Failed(FailureClass::Other),
+    })
+}
+
+/// One HTTP/1.1 exchange on the slot's connection (opened first if needed).
+async fn exchange_http1(
+    slot: &mut Option<Http1Connection>,
+    connector: &Connector,
+    addr: SocketAddr,
+    bytes: &[u8],
+    expects_body: bool,
+    observer: Option<&mut LlmObserver>,
+) -> Result<ResponseInfo, Exchange> {
+    let conn = match slot {
+        Some(conn) => conn,
+        None => match connector.connect(addr).await {
+            Ok(stream) => slot.insert(Http1Connection::over(stream)),
+            Err(failure) => return Err(Exchange::Failed(connect_class(failure))),
+        },
+    };
+    let result = match observer {
+        Some(observer) => {
+            observer.reset();
+            let result = conn
+                .send_observed(bytes, expects_body, &mut *observer)
+                .await;
+            // An event stream that broke off mid-way was truncated.
+            result.map_err(|_| observer.is_stream())
+        }
+        None => conn.send(bytes, expects_body).await.map_err(|_| false),
+    };
+    match result {
+        Ok(info) => {
+            if !info.keep_alive {
+                *slot = None;
+            }
+            Ok(info)
+        }
+        Err(mid_stream) => {
+            *slot = None;
+            Err(if mid_stream {
+                Exchange::Truncated
+            } else {
+                Exchange::Failed(FailureClass::Other)
+            })
+        }
     }
 }

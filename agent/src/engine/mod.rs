@@ -11,22 +11,29 @@ mod aggregate;
 mod chunked;
 mod connection;
 pub mod http1;
+mod http2;
 mod pacer;
 mod request_set;
+mod target_tls;
+mod transport;
 mod worker;
 
-use crate::plan::LoadPlan;
+use crate::plan::{LoadPlan, Protocol};
 use crate::recorder::{IntervalRecorder, OutcomeCounts};
 use aggregate::Aggregator;
 use connection::RunContext;
+pub use http2::H2RequestError;
+use http2::H2Requests;
 use request_set::RequestSet;
 pub use request_set::RequestSetError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+pub use target_tls::TargetTlsError;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use transport::Connector;
 use worker::{ExtraConnections, WorkerSpec, run_worker};
 
 /// How the engine uses this machine.
@@ -78,6 +85,10 @@ pub enum EngineError {
     NoAddress,
     #[error("cannot prepare the requests: {0}")]
     Request(#[from] RequestSetError),
+    #[error("cannot prepare the requests for HTTP/2: {0}")]
+    Http2Request(#[from] H2RequestError),
+    #[error(transparent)]
+    Tls(#[from] TargetTlsError),
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
     #[error("a worker thread failed: {0}")]
@@ -108,19 +119,10 @@ pub async fn run_reinforced(
     out: mpsc::Sender<IntervalRecord>,
     mut reinforcements: mpsc::UnboundedReceiver<Reinforcement>,
 ) -> Result<EngineSummary, EngineError> {
-    if addrs.is_empty() {
-        return Err(EngineError::NoAddress);
-    }
-    let requests = RequestSet::new(&plan)?;
     let connections = plan.model.connections().max(1);
     let threads = options.threads.clamp(1, connections as usize);
     let interval = plan.interval;
-    let ctx = Arc::new(RunContext {
-        plan,
-        requests,
-        addrs,
-        start,
-    });
+    let ctx = Arc::new(context(plan, addrs, start)?);
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut handles = Vec::with_capacity(threads);
@@ -187,6 +189,41 @@ pub async fn run_reinforced(
     Ok(summary)
 }
 
+/// What every connection of one plan shares: its prepared requests, the
+/// target's addresses, TLS and protocol.
+fn context(
+    plan: LoadPlan,
+    addrs: Vec<SocketAddr>,
+    start: Instant,
+) -> Result<RunContext, EngineError> {
+    if addrs.is_empty() {
+        return Err(EngineError::NoAddress);
+    }
+    let requests = RequestSet::new(&plan)?;
+    let url = &plan.requests[0].url;
+    let tls = match &plan.transport.tls {
+        Some(tls) => {
+            let host = url.host_str().unwrap_or_default();
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            Some(target_tls::setup(tls, host, plan.transport.protocol)?)
+        }
+        None => None,
+    };
+    let h2 = match plan.transport.protocol {
+        Protocol::Http2 => Some(H2Requests::new(&requests, url)?),
+        Protocol::Http1 => None,
+    };
+    let connector = Connector::new(plan.transport.protocol, tls);
+    Ok(RunContext {
+        plan,
+        requests,
+        addrs,
+        start,
+        connector,
+        h2,
+    })
+}
+
 /// Deals a reinforcement's connections to the workers. One whose requests
 /// differ from the run's is refused: the workers' recorders are laid out
 /// for the run's requests.
@@ -201,24 +238,14 @@ fn reinforce(
         tracing::warn!("a reinforcement whose requests differ from the run's; refused");
         return;
     }
-    if r.addrs.is_empty() {
-        tracing::warn!("a reinforcement with no target address; refused");
-        return;
-    }
-    let requests = match RequestSet::new(&r.plan) {
-        Ok(requests) => requests,
+    let connections = r.plan.model.connections();
+    let ctx = match context(r.plan, r.addrs, run.start) {
+        Ok(ctx) => Arc::new(ctx),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot prepare a reinforcement's requests; refused");
+            tracing::warn!(error = %e, "cannot prepare a reinforcement; refused");
             return;
         }
     };
-    let connections = r.plan.model.connections();
-    let ctx = Arc::new(RunContext {
-        plan: r.plan,
-        requests,
-        addrs: r.addrs,
-        start: run.start,
-    });
     for (worker, range) in workers.iter().zip(split_range(connections, workers.len())) {
         if !range.is_empty() {
             // A worker that has finished has nothing left to reinforce.

@@ -224,6 +224,11 @@ impl RequestSet {
         }
     }
 
+    /// The request is the same every send (no placeholders).
+    pub(crate) fn is_fixed(&self, index: usize) -> bool {
+        matches!(self.get(index).form, Form::Fixed(_))
+    }
+
     pub(crate) fn expects_body(&self, index: usize) -> bool {
         match &self.get(index).form {
             Form::Fixed(p) => p.expects_body(),
@@ -348,6 +353,7 @@ mod tests {
             timeout: Duration::from_secs(3),
             graceful_stop: Duration::from_secs(1),
             think_time: None,
+            transport: Default::default(),
         }
     }
 

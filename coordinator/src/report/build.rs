@@ -410,6 +410,18 @@ fn echo(s: &Scenario) -> ScenarioEcho {
             _ => None,
         },
         warmup_s: s.load.warmup().as_secs_f64(),
+        protocol: match s.target.transport.protocol {
+            stampede_agent::plan::Protocol::Http1 => "http1",
+            stampede_agent::plan::Protocol::Http2 => "http2",
+        }
+        .into(),
+        streams_per_connection: s.target.transport.streams,
+        tls: s.target.transport.tls.as_ref().map(|t| TlsEcho {
+            custom_ca: !t.ca_pem.is_empty(),
+            client_certificate: !t.cert_pem.is_empty(),
+            server_name: t.server_name.clone(),
+            insecure: t.insecure,
+        }),
         data_file: s.data.as_ref().map(|d| d.file.clone()),
         data_order: s.data.as_ref().map(|d| {
             match d.order {
@@ -519,6 +531,7 @@ pub fn error_counts(o: &Outcomes) -> ErrorCounts {
     ErrorCounts {
         total: o.failed(),
         connect: o.connect_error,
+        tls: o.tls_error,
         timeout: o.timeout,
         status_4xx: o.status_4xx,
         status_5xx: o.status_5xx,

@@ -223,8 +223,8 @@ pub fn render(report: &RunReport) -> String {
         let e = &g.errors;
         let _ = writeln!(
             out,
-            "\nerrors: {} connect, {} timeout, {} 4xx, {} 5xx, {} other; {} interrupted (in flight or overdue when the run ended)",
-            e.connect, e.timeout, e.status_4xx, e.status_5xx, e.other, g.interrupted
+            "\nerrors: {} connect, {} tls, {} timeout, {} 4xx, {} 5xx, {} other; {} interrupted (in flight or overdue when the run ended)",
+            e.connect, e.tls, e.timeout, e.status_4xx, e.status_5xx, e.other, g.interrupted
         );
     }
     out

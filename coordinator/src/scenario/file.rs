@@ -153,6 +153,26 @@ pub struct TargetSection {
     /// multi-region deployment with an endpoint per region).
     #[serde(default)]
     pub region_urls: BTreeMap<String, String>,
+    /// `http1` (default) or `http2`.
+    pub protocol: Option<String>,
+    /// TLS to `https://` targets.
+    pub tls: Option<TlsSection>,
+}
+
+/// `target.tls:`, checked by `super::transport`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM CA bundle trusted instead of the public roots (relative to the
+    /// scenario's folder).
+    pub ca: Option<String>,
+    /// Client certificate chain and key (PEM), both or neither.
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// Name verified (and sent as SNI) instead of the URL's host.
+    pub server_name: Option<String>,
+    /// Skip certificate verification (loudly logged).
+    pub insecure: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +199,8 @@ pub struct LoadSection {
     /// How the load changes over the run; instead of a constant `rate`
     /// (open) or `connections` (closed) for `duration`.
     pub stages: Option<Vec<StageSection>>,
+    /// HTTP/2: concurrent streams per connection (default 1; HTTP/1.1: 1).
+    pub streams_per_connection: Option<i64>,
 }
 
 /// One stage of `load.stages`. Which fields apply depends on `kind`; the

@@ -12,6 +12,7 @@ pub mod requests;
 pub mod search;
 pub mod stages;
 pub mod thresholds;
+mod transport;
 mod validate;
 
 pub use data::Data;
@@ -119,6 +120,9 @@ pub struct Target {
     pub timeout: Duration,
     /// Region name → URL for that region's agents (else `url`).
     pub region_urls: BTreeMap<String, url::Url>,
+    /// HTTP version, streams per connection (`load.streams_per_connection`)
+    /// and TLS (`target.tls`, PEM read from its files; `None`: no section).
+    pub transport: stampede_agent::plan::Transport,
 }
 
 impl Target {
@@ -261,15 +265,34 @@ impl Scenario {
             })
             .collect();
         format!(
-            "scenario {:?}: {load}, {} connections, {} in {}s intervals, {} {}, regions {}",
+            "scenario {:?}: {load}, {} connections, {} in {}s intervals, {} {}{}, regions {}",
             self.name,
             self.load.connections,
             humantime::format_duration(self.load.duration),
             self.load.interval.as_secs_f64(),
             self.target.method,
             self.target.url,
+            self.transport_note(),
             regions.join(", ")
         )
+    }
+
+    /// ` (HTTP/2, 10 streams per connection; TLS INSECURE)`, or nothing for
+    /// HTTP/1.1 with verified (or no) TLS.
+    fn transport_note(&self) -> String {
+        let t = &self.target.transport;
+        let mut parts = Vec::new();
+        if t.protocol == stampede_agent::plan::Protocol::Http2 {
+            parts.push(format!("HTTP/2, {} streams per connection", t.streams));
+        }
+        if t.tls.as_ref().is_some_and(|tls| tls.insecure) {
+            parts.push("TLS INSECURE: certificates not verified".to_owned());
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join("; "))
+        }
     }
 
     /// The requests to send: the mix, or the target's own request.

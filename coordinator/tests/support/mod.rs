@@ -221,7 +221,8 @@ impl InProcessTarget {
         let target = stampede_target::TargetServer::bind(config)
             .await
             .expect("target binds");
-        let url = url::Url::parse(&format!("http://{}/", target.local_addr())).expect("url");
+        let url = url::Url::parse(&format!("{}://{}/", target.scheme(), target.local_addr()))
+            .expect("url");
         let stats = target.stats();
         let stop = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(target.run(stop.clone()));
@@ -255,6 +256,7 @@ pub fn one_region_scenario(
             body: vec![],
             timeout: Duration::from_secs(5),
             region_urls: Default::default(),
+            transport: Default::default(),
         },
         load,
         regions: vec![RegionSpec {
@@ -294,6 +296,7 @@ pub fn bench_options(
         arrival,
         threads: 1,
         timeout: Duration::from_secs(5),
+        transport: Default::default(),
     }
 }
 
