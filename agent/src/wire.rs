@@ -4,7 +4,8 @@
 use crate::engine::IntervalRecord;
 use crate::llm::GoodputSlo;
 use crate::plan::{
-    Arrival, ClosedStages, DataOrder, DataSet, LlmSpec, LoadPlan, RequestTemplate, WorkloadModel,
+    Arrival, ClosedStages, DataOrder, DataSet, GrpcSpec, LlmSpec, LoadPlan, RequestTemplate,
+    WorkloadModel,
 };
 use crate::profile::{LevelProfile, Segment};
 use stampede_proto::histogram::{self, Encoding};
@@ -291,6 +292,7 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
     Ok(LoadPlan {
         requests,
         data,
+        grpc: slice.grpc.map(grpc_from_wire).transpose()?,
         llm: slice.llm.map(|l| {
             let limit = |micros: u64| (micros > 0).then(|| Duration::from_micros(micros));
             LlmSpec {
@@ -316,12 +318,77 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
     })
 }
 
+/// Checks a gRPC call: a `/package.Service/Method` path and metadata the
+/// client can send.
+fn grpc_from_wire(call: v1::GrpcCall) -> Result<GrpcSpec, SliceError> {
+    if !is_grpc_method_path(&call.path) {
+        return Err(invalid(
+            "grpc.path",
+            format!("{:?} is not /package.Service/Method", call.path),
+        ));
+    }
+    let mut metadata = Vec::with_capacity(call.metadata.len());
+    for h in call.metadata {
+        let name_ok = !h.name.is_empty()
+            && h.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !name_ok || h.name.ends_with("-bin") || h.name.starts_with("grpc-") {
+            return Err(invalid(
+                "grpc.metadata",
+                format!("{:?} is not a usable ASCII metadata name", h.name),
+            ));
+        }
+        if !h.value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(invalid(
+                "grpc.metadata",
+                format!("the value of {:?} is not visible ASCII", h.name),
+            ));
+        }
+        metadata.push((h.name, h.value));
+    }
+    Ok(GrpcSpec {
+        path: call.path,
+        payload: call.payload.into(),
+        metadata,
+    })
+}
+
+/// `/package.Service/Method`: two non-empty segments of identifier
+/// characters, the service's qualified by a package or not.
+pub fn is_grpc_method_path(path: &str) -> bool {
+    let ident = |s: &str, dots: bool| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && !s.ends_with('.')
+            && !s.contains("..")
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || (dots && b == b'.'))
+    };
+    match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
+        Some((service, method)) => ident(service, true) && ident(method, false),
+        None => false,
+    }
+}
+
 /// The wire form of a [`LoadPlan`] (used by the coordinator to build
 /// assignments, and by tests).
 pub fn slice_from_plan(plan: &LoadPlan) -> v1::LoadSlice {
     let micros = |d: Duration| d.as_micros() as u64;
     v1::LoadSlice {
         request: None,
+        grpc: plan.grpc.as_ref().map(|g| v1::GrpcCall {
+            path: g.path.clone(),
+            payload: g.payload.to_vec(),
+            metadata: g
+                .metadata
+                .iter()
+                .map(|(name, value)| v1::Header {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        }),
         llm: plan.llm.map(|l| v1::LlmSpec {
             goodput_ttft_micros: l.goodput.ttft.map_or(0, micros),
             goodput_tpot_micros: l.goodput.tpot.map_or(0, micros),
@@ -418,6 +485,10 @@ pub fn interval_report(
             .status_codes()
             .map(|(code, n)| (u32::from(code), n))
             .collect(),
+        grpc_codes: data
+            .grpc_codes()
+            .map(|(code, n)| (u32::from(code), n))
+            .collect(),
         bytes_received: data.bytes_received,
         bytes_sent: data.bytes_sent,
         last: record.last,
@@ -492,6 +563,7 @@ mod tests {
         large.target = "/items/{{id}}?full=1".into();
         large.timeout = Some(Duration::from_millis(2500));
         LoadPlan {
+            grpc: None,
             requests: vec![small, large],
             data: Some(DataSet {
                 columns: vec!["id".into(), "prompt".into()],
@@ -546,6 +618,7 @@ mod tests {
         let p = plan();
         assert_eq!(plan_from_slice(slice_from_plan(&p)).expect("valid"), p);
         let closed = LoadPlan {
+            grpc: None,
             model: WorkloadModel::Closed {
                 connections: 2,
                 stages: Some(ClosedStages {

@@ -14,6 +14,10 @@ use stampede_agent::wire::split_url;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+/// gRPC metadata naming the agent's region (the built-in target's
+/// `--region-delay` reads it, as it reads the HTTP header of that name).
+pub const REGION_METADATA: &str = "x-stampede-region";
+
 /// One agent's part of the run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentAssignment {
@@ -182,6 +186,14 @@ pub fn plan(
                 region: region.name.clone(),
                 plan: LoadPlan {
                     llm: scenario.llm,
+                    // The target learns the caller's region from metadata,
+                    // as an HTTP target does from a header.
+                    grpc: scenario.grpc.as_ref().map(|g| {
+                        let mut g = g.clone();
+                        g.metadata
+                            .push((REGION_METADATA.to_owned(), region.name.clone()));
+                        g
+                    }),
                     requests: requests.clone(),
                     data: match (&scenario.data, parts.next()) {
                         (Some(d), Some(rows)) => Some(DataSet {
@@ -343,6 +355,7 @@ mod tests {
             data: None,
             repeat: 1,
             llm: None,
+            grpc: None,
             search: None,
             cost: None,
         }

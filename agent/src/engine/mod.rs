@@ -10,6 +10,7 @@
 mod aggregate;
 mod chunked;
 mod connection;
+mod grpc;
 pub mod http1;
 mod pacer;
 mod request_set;
@@ -69,6 +70,8 @@ pub enum EngineError {
     NoAddress,
     #[error("cannot prepare the requests: {0}")]
     Request(#[from] RequestSetError),
+    #[error("cannot prepare the gRPC call: {0}")]
+    Grpc(#[from] grpc::GrpcCallError),
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
     #[error("a worker thread failed: {0}")]
@@ -89,6 +92,13 @@ pub async fn run(
         return Err(EngineError::NoAddress);
     }
     let requests = RequestSet::new(&plan)?;
+    let grpc = match &plan.grpc {
+        Some(spec) => Some(Arc::new(grpc::PreparedCall::new(
+            spec,
+            &plan.requests[0].url,
+        )?)),
+        None => None,
+    };
     let connections = plan.model.connections().max(1);
     let threads = options.threads.clamp(1, connections as usize);
     let interval = plan.interval;
@@ -106,10 +116,10 @@ pub async fn run(
             id,
             connections: range,
         };
-        let (ctx, cancel, tx) = (ctx.clone(), cancel.clone(), tx.clone());
+        let (ctx, cancel, tx, grpc) = (ctx.clone(), cancel.clone(), tx.clone(), grpc.clone());
         let handle = std::thread::Builder::new()
             .name(format!("stampede-worker-{id}"))
-            .spawn(move || run_worker(spec, ctx, cancel, tx))
+            .spawn(move || run_worker(spec, ctx, grpc, cancel, tx))
             .map_err(EngineError::Thread)?;
         handles.push(handle);
     }

@@ -7,6 +7,7 @@
 //! and sends the full one to the engine's aggregator.
 
 use super::connection::{ConnectionLoop, RunContext};
+use super::grpc::{GrpcLoop, PreparedCall};
 use super::pacer::Pacer;
 use crate::plan::WorkloadModel;
 use crate::recorder::IntervalRecorder;
@@ -40,19 +41,21 @@ pub(crate) struct WorkerSpec {
 pub(crate) fn run_worker(
     spec: WorkerSpec,
     ctx: Arc<RunContext>,
+    grpc: Option<Arc<PreparedCall>>,
     cancel: CancellationToken,
     out: UnboundedSender<WorkerInterval>,
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    LocalSet::new().block_on(&runtime, worker_loop(spec, ctx, cancel, out));
+    LocalSet::new().block_on(&runtime, worker_loop(spec, ctx, grpc, cancel, out));
     Ok(())
 }
 
 async fn worker_loop(
     spec: WorkerSpec,
     ctx: Arc<RunContext>,
+    grpc: Option<Arc<PreparedCall>>,
     cancel: CancellationToken,
     out: UnboundedSender<WorkerInterval>,
 ) {
@@ -76,6 +79,18 @@ async fn worker_loop(
     };
     let mut connections = JoinSet::new();
     for index in spec.connections.clone() {
+        if let Some(call) = &grpc {
+            let conn = GrpcLoop::new(
+                ctx.clone(),
+                call.clone(),
+                recorder.clone(),
+                index,
+                cancel.clone(),
+                pacer.clone(),
+            );
+            connections.spawn_local(conn.run());
+            continue;
+        }
         let conn = ConnectionLoop::new(
             ctx.clone(),
             recorder.clone(),

@@ -7,6 +7,7 @@
 
 pub mod data;
 mod file;
+mod grpc;
 mod locate;
 pub mod requests;
 pub mod search;
@@ -44,6 +45,8 @@ pub struct Scenario {
     pub repeat: u32,
     /// Model-serving mode (OpenAI-compatible responses) and its goodput SLO.
     pub llm: Option<stampede_agent::plan::LlmSpec>,
+    /// gRPC mode: every send is this unary call (payload encoded here).
+    pub grpc: Option<stampede_agent::plan::GrpcSpec>,
     /// A capacity search (`crate::search` runs it); `load` and `regions`
     /// are then its first probe's.
     pub search: Option<SearchSpec>,
@@ -252,7 +255,7 @@ pub struct ScenarioError {
 
 /// Top-level keys that environment overrides may set. Other `STAMPEDE_*`
 /// variables (the CLI's own settings) are not scenario fields.
-const OVERRIDABLE: [&str; 13] = [
+const OVERRIDABLE: [&str; 14] = [
     "name",
     "target",
     "load",
@@ -266,6 +269,7 @@ const OVERRIDABLE: [&str; 13] = [
     "llm",
     "search",
     "cost",
+    "grpc",
 ];
 
 /// Largest scenario file read: scenarios are short; bulk belongs in data

@@ -262,6 +262,7 @@ pub fn one_region_scenario(
         data: None,
         repeat: 1,
         llm: None,
+        grpc: None,
         search: None,
         cost: None,
     }

@@ -1,0 +1,415 @@
+//! The request loop of one gRPC connection: unary calls over HTTP/2 (h2c),
+//! timed and recorded like HTTP requests.
+//!
+//! A "connection" is one HTTP/2 connection (a tonic `Channel`) with one call
+//! in flight at a time, so `load.connections` means the same concurrency as
+//! for HTTP/1.1. The load models are the same as in
+//! [`super::connection`]: the open model's intended send times come from
+//! [`ArrivalSchedule`] and the worker's [`Pacer`], latency counts from the
+//! intended time when the connection was busy past it (coordinated omission
+//! corrected), the closed model's busy windows come from the stage profile.
+//!
+//! Per call the request message (`Bytes`, encoded once per run) and the
+//! metadata are cloned by reference count / into tonic's request; the
+//! timers are created once per connection and re-armed.
+
+mod codec;
+mod status;
+
+use super::connection::RunContext;
+use super::pacer::Pacer;
+use crate::plan::{GrpcSpec, WorkloadModel};
+use crate::recorder::{FailureClass, IntervalRecorder};
+use crate::schedule::{ArrivalSchedule, SplitMix64};
+use bytes::Bytes;
+use codec::RawCodec;
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{Instant, Sleep, sleep_until};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tonic::client::Grpc;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
+use tonic::codegen::http::Uri;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::{Channel, Endpoint};
+
+/// Longest pause between reconnect attempts after connect errors (closed
+/// model only: the open model is paced by its schedule).
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What every call of a run sends, prepared once.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedCall {
+    path: PathAndQuery,
+    payload: Bytes,
+    metadata: MetadataMap,
+    /// The target as the scenario names it: the `:authority` of each call
+    /// (the address dialled is the resolved, allowlist-checked one).
+    origin: Uri,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcCallError {
+    #[error("invalid gRPC method path {0:?}")]
+    Path(String),
+    #[error("invalid metadata {0:?}")]
+    Metadata(String),
+    #[error("invalid target origin {0:?}")]
+    Origin(String),
+}
+
+impl PreparedCall {
+    pub(crate) fn new(spec: &GrpcSpec, target: &url::Url) -> Result<Self, GrpcCallError> {
+        let path = spec
+            .path
+            .parse()
+            .map_err(|_| GrpcCallError::Path(spec.path.clone()))?;
+        let mut metadata = MetadataMap::with_capacity(spec.metadata.len());
+        for (name, value) in &spec.metadata {
+            let key: AsciiMetadataKey = name
+                .parse()
+                .map_err(|_| GrpcCallError::Metadata(name.clone()))?;
+            let value: AsciiMetadataValue = value
+                .parse()
+                .map_err(|_| GrpcCallError::Metadata(name.clone()))?;
+            metadata.append(key, value);
+        }
+        let origin = target.origin().ascii_serialization();
+        let origin = origin
+            .parse()
+            .map_err(|_| GrpcCallError::Origin(origin.clone()))?;
+        Ok(Self {
+            path,
+            payload: spec.payload.clone(),
+            metadata,
+            origin,
+        })
+    }
+}
+
+/// How one call ended.
+enum Call {
+    /// The target's status: OK or not, with the response message's length.
+    Status { code: tonic::Code, received: u64 },
+    Failed(FailureClass),
+    /// Cancelled or past the hard stop while in flight.
+    Interrupted,
+}
+
+/// One gRPC connection's loop, from pre-connecting to the end of the run.
+pub(crate) struct GrpcLoop {
+    ctx: Arc<RunContext>,
+    call: Arc<PreparedCall>,
+    recorder: Rc<RefCell<IntervalRecorder>>,
+    index: u32,
+    addr: SocketAddr,
+    client: Option<Grpc<Channel>>,
+    cancel: CancellationToken,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Re-armed for every call: the per-call timeout.
+    timeout: Pin<Box<Sleep>>,
+    /// Fires at the hard stop, once.
+    hard_stop: Pin<Box<Sleep>>,
+    /// Re-armed for coarse waits (the start, connect back-off, think time).
+    pace: Pin<Box<Sleep>>,
+    /// Open model: the worker's fine timer and this connection's slot in it.
+    pacer: Option<(Rc<Pacer>, usize)>,
+    /// Closed model: draws think times.
+    rng: SplitMix64,
+}
+
+impl GrpcLoop {
+    pub(crate) fn new(
+        ctx: Arc<RunContext>,
+        call: Arc<PreparedCall>,
+        recorder: Rc<RefCell<IntervalRecorder>>,
+        index: u32,
+        cancel: CancellationToken,
+        pacer: Option<Rc<Pacer>>,
+    ) -> Self {
+        let addr = ctx.addrs[index as usize % ctx.addrs.len()];
+        let hard_stop = hard_stop(&ctx);
+        Self {
+            ctx,
+            call,
+            recorder,
+            index,
+            addr,
+            client: None,
+            cancelled: Box::pin(cancel.clone().cancelled_owned()),
+            cancel,
+            timeout: Box::pin(sleep_until(hard_stop)),
+            hard_stop: Box::pin(sleep_until(hard_stop)),
+            pace: Box::pin(sleep_until(hard_stop)),
+            pacer: pacer.map(|p| {
+                let slot = p.slot();
+                (p, slot)
+            }),
+            rng: SplitMix64(u64::from(index) ^ std::process::id().rotate_left(16) as u64),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        self.preconnect().await;
+        match &self.ctx.plan.model {
+            WorkloadModel::Closed { stages, .. } => {
+                let busy = match stages {
+                    Some(stages) => stages
+                        .slots
+                        .get(self.index as usize)
+                        .map(|&slot| stages.concurrency.windows_above(slot))
+                        .unwrap_or_default(),
+                    None => vec![(Duration::ZERO, self.ctx.plan.duration)],
+                };
+                for (from, until) in busy {
+                    let (from, until) = (self.ctx.start + from, self.ctx.start + until);
+                    if !self.run_closed(from, until).await {
+                        return;
+                    }
+                    // A virtual user that left takes its connection with it.
+                    self.client = None;
+                }
+            }
+            WorkloadModel::Open {
+                rate,
+                connections,
+                arrival,
+            } => {
+                let schedule = ArrivalSchedule::new(
+                    self.ctx.start.into_std(),
+                    rate,
+                    *arrival,
+                    self.index,
+                    *connections,
+                );
+                self.run_open(schedule).await
+            }
+        }
+    }
+
+    /// Opens the HTTP/2 connection before the start; a failure here is not
+    /// counted (the first call tries again and counts it).
+    async fn preconnect(&mut self) {
+        let start = self.ctx.start;
+        if Instant::now() >= start {
+            return;
+        }
+        let endpoint = self.endpoint();
+        tokio::select! {
+            biased;
+            _ = self.cancelled.as_mut() => {}
+            channel = endpoint.connect() => self.client = channel.ok().map(Grpc::new),
+            _ = sleep_until(start) => {}
+        }
+    }
+
+    /// Where this connection dials. TLS for gRPC targets plugs in here:
+    /// `connect_with_connector` with a connector that wraps the TCP stream
+    /// in the run's rustls `ClientConfig` (h2 by ALPN).
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::from(
+            Uri::builder()
+                .scheme("http")
+                .authority(self.addr.to_string())
+                .path_and_query("/")
+                .build()
+                .unwrap_or_else(|_| self.call.origin.clone()),
+        )
+        .origin(self.call.origin.clone())
+        .tcp_nodelay(true)
+    }
+
+    async fn wait_until(&mut self, at: Instant) -> bool {
+        if self.cancel.is_cancelled() {
+            return false;
+        }
+        if Instant::now() >= at {
+            return true;
+        }
+        self.pace.as_mut().reset(at);
+        tokio::select! {
+            biased;
+            _ = self.cancelled.as_mut() => false,
+            _ = self.pace.as_mut() => true,
+        }
+    }
+
+    async fn wait_paced(&mut self, at: Instant) -> bool {
+        if self.cancel.is_cancelled() {
+            return false;
+        }
+        if Instant::now() >= at {
+            return true;
+        }
+        let wait = match &self.pacer {
+            Some((pacer, slot)) => pacer.until(*slot, at),
+            None => return self.wait_until(at).await,
+        };
+        tokio::select! {
+            biased;
+            _ = self.cancelled.as_mut() => false,
+            _ = wait => true,
+        }
+    }
+
+    /// Calls back to back from `from` until `until`; false when the run was
+    /// cancelled or stopped.
+    async fn run_closed(&mut self, from: Instant, until: Instant) -> bool {
+        if !self.wait_until(from).await {
+            return false;
+        }
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let sent = Instant::now();
+            if sent >= until {
+                return true;
+            }
+            match self.call(sent).await {
+                Call::Interrupted => {
+                    self.recorder.borrow_mut().record_interrupted(1);
+                    return false;
+                }
+                Call::Failed(FailureClass::Connect) => {
+                    self.record(Call::Failed(FailureClass::Connect), sent);
+                    let resume = Instant::now() + backoff;
+                    backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
+                    if !self.wait_until(resume.min(until)).await {
+                        return false;
+                    }
+                }
+                outcome => {
+                    backoff = Duration::from_millis(10);
+                    self.record(outcome, sent);
+                    if let Some((min, max)) = self.ctx.plan.think_time {
+                        let pause = self.rng.duration_between(min, max);
+                        if !self.wait_until((Instant::now() + pause).min(until)).await {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_open(&mut self, mut schedule: ArrivalSchedule) {
+        let hard_stop = hard_stop(&self.ctx);
+        while let Some(intended) = schedule.next_due() {
+            let intended = Instant::from_std(intended);
+            // As for HTTP: an idle connection's timer lateness is the
+            // generator's; a busy connection's wait is the target's.
+            let was_idle = Instant::now() < intended;
+            if !self.wait_paced(intended).await || Instant::now() >= hard_stop {
+                self.record_overdue(&schedule, intended);
+                return;
+            }
+            let sent = Instant::now();
+            self.recorder
+                .borrow_mut()
+                .record_schedule_lag(sent.saturating_duration_since(intended));
+            match self.call(sent).await {
+                Call::Interrupted => {
+                    self.record_overdue(&schedule, intended);
+                    return;
+                }
+                outcome => self.record(outcome, if was_idle { sent } else { intended }),
+            }
+        }
+    }
+
+    fn record_overdue(&self, schedule: &ArrivalSchedule, current: Instant) {
+        let now = Instant::now();
+        let owed = u64::from(current <= now) + schedule.due_by(now.into_std());
+        if owed > 0 {
+            self.recorder.borrow_mut().record_interrupted(owed);
+        }
+    }
+
+    fn record(&self, outcome: Call, origin: Instant) {
+        let latency = Instant::now() - origin;
+        let sent = self.call.payload.len() as u64;
+        let mut recorder = self.recorder.borrow_mut();
+        match outcome {
+            Call::Status { code, received } => {
+                recorder.record_bytes(sent, received);
+                recorder.count_grpc_code(code as u8);
+                if code == tonic::Code::Ok {
+                    // No HTTP status: gRPC answers are 200 whatever happened.
+                    recorder.record_success(latency, 0, 0);
+                } else {
+                    recorder.record_failure(status::failure_class(code), latency, None, 0);
+                }
+            }
+            Call::Failed(class) => {
+                if class != FailureClass::Connect {
+                    recorder.record_bytes(sent, 0);
+                }
+                recorder.record_failure(class, latency, None, 0);
+            }
+            Call::Interrupted => recorder.record_interrupted(1),
+        }
+    }
+
+    /// Makes one call (connecting first if needed), racing its timeout, the
+    /// hard stop and cancellation.
+    async fn call(&mut self, sent: Instant) -> Call {
+        let timeout = self.ctx.plan.timeout;
+        self.timeout.as_mut().reset(sent + timeout);
+        let endpoint = self.endpoint();
+        let prepared = &*self.call;
+        let slot = &mut self.client;
+        let attempt = async move {
+            let client = match slot {
+                Some(client) => client,
+                None => match endpoint.connect().await {
+                    Ok(channel) => slot.insert(Grpc::new(channel)),
+                    Err(_) => return Call::Failed(FailureClass::Connect),
+                },
+            };
+            if client.ready().await.is_err() {
+                *slot = None;
+                return Call::Failed(FailureClass::Other);
+            }
+            let mut request = tonic::Request::new(prepared.payload.clone());
+            *request.metadata_mut() = prepared.metadata.clone();
+            // The target learns the deadline (grpc-timeout) too.
+            request.set_timeout(timeout);
+            match client.unary(request, prepared.path.clone(), RawCodec).await {
+                Ok(response) => Call::Status {
+                    code: tonic::Code::Ok,
+                    received: response.into_inner(),
+                },
+                Err(s) if status::is_transport(&s) => {
+                    *slot = None;
+                    Call::Failed(FailureClass::Other)
+                }
+                Err(s) => Call::Status {
+                    code: s.code(),
+                    received: 0,
+                },
+            }
+        };
+        let outcome = tokio::select! {
+            biased;
+            _ = self.cancelled.as_mut() => Call::Interrupted,
+            outcome = attempt => outcome,
+            _ = self.timeout.as_mut() => Call::Failed(FailureClass::Timeout),
+            _ = self.hard_stop.as_mut() => Call::Interrupted,
+        };
+        if matches!(outcome, Call::Interrupted | Call::Failed(FailureClass::Timeout)) {
+            // An abandoned call is reset with its stream; the connection
+            // stays usable, but a fresh one keeps the next call honest.
+            self.client = None;
+        }
+        outcome
+    }
+}
+
+/// In-flight and owed calls still unfinished at this instant are
+/// interrupted.
+fn hard_stop(ctx: &RunContext) -> Instant {
+    ctx.start + ctx.plan.duration + ctx.plan.graceful_stop
+}
