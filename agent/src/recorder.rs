@@ -227,13 +227,24 @@ impl IntervalRecorder {
         self.status_codes[slot] += 1;
     }
 
-    /// Counts one gRPC call that ended with `code` (success or failure is
-    /// recorded apart, with [`Self::record_success`] or
-    /// [`Self::record_failure`]).
+    /// One gRPC call that ended with status `code`: a success, or a
+    /// failure of `failure`'s class. No HTTP status is counted (gRPC answers
+    /// are HTTP 200 whatever happened).
     #[inline]
-    pub fn count_grpc_code(&mut self, code: u8) {
+    pub fn record_grpc(&mut self, latency: Duration, code: u8, failure: Option<FailureClass>) {
         let slot = if usize::from(code) < GRPC_CODES { code } else { 2 };
         self.grpc_codes[usize::from(slot)] += 1;
+        let us = micros(latency);
+        match failure {
+            None => {
+                self.latency.saturating_record(us);
+                self.outcomes.success += 1;
+            }
+            Some(class) => {
+                self.errors.saturating_record(us);
+                self.outcomes.count_failure(class);
+            }
+        }
     }
 
     /// gRPC status codes that were seen, with their counts, in ascending order.

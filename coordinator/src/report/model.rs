@@ -180,6 +180,9 @@ pub struct ScenarioEcho {
     /// Seconds of warm-up at the start, left out of the totals.
     #[serde(default)]
     pub warmup_s: f64,
+    /// gRPC runs: the unary method every call made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_method: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -205,6 +208,9 @@ pub struct ScopeSummary {
     pub interrupted: u64,
     /// Responses by HTTP status code.
     pub status_codes: BTreeMap<String, u64>,
+    /// gRPC runs: calls by status code name (`OK`, `UNAVAILABLE`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grpc_codes: BTreeMap<String, u64>,
     pub bytes_received: u64,
     pub bytes_sent: u64,
     /// Open model: the rate this scope was asked for.

@@ -210,6 +210,14 @@ pub fn render(report: &RunReport) -> String {
             e.connect, e.timeout, e.status_4xx, e.status_5xx, e.other, g.interrupted
         );
     }
+    if !g.grpc_codes.is_empty() {
+        let codes: Vec<String> = g
+            .grpc_codes
+            .iter()
+            .map(|(code, n)| format!("{code} {n}"))
+            .collect();
+        let _ = writeln!(out, "\ngRPC status codes: {}", codes.join(", "));
+    }
     out
 }
 

@@ -335,13 +335,8 @@ impl GrpcLoop {
         match outcome {
             Call::Status { code, received } => {
                 recorder.record_bytes(sent, received);
-                recorder.count_grpc_code(code as u8);
-                if code == tonic::Code::Ok {
-                    // No HTTP status: gRPC answers are 200 whatever happened.
-                    recorder.record_success(latency, 0, 0);
-                } else {
-                    recorder.record_failure(status::failure_class(code), latency, None, 0);
-                }
+                let failure = (code != tonic::Code::Ok).then(|| status::failure_class(code));
+                recorder.record_grpc(latency, code as u8, failure);
             }
             Call::Failed(class) => {
                 if class != FailureClass::Connect {

@@ -177,6 +177,7 @@ pub(super) fn error_classes(report: &RunReport) -> String {
             .status_codes
             .iter()
             .map(|(code, n)| format!("{code}: {n}"))
+            .chain(s.grpc_codes.iter().map(|(code, n)| format!("{code}: {n}")))
             .collect();
         format!(
             r#"<td class="name">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="text">{}</td>"#,
