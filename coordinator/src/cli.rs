@@ -279,6 +279,15 @@ pub struct TargetArgs {
     /// One region's own capacity, REGION=N requests/s (repeatable), on top of --capacity.
     #[arg(long = "region-capacity", value_name = "REGION=N", value_parser = parse_region_capacity)]
     pub region_capacities: Vec<(String, f64)>,
+    /// Serve the KServe v2 / Triton gRPC inference protocol (plaintext HTTP/2) instead of HTTP/1.1:
+    /// ModelInfer echoes its inputs after --delay / --region-delay (region from the
+    /// x-stampede-region metadata); the HTTP-only options do not apply.
+    #[arg(long, conflicts_with_all = ["capacity", "region_capacities", "stall_after_requests"])]
+    pub kserve: bool,
+    /// With --kserve: answer this share (0..1) of ModelInfer calls UNAVAILABLE, deterministically
+    /// (over N calls exactly floor(N x SHARE)).
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0, requires = "kserve")]
+    pub grpc_unavailable: f64,
 }
 
 fn parse_capacity(s: &str) -> Result<f64, String> {
