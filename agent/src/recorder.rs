@@ -232,7 +232,11 @@ impl IntervalRecorder {
     /// are HTTP 200 whatever happened).
     #[inline]
     pub fn record_grpc(&mut self, latency: Duration, code: u8, failure: Option<FailureClass>) {
-        let slot = if usize::from(code) < GRPC_CODES { code } else { 2 };
+        let slot = if usize::from(code) < GRPC_CODES {
+            code
+        } else {
+            2
+        };
         self.grpc_codes[usize::from(slot)] += 1;
         let us = micros(latency);
         match failure {

@@ -110,12 +110,13 @@ impl KserveServer {
         if !(0.0..=1.0).contains(&config.unavailable_share) {
             return Err(TargetError::InvalidShare(config.unavailable_share));
         }
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| TargetError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| TargetError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let local_addr = listener.local_addr().map_err(TargetError::LocalAddr)?;
         Ok(KserveServer {
             listener,
@@ -240,15 +241,13 @@ impl GrpcInferenceService for Mock {
         let outputs = r
             .inputs
             .into_iter()
-            .map(
-                |i| kserve::model_infer_response::InferOutputTensor {
-                    name: i.name,
-                    datatype: i.datatype,
-                    shape: i.shape,
-                    parameters: Default::default(),
-                    contents: i.contents,
-                },
-            )
+            .map(|i| kserve::model_infer_response::InferOutputTensor {
+                name: i.name,
+                datatype: i.datatype,
+                shape: i.shape,
+                parameters: Default::default(),
+                contents: i.contents,
+            })
             .collect();
         Ok(Response::new(kserve::ModelInferResponse {
             model_name: r.model_name,

@@ -162,10 +162,7 @@ fn metadata(g: &GrpcSection) -> Result<Vec<(String, String)>, FieldError> {
             );
         }
         if lower == stampede_plan_region() {
-            return err(
-                field,
-                "is set by each agent to its region; leave it out",
-            );
+            return err(field, "is set by each agent to its region; leave it out");
         }
         if !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             return err(field, "the value must be printable ASCII");
@@ -268,10 +265,12 @@ fn model_infer(k: &KserveSection) -> Result<Vec<u8>, FieldError> {
         .outputs
         .iter()
         .flatten()
-        .map(|name| kserve::model_infer_request::InferRequestedOutputTensor {
-            name: name.clone(),
-            parameters: Default::default(),
-        })
+        .map(
+            |name| kserve::model_infer_request::InferRequestedOutputTensor {
+                name: name.clone(),
+                parameters: Default::default(),
+            },
+        )
         .collect();
     Ok(kserve::ModelInferRequest {
         model_name: k.model.clone(),
@@ -351,7 +350,9 @@ fn tensor(
             "INT64" => contents.int64_contents.push(int(i, i64::MIN, i64::MAX)?),
             "UINT8" => contents.uint_contents.push(uint(i, 255)? as u32),
             "UINT16" => contents.uint_contents.push(uint(i, 65535)? as u32),
-            "UINT32" => contents.uint_contents.push(uint(i, u32::MAX.into())? as u32),
+            "UINT32" => contents
+                .uint_contents
+                .push(uint(i, u32::MAX.into())? as u32),
             "UINT64" => contents.uint64_contents.push(uint(i, u64::MAX)?),
             "FP32" => contents.fp32_contents.push(float(i)? as f32),
             "FP64" => contents.fp64_contents.push(float(i)?),

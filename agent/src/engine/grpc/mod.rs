@@ -32,9 +32,9 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::client::Grpc;
-use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 use tonic::codegen::http::Uri;
 use tonic::codegen::http::uri::PathAndQuery;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
 
 /// Longest pause between reconnect attempts after connect errors (closed
@@ -94,7 +94,10 @@ impl PreparedCall {
 /// How one call ended.
 enum Call {
     /// The target's status: OK or not, with the response message's length.
-    Status { code: tonic::Code, received: u64 },
+    Status {
+        code: tonic::Code,
+        received: u64,
+    },
     Failed(FailureClass),
     /// Cancelled or past the hard stop while in flight.
     Interrupted,
@@ -394,7 +397,10 @@ impl GrpcLoop {
             _ = self.timeout.as_mut() => Call::Failed(FailureClass::Timeout),
             _ = self.hard_stop.as_mut() => Call::Interrupted,
         };
-        if matches!(outcome, Call::Interrupted | Call::Failed(FailureClass::Timeout)) {
+        if matches!(
+            outcome,
+            Call::Interrupted | Call::Failed(FailureClass::Timeout)
+        ) {
             // An abandoned call is reset with its stream; the connection
             // stays usable, but a fresh one keeps the next call honest.
             self.client = None;
