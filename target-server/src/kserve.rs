@@ -165,10 +165,9 @@ impl Mock {
             .get(REGION_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::trim);
-        region
+        *region
             .and_then(|r| self.config.region_delays.get(r))
             .unwrap_or(&self.config.default_delay)
-            .clone()
     }
 
     /// Whether the `n`-th arrival (1-based) is one of the failing share.
