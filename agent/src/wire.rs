@@ -640,6 +640,46 @@ mod tests {
     }
 
     #[test]
+    fn a_grpc_call_survives_the_wire_and_bad_ones_are_refused() {
+        let p = LoadPlan {
+            grpc: Some(GrpcSpec {
+                path: "/inference.GRPCInferenceService/ModelInfer".into(),
+                payload: bytes::Bytes::from_static(b"\x0a\x04echo"),
+                metadata: vec![("x-stampede-region".into(), "eu-west".into())],
+            }),
+            ..plan()
+        };
+        assert_eq!(plan_from_slice(slice_from_plan(&p)).expect("valid"), p);
+        let with = |edit: fn(&mut v1::GrpcCall)| {
+            let mut s = slice_from_plan(&p);
+            if let Some(g) = s.grpc.as_mut() {
+                edit(g);
+            }
+            plan_from_slice(s)
+        };
+        assert!(with(|g| g.path = "/NoMethod".into()).is_err());
+        assert!(with(|g| g.metadata[0].name = "Upper".into()).is_err());
+        assert!(with(|g| g.metadata[0].name = "grpc-timeout".into()).is_err());
+        assert!(with(|g| g.metadata[0].value = "line\nbreak".into()).is_err());
+    }
+
+    #[test]
+    fn grpc_method_paths() {
+        for good in [
+            "/a.b.Svc/Method",
+            "/Svc/M_1",
+            "/inference.GRPCInferenceService/ModelInfer",
+        ] {
+            assert!(is_grpc_method_path(good), "{good}");
+        }
+        for bad in [
+            "", "/", "Svc/M", "/Svc/", "//M", "/a..b/M", "/.a/M", "/a/M/x", "/a/M.x", "/a b/M",
+        ] {
+            assert!(!is_grpc_method_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn refuses_bad_slices() {
         let mut s = slice_from_plan(&plan());
         s.model = Some(v1::load_slice::Model::Open(v1::OpenModel {

@@ -14,6 +14,7 @@ mod grpc;
 pub mod http1;
 mod pacer;
 mod request_set;
+mod timing;
 mod worker;
 
 use crate::plan::LoadPlan;

@@ -18,6 +18,7 @@ mod status;
 
 use super::connection::RunContext;
 use super::pacer::Pacer;
+use super::timing::{self, Waits};
 use crate::plan::{GrpcSpec, WorkloadModel};
 use crate::recorder::{FailureClass, IntervalRecorder};
 use crate::schedule::{ArrivalSchedule, SplitMix64};
@@ -30,7 +31,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 use tonic::client::Grpc;
 use tonic::codegen::http::Uri;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -111,16 +112,11 @@ pub(crate) struct GrpcLoop {
     index: u32,
     addr: SocketAddr,
     client: Option<Grpc<Channel>>,
-    cancel: CancellationToken,
-    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    waits: Waits,
     /// Re-armed for every call: the per-call timeout.
     timeout: Pin<Box<Sleep>>,
     /// Fires at the hard stop, once.
     hard_stop: Pin<Box<Sleep>>,
-    /// Re-armed for coarse waits (the start, connect back-off, think time).
-    pace: Pin<Box<Sleep>>,
-    /// Open model: the worker's fine timer and this connection's slot in it.
-    pacer: Option<(Rc<Pacer>, usize)>,
     /// Closed model: draws think times.
     rng: SplitMix64,
 }
@@ -135,7 +131,7 @@ impl GrpcLoop {
         pacer: Option<Rc<Pacer>>,
     ) -> Self {
         let addr = ctx.addrs[index as usize % ctx.addrs.len()];
-        let hard_stop = hard_stop(&ctx);
+        let hard_stop = timing::hard_stop(&ctx);
         Self {
             ctx,
             call,
@@ -143,15 +139,9 @@ impl GrpcLoop {
             index,
             addr,
             client: None,
-            cancelled: Box::pin(cancel.clone().cancelled_owned()),
-            cancel,
+            waits: Waits::new(cancel, pacer, hard_stop),
             timeout: Box::pin(sleep_until(hard_stop)),
             hard_stop: Box::pin(sleep_until(hard_stop)),
-            pace: Box::pin(sleep_until(hard_stop)),
-            pacer: pacer.map(|p| {
-                let slot = p.slot();
-                (p, slot)
-            }),
             rng: SplitMix64(u64::from(index) ^ std::process::id().rotate_left(16) as u64),
         }
     }
@@ -159,17 +149,8 @@ impl GrpcLoop {
     pub(crate) async fn run(mut self) {
         self.preconnect().await;
         match &self.ctx.plan.model {
-            WorkloadModel::Closed { stages, .. } => {
-                let busy = match stages {
-                    Some(stages) => stages
-                        .slots
-                        .get(self.index as usize)
-                        .map(|&slot| stages.concurrency.windows_above(slot))
-                        .unwrap_or_default(),
-                    None => vec![(Duration::ZERO, self.ctx.plan.duration)],
-                };
-                for (from, until) in busy {
-                    let (from, until) = (self.ctx.start + from, self.ctx.start + until);
+            WorkloadModel::Closed { .. } => {
+                for (from, until) in timing::busy_windows(&self.ctx, self.index) {
                     if !self.run_closed(from, until).await {
                         return;
                     }
@@ -204,15 +185,17 @@ impl GrpcLoop {
         let endpoint = self.endpoint();
         tokio::select! {
             biased;
-            _ = self.cancelled.as_mut() => {}
+            _ = self.waits.cancelled() => {}
             channel = endpoint.connect() => self.client = channel.ok().map(Grpc::new),
             _ = sleep_until(start) => {}
         }
     }
 
-    /// Where this connection dials. TLS for gRPC targets plugs in here:
-    /// `connect_with_connector` with a connector that wraps the TCP stream
-    /// in the run's rustls `ClientConfig` (h2 by ALPN).
+    /// Where this connection dials: the resolved, allowlist-checked address,
+    /// with the scenario's host as `:authority`. TLS for gRPC targets plugs
+    /// in here: `Endpoint::connect_with_connector` with a connector that
+    /// dials this address and wraps the stream in the run's rustls
+    /// `ClientConfig` (ALPN h2), instead of `connect`.
     fn endpoint(&self) -> Endpoint {
         Endpoint::from(
             Uri::builder()
@@ -226,43 +209,10 @@ impl GrpcLoop {
         .tcp_nodelay(true)
     }
 
-    async fn wait_until(&mut self, at: Instant) -> bool {
-        if self.cancel.is_cancelled() {
-            return false;
-        }
-        if Instant::now() >= at {
-            return true;
-        }
-        self.pace.as_mut().reset(at);
-        tokio::select! {
-            biased;
-            _ = self.cancelled.as_mut() => false,
-            _ = self.pace.as_mut() => true,
-        }
-    }
-
-    async fn wait_paced(&mut self, at: Instant) -> bool {
-        if self.cancel.is_cancelled() {
-            return false;
-        }
-        if Instant::now() >= at {
-            return true;
-        }
-        let wait = match &self.pacer {
-            Some((pacer, slot)) => pacer.until(*slot, at),
-            None => return self.wait_until(at).await,
-        };
-        tokio::select! {
-            biased;
-            _ = self.cancelled.as_mut() => false,
-            _ = wait => true,
-        }
-    }
-
     /// Calls back to back from `from` until `until`; false when the run was
     /// cancelled or stopped.
     async fn run_closed(&mut self, from: Instant, until: Instant) -> bool {
-        if !self.wait_until(from).await {
+        if !self.waits.until(from).await {
             return false;
         }
         let mut backoff = Duration::from_millis(10);
@@ -278,9 +228,10 @@ impl GrpcLoop {
                 }
                 Call::Failed(FailureClass::Connect) => {
                     self.record(Call::Failed(FailureClass::Connect), sent);
+                    // Don't spin on a refused port.
                     let resume = Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
-                    if !self.wait_until(resume.min(until)).await {
+                    if !self.waits.until(resume.min(until)).await {
                         return false;
                     }
                 }
@@ -289,7 +240,7 @@ impl GrpcLoop {
                     self.record(outcome, sent);
                     if let Some((min, max)) = self.ctx.plan.think_time {
                         let pause = self.rng.duration_between(min, max);
-                        if !self.wait_until((Instant::now() + pause).min(until)).await {
+                        if !self.waits.until((Instant::now() + pause).min(until)).await {
                             return false;
                         }
                     }
@@ -299,14 +250,15 @@ impl GrpcLoop {
     }
 
     async fn run_open(&mut self, mut schedule: ArrivalSchedule) {
-        let hard_stop = hard_stop(&self.ctx);
+        let hard_stop = timing::hard_stop(&self.ctx);
         while let Some(intended) = schedule.next_due() {
             let intended = Instant::from_std(intended);
             // As for HTTP: an idle connection's timer lateness is the
-            // generator's; a busy connection's wait is the target's.
+            // generator's; a busy connection's wait is the target's
+            // (coordinated-omission correction).
             let was_idle = Instant::now() < intended;
-            if !self.wait_paced(intended).await || Instant::now() >= hard_stop {
-                self.record_overdue(&schedule, intended);
+            if !self.waits.paced(intended).await || Instant::now() >= hard_stop {
+                timing::record_overdue(&self.recorder, &schedule, intended);
                 return;
             }
             let sent = Instant::now();
@@ -315,19 +267,11 @@ impl GrpcLoop {
                 .record_schedule_lag(sent.saturating_duration_since(intended));
             match self.call(sent).await {
                 Call::Interrupted => {
-                    self.record_overdue(&schedule, intended);
+                    timing::record_overdue(&self.recorder, &schedule, intended);
                     return;
                 }
                 outcome => self.record(outcome, if was_idle { sent } else { intended }),
             }
-        }
-    }
-
-    fn record_overdue(&self, schedule: &ArrivalSchedule, current: Instant) {
-        let now = Instant::now();
-        let owed = u64::from(current <= now) + schedule.due_by(now.into_std());
-        if owed > 0 {
-            self.recorder.borrow_mut().record_interrupted(owed);
         }
     }
 
@@ -392,7 +336,7 @@ impl GrpcLoop {
         };
         let outcome = tokio::select! {
             biased;
-            _ = self.cancelled.as_mut() => Call::Interrupted,
+            _ = self.waits.cancelled() => Call::Interrupted,
             outcome = attempt => outcome,
             _ = self.timeout.as_mut() => Call::Failed(FailureClass::Timeout),
             _ = self.hard_stop.as_mut() => Call::Interrupted,
@@ -401,16 +345,10 @@ impl GrpcLoop {
             outcome,
             Call::Interrupted | Call::Failed(FailureClass::Timeout)
         ) {
-            // An abandoned call is reset with its stream; the connection
-            // stays usable, but a fresh one keeps the next call honest.
+            // The abandoned call's stream is reset; a fresh connection keeps
+            // the next call from queueing behind a stuck one.
             self.client = None;
         }
         outcome
     }
-}
-
-/// In-flight and owed calls still unfinished at this instant are
-/// interrupted.
-fn hard_stop(ctx: &RunContext) -> Instant {
-    ctx.start + ctx.plan.duration + ctx.plan.graceful_stop
 }
