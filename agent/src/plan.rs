@@ -62,6 +62,9 @@ pub struct GrpcSpec {
     pub path: String,
     /// The request message, protobuf-encoded once by the coordinator.
     pub payload: bytes::Bytes,
+    /// With data rows: the message made from each row, in row order (a
+    /// send uses its row's instead of `payload`).
+    pub row_payloads: Vec<bytes::Bytes>,
     /// Request metadata: lower-case ASCII names, visible ASCII values.
     pub metadata: Vec<(String, String)>,
 }

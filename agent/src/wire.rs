@@ -282,6 +282,7 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
             }
         }
     };
+    let grpc = slice.grpc.map(grpc_from_wire).transpose()?;
     let positive = |field, micros: u64| {
         if micros == 0 {
             Err(invalid(field, "must be positive"))
@@ -289,10 +290,19 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
             Ok(Duration::from_micros(micros))
         }
     };
+    if let Some(g) = &grpc {
+        let rows = data.as_ref().map_or(0, |d| d.rows.len());
+        if !g.row_payloads.is_empty() && g.row_payloads.len() != rows {
+            return Err(invalid(
+                "grpc.row_payloads",
+                format!("{} payloads for {rows} data rows", g.row_payloads.len()),
+            ));
+        }
+    }
     Ok(LoadPlan {
         requests,
         data,
-        grpc: slice.grpc.map(grpc_from_wire).transpose()?,
+        grpc,
         llm: slice.llm.map(|l| {
             let limit = |micros: u64| (micros > 0).then(|| Duration::from_micros(micros));
             LlmSpec {
@@ -350,6 +360,7 @@ fn grpc_from_wire(call: v1::GrpcCall) -> Result<GrpcSpec, SliceError> {
     Ok(GrpcSpec {
         path: call.path,
         payload: call.payload.into(),
+        row_payloads: call.row_payloads.into_iter().map(Into::into).collect(),
         metadata,
     })
 }
@@ -380,6 +391,7 @@ pub fn slice_from_plan(plan: &LoadPlan) -> v1::LoadSlice {
         grpc: plan.grpc.as_ref().map(|g| v1::GrpcCall {
             path: g.path.clone(),
             payload: g.payload.to_vec(),
+            row_payloads: g.row_payloads.iter().map(|p| p.to_vec()).collect(),
             metadata: g
                 .metadata
                 .iter()
@@ -645,6 +657,7 @@ mod tests {
             grpc: Some(GrpcSpec {
                 path: "/inference.GRPCInferenceService/ModelInfer".into(),
                 payload: bytes::Bytes::from_static(b"\x0a\x04echo"),
+                row_payloads: vec![],
                 metadata: vec![("x-stampede-region".into(), "eu-west".into())],
             }),
             ..plan()

@@ -134,6 +134,13 @@ pub fn plan(
         .map(|d| data::partition(d, agents.len()))
         .unwrap_or_default()
         .into_iter();
+    // gRPC payloads made per data row go with their rows.
+    let mut payload_parts = scenario
+        .data
+        .as_ref()
+        .map(|d| data::partition_indices(d, agents.len()))
+        .unwrap_or_default()
+        .into_iter();
 
     let mut out = Vec::with_capacity(agents.len());
     for region in &scenario.regions {
@@ -189,7 +196,14 @@ pub fn plan(
                     // The target learns the caller's region from metadata,
                     // as an HTTP target does from a header.
                     grpc: scenario.grpc.as_ref().map(|g| {
+                        let rows = payload_parts.next().unwrap_or_default();
                         let mut g = g.clone();
+                        if !g.row_payloads.is_empty() {
+                            g.row_payloads = rows
+                                .into_iter()
+                                .filter_map(|i| g.row_payloads.get(i).cloned())
+                                .collect();
+                        }
                         g.metadata
                             .push((REGION_METADATA.to_owned(), region.name.clone()));
                         g

@@ -130,8 +130,10 @@ start_delay: 300ms
         report.scenario.grpc_method.as_deref(),
         Some(kserve::MODEL_INFER_PATH)
     );
-    // Each region's latency is its delay, to HDR precision plus the
-    // call's own cost on loopback.
+    // Each region's latency is its delay (the mock read the region from the
+    // metadata), to HDR precision, plus the call's own cost on a loopback
+    // shared with everything else this machine runs; the regions' ranges
+    // do not overlap.
     for (region, ms) in [("us-east", 10u64), ("eu-west", 30), ("ap-south", 50)] {
         let r = report
             .regions
@@ -141,7 +143,7 @@ start_delay: 300ms
         let p50 = r.summary.latency_us.p50;
         let delay = ms * 1000;
         assert!(
-            p50 >= delay && p50 <= delay + delay / 10 + 3_000,
+            p50 >= delay * 999 / 1000 && p50 <= delay + delay / 5 + 5_000,
             "{region}: p50 {p50} µs for a {ms} ms delay"
         );
         assert_eq!(r.summary.requests, 40, "{region}");
@@ -285,6 +287,71 @@ async fn an_unknown_method_is_a_per_code_failure_not_a_transport_error() {
     assert_eq!(report.global.errors.other, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_rows_fill_kserve_tensors_and_json_strings() {
+    let mock = InProcessKserve::start(InProcessKserve::config()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("rows.csv"),
+        "x,label\n1.5,a\n2.5,b\n3.5,c\n",
+    )
+    .expect("rows");
+    // One connection, each row once: exactly three calls, in row order.
+    let report = run_in(
+        dir.path(),
+        &generic_scenario(
+            &mock.url,
+            r#"  kserve:
+    model: echo
+    inputs:
+      - { name: X, datatype: FP32, shape: [2], data: ["{{x}}", 0.25] }
+      - { name: LABEL, datatype: BYTES, shape: [1], data: ["label-{{label}}"] }
+data:
+  file: rows.csv
+  order: once"#,
+        )
+        .replace("connections: 2", "connections: 1")
+        .replace("duration: 500ms", "duration: 3s"),
+        &["local"],
+    )
+    .await;
+    let served = mock.stats.served(tonic::Code::Ok);
+    let last = mock.stats.last_request().expect("the mock saw a call");
+    mock.stop().await;
+
+    assert_eq!(report.global.requests, 3);
+    assert_eq!(served, 3);
+    assert_eq!(report.global.errors.total, 0);
+    let contents = |i: usize| last.inputs[i].contents.clone().expect("contents");
+    assert_eq!(contents(0).fp32_contents, vec![3.5, 0.25]);
+    assert_eq!(contents(1).bytes_contents, vec![b"label-c".to_vec()]);
+
+    // JSON strings take placeholders too; the row's value is encoded.
+    let mock = InProcessKserve::start(InProcessKserve::config()).await;
+    std::fs::write(dir.path().join("set.binpb"), kserve::DESCRIPTOR_SET).expect("set");
+    let report = run_in(
+        dir.path(),
+        &generic_scenario(
+            &mock.url,
+            r#"  method: /inference.GRPCInferenceService/ModelInfer
+  descriptor_set: set.binpb
+  json: { model_name: "model-{{label}}", id: "{{x}}" }
+data:
+  file: rows.csv
+  order: once"#,
+        )
+        .replace("connections: 2", "connections: 1")
+        .replace("duration: 500ms", "duration: 3s"),
+        &["local"],
+    )
+    .await;
+    let last = mock.stats.last_request().expect("the mock saw a call");
+    mock.stop().await;
+    assert_eq!(report.global.requests, 3);
+    assert_eq!(last.model_name, "model-c");
+    assert_eq!(last.id, "3.5");
+}
+
 /// The error `grpc` gives, as the user sees it.
 fn error_for(grpc: &str, extra_files: &[(&str, &[u8])]) -> String {
     let dir = tempfile::tempdir().expect("dir");
@@ -362,6 +429,13 @@ fn scenario_errors_name_file_and_field() {
                 &[],
             ),
             &["grpc.kserve.inputs[0].datatype", "FLOAT"],
+        ),
+        (
+            error_for(
+                "  kserve: { model: m, inputs: [ { name: x, datatype: FP32, shape: [1], data: [\"{{nope}}\"] } ] }",
+                &[],
+            ),
+            &["grpc.kserve.inputs[0].data[0]", "{{nope}}", "data: file"],
         ),
         (
             error_for(

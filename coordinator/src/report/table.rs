@@ -28,6 +28,9 @@ pub fn render(report: &RunReport) -> String {
         report.agents.len(),
         report.regions.len(),
     );
+    if let Some(method) = &s.grpc_method {
+        let _ = writeln!(out, "  gRPC {method} at {}", s.url);
+    }
     for note in &report.notes {
         let _ = writeln!(out, "  note: {note}");
     }

@@ -1,12 +1,16 @@
 //! `grpc:`: one unary call whose request message is encoded here, once, so
 //! agents send bytes. The payload is a protobuf file, JSON encoded through a
 //! descriptor set (`prost-reflect`), or a KServe v2 `ModelInferRequest` built
-//! from the scenario's tensors.
+//! from the scenario's tensors. With a `data:` file, `{{column}}`
+//! placeholders in the JSON's strings or the tensors' `data` are filled from
+//! each row, and one message is encoded per row.
 
+use super::data::Data;
 use super::file::{GrpcSection, KserveInputSection, KserveSection, ScenarioFile};
 use super::validate::FieldError;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use serde_json::Value;
 use stampede_agent::plan::GrpcSpec;
 use stampede_agent::wire::is_grpc_method_path;
 use stampede_proto::kserve;
@@ -14,6 +18,9 @@ use std::path::Path;
 
 /// Largest payload, JSON or descriptor set file read.
 const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// Most bytes of messages made from data rows, all rows together.
+const MAX_ROW_PAYLOAD_BYTES: usize = 64 << 20;
 
 fn err<T>(field: impl Into<String>, why: impl Into<String>) -> Result<T, FieldError> {
     Err((field.into(), why.into()))
@@ -24,6 +31,7 @@ pub fn check(
     raw: &ScenarioFile,
     url: &url::Url,
     base: &Path,
+    data: Option<&Data>,
 ) -> Result<Option<GrpcSpec>, FieldError> {
     let Some(g) = &raw.grpc else {
         return Ok(None);
@@ -32,14 +40,12 @@ pub fn check(
     let clashes = [
         ("requests", raw.requests.is_some()),
         ("llm", raw.llm.is_some()),
-        ("data", raw.data.is_some()),
         ("target.method", raw.target.method.is_some()),
         ("target.body", raw.target.body.is_some()),
         ("target.headers", !raw.target.headers.is_empty()),
     ];
     if let Some((field, _)) = clashes.iter().find(|(_, set)| *set) {
         let hint = match *field {
-            "data" => "feeder rows are not supported for gRPC calls yet",
             "target.headers" => "give gRPC request headers as grpc.metadata",
             _ => "a gRPC scenario makes one unary call (grpc:), not HTTP requests",
         };
@@ -80,7 +86,14 @@ pub fn check(
             "is only used to encode json or json_file",
         );
     }
-    let (path, payload) = if let Some(k) = &g.kserve {
+    if data.is_some() && g.payload_file.is_some() {
+        return err(
+            "data",
+            "data rows fill {{column}} placeholders in a json, json_file or kserve payload, \
+             not in a payload_file",
+        );
+    }
+    let (path, template) = if let Some(k) = &g.kserve {
         if let Some(m) = &g.method {
             if m != kserve::MODEL_INFER_PATH {
                 return err(
@@ -92,7 +105,7 @@ pub fn check(
                 );
             }
         }
-        (kserve::MODEL_INFER_PATH.to_owned(), model_infer(k)?)
+        (kserve::MODEL_INFER_PATH.to_owned(), Template::Kserve(k))
     } else {
         let Some(path) = &g.method else {
             return err("grpc.method", "missing: give /package.Service/Method");
@@ -103,8 +116,8 @@ pub fn check(
                 format!("{path:?} is not a method path: expected /package.Service/Method"),
             );
         }
-        let payload = match (&g.payload_file, &g.json, &g.json_file) {
-            (Some(file), _, _) => read("grpc.payload_file", base, file)?,
+        let template = match (&g.payload_file, &g.json, &g.json_file) {
+            (Some(file), _, _) => Template::Bytes(read("grpc.payload_file", base, file)?),
             (None, json, json_file) => {
                 let Some(set) = &g.descriptor_set else {
                     return err(
@@ -114,30 +127,183 @@ pub fn check(
                     );
                 };
                 let input = input_message(base, set, path)?;
-                match (json, json_file) {
-                    (Some(value), _) => encode_json(&input, value.clone(), "grpc.json", set)?,
+                let (value, field) = match (json, json_file) {
+                    (Some(value), _) => (value.clone(), "grpc.json".to_owned()),
                     (None, Some(file)) => {
                         let text = read("grpc.json_file", base, file)?;
-                        let value: serde_json::Value = serde_json::from_slice(&text)
+                        let value: Value = serde_json::from_slice(&text)
                             .map_err(|e| ("grpc.json_file".to_owned(), format!("{file}: {e}")))?;
-                        encode_json(&input, value, &format!("grpc.json_file ({file})"), set)?
+                        (value, format!("grpc.json_file ({file})"))
                     }
-                    (None, None) => unreachable_payload()?,
+                    (None, None) => return err("grpc", "no payload"),
+                };
+                Template::Json {
+                    input,
+                    value,
+                    field,
+                    set: set.clone(),
                 }
             }
         };
-        (path.clone(), payload)
+        (path.clone(), template)
+    };
+    // Unknown placeholders are named once, before any row is used.
+    let columns: &[String] = data.map_or(&[], |d| &d.columns);
+    template.check_placeholders(columns)?;
+    let mut row_payloads: Vec<bytes::Bytes> = Vec::new();
+    if let Some(d) = data.filter(|_| template.has_placeholders()) {
+        let mut total = 0usize;
+        for (i, row) in d.rows.iter().enumerate() {
+            let bytes = template
+                .encode(columns, Some(row))
+                .map_err(|(field, why)| {
+                    (field, format!("with row {} of {}: {why}", i + 1, d.file))
+                })?;
+            total += bytes.len();
+            if total > MAX_ROW_PAYLOAD_BYTES {
+                return err(
+                    "data.file",
+                    format!(
+                        "{}: the gRPC messages made from its rows pass {} MiB",
+                        d.file,
+                        MAX_ROW_PAYLOAD_BYTES >> 20
+                    ),
+                );
+            }
+            row_payloads.push(bytes.into());
+        }
+    }
+    let payload = match row_payloads.first() {
+        // Sends take their row's; this one is never used.
+        Some(first) => first.clone(),
+        None => template.encode(columns, None)?.into(),
     };
     Ok(Some(GrpcSpec {
         path,
-        payload: payload.into(),
+        payload,
+        row_payloads,
         metadata,
     }))
 }
 
-/// Only reachable if the one-source check above is wrong.
-fn unreachable_payload() -> Result<Vec<u8>, FieldError> {
-    err("grpc", "no payload")
+/// What a call's message is made from.
+enum Template<'a> {
+    Bytes(Vec<u8>),
+    Json {
+        input: MessageDescriptor,
+        value: Value,
+        field: String,
+        set: String,
+    },
+    Kserve(&'a KserveSection),
+}
+
+impl Template<'_> {
+    /// Encodes the message, its placeholders filled from `row`.
+    fn encode(&self, columns: &[String], row: Option<&[String]>) -> Result<Vec<u8>, FieldError> {
+        match self {
+            Template::Bytes(bytes) => Ok(bytes.clone()),
+            Template::Json {
+                input,
+                value,
+                field,
+                set,
+            } => {
+                let filled = fill(value, columns, row).map_err(|why| (field.clone(), why))?;
+                encode_json(input, filled, field, set)
+            }
+            Template::Kserve(k) => model_infer(k, columns, row),
+        }
+    }
+
+    /// Every placeholder names a column of the data (there is none without
+    /// a data file).
+    fn check_placeholders(&self, columns: &[String]) -> Result<(), FieldError> {
+        match self {
+            Template::Bytes(_) => Ok(()),
+            Template::Json { value, field, .. } => fill(value, columns, None)
+                .map(drop)
+                .map_err(|why| (field.clone(), why)),
+            Template::Kserve(k) => {
+                for (i, input) in k.inputs.iter().enumerate() {
+                    for (j, v) in input.data.iter().enumerate() {
+                        if let Value::String(s) = v {
+                            fill_str(s, columns, None).map_err(|why| {
+                                (format!("grpc.kserve.inputs[{i}].data[{j}]"), why)
+                            })?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn has_placeholders(&self) -> bool {
+        match self {
+            Template::Bytes(_) => false,
+            Template::Json { value, .. } => has_placeholder(value),
+            Template::Kserve(k) => k.inputs.iter().flat_map(|i| &i.data).any(has_placeholder),
+        }
+    }
+}
+
+fn has_placeholder(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains("{{"),
+        Value::Array(items) => items.iter().any(has_placeholder),
+        Value::Object(map) => map.values().any(has_placeholder),
+        _ => false,
+    }
+}
+
+/// `value` with every `{{column}}` in its strings replaced by the row's
+/// value (by nothing without a row, once the column is known to exist).
+fn fill(value: &Value, columns: &[String], row: Option<&[String]>) -> Result<Value, String> {
+    Ok(match value {
+        Value::String(s) if s.contains("{{") => Value::String(fill_str(s, columns, row)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| fill(v, columns, row))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), fill(v, columns, row)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn fill_str(text: &str, columns: &[String], row: Option<&[String]>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else {
+            return Err(format!("{text:?}: a {{{{ without its }}}}"));
+        };
+        let name = after[..close].trim();
+        let Some(column) = columns.iter().position(|c| c == name) else {
+            return Err(if columns.is_empty() {
+                format!("{{{{{name}}}}} needs a data: file with a column {name:?}")
+            } else {
+                format!(
+                    "{{{{{name}}}}} names no column of the data file (columns: {})",
+                    columns.join(", ")
+                )
+            });
+        };
+        if let Some(row) = row {
+            out.push_str(row.get(column).map_or("", String::as_str));
+        }
+        rest = &after[close + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 fn metadata(g: &GrpcSection) -> Result<Vec<(String, String)>, FieldError> {
@@ -249,8 +415,13 @@ fn encode_json(
     }
 }
 
-/// Builds and encodes the KServe v2 `ModelInferRequest`.
-fn model_infer(k: &KserveSection) -> Result<Vec<u8>, FieldError> {
+/// Builds and encodes the KServe v2 `ModelInferRequest` (its tensors' data
+/// filled from `row`, see [`Template::encode`]).
+fn model_infer(
+    k: &KserveSection,
+    columns: &[String],
+    row: Option<&[String]>,
+) -> Result<Vec<u8>, FieldError> {
     if k.model.trim().is_empty() {
         return err("grpc.kserve.model", "must not be empty");
     }
@@ -259,7 +430,12 @@ fn model_infer(k: &KserveSection) -> Result<Vec<u8>, FieldError> {
     }
     let mut inputs = Vec::with_capacity(k.inputs.len());
     for (i, input) in k.inputs.iter().enumerate() {
-        inputs.push(tensor(&format!("grpc.kserve.inputs[{i}]"), input)?);
+        inputs.push(tensor(
+            &format!("grpc.kserve.inputs[{i}]"),
+            input,
+            columns,
+            row,
+        )?);
     }
     let outputs = k
         .outputs
@@ -287,6 +463,8 @@ fn model_infer(k: &KserveSection) -> Result<Vec<u8>, FieldError> {
 fn tensor(
     at: &str,
     t: &KserveInputSection,
+    columns: &[String],
+    row: Option<&[String]>,
 ) -> Result<kserve::model_infer_request::InferInputTensor, FieldError> {
     if t.name.is_empty() {
         return err(format!("{at}.name"), "must not be empty");
@@ -314,52 +492,66 @@ fn tensor(
     }
     let mut contents = kserve::InferTensorContents::default();
     let datatype = t.datatype.to_ascii_uppercase();
-    let value_err = |i: usize, what: &str| -> FieldError {
+    // Placeholders filled; a filled (or quoted) number or bool is read as
+    // one, except for BYTES, whose elements are strings.
+    let mut values = Vec::with_capacity(t.data.len());
+    for (i, v) in t.data.iter().enumerate() {
+        let filled = match v {
+            Value::String(s) if s.contains("{{") => match fill_str(s, columns, row) {
+                Ok(text) => Value::String(text),
+                Err(why) => return err(format!("{at}.data[{i}]"), why),
+            },
+            other => other.clone(),
+        };
+        values.push(match filled {
+            Value::String(s) if datatype != "BYTES" => {
+                serde_json::from_str(s.trim()).unwrap_or(Value::String(s))
+            }
+            other => other,
+        });
+    }
+    let value_err = |i: usize, v: &Value, what: &str| -> FieldError {
         (
             format!("{at}.data[{i}]"),
-            format!("{}: expected {what} for {datatype}", t.data[i]),
+            format!("{v}: expected {what} for {datatype}"),
         )
     };
-    let int = |i: usize, min: i64, max: i64| -> Result<i64, FieldError> {
-        t.data[i]
-            .as_i64()
-            .filter(|v| (min..=max).contains(v))
-            .ok_or_else(|| value_err(i, &format!("an integer in {min}..={max}")))
+    let int = |i: usize, v: &Value, min: i64, max: i64| -> Result<i64, FieldError> {
+        v.as_i64()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| value_err(i, v, &format!("an integer in {min}..={max}")))
     };
-    let uint = |i: usize, max: u64| -> Result<u64, FieldError> {
-        t.data[i]
-            .as_u64()
-            .filter(|v| *v <= max)
-            .ok_or_else(|| value_err(i, &format!("an integer in 0..={max}")))
+    let uint = |i: usize, v: &Value, max: u64| -> Result<u64, FieldError> {
+        v.as_u64()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| value_err(i, v, &format!("an integer in 0..={max}")))
     };
-    let float = |i: usize| -> Result<f64, FieldError> {
-        t.data[i].as_f64().ok_or_else(|| value_err(i, "a number"))
+    let float = |i: usize, v: &Value| -> Result<f64, FieldError> {
+        v.as_f64().ok_or_else(|| value_err(i, v, "a number"))
     };
-    for i in 0..t.data.len() {
+    for (i, v) in values.iter().enumerate() {
         match datatype.as_str() {
             "BOOL" => contents.bool_contents.push(
-                t.data[i]
-                    .as_bool()
-                    .ok_or_else(|| value_err(i, "true or false"))?,
+                v.as_bool()
+                    .ok_or_else(|| value_err(i, v, "true or false"))?,
             ),
-            "INT8" => contents.int_contents.push(int(i, -128, 127)? as i32),
-            "INT16" => contents.int_contents.push(int(i, -32768, 32767)? as i32),
+            "INT8" => contents.int_contents.push(int(i, v, -128, 127)? as i32),
+            "INT16" => contents.int_contents.push(int(i, v, -32768, 32767)? as i32),
             "INT32" => contents
                 .int_contents
-                .push(int(i, i32::MIN.into(), i32::MAX.into())? as i32),
-            "INT64" => contents.int64_contents.push(int(i, i64::MIN, i64::MAX)?),
-            "UINT8" => contents.uint_contents.push(uint(i, 255)? as u32),
-            "UINT16" => contents.uint_contents.push(uint(i, 65535)? as u32),
+                .push(int(i, v, i32::MIN.into(), i32::MAX.into())? as i32),
+            "INT64" => contents.int64_contents.push(int(i, v, i64::MIN, i64::MAX)?),
+            "UINT8" => contents.uint_contents.push(uint(i, v, 255)? as u32),
+            "UINT16" => contents.uint_contents.push(uint(i, v, 65535)? as u32),
             "UINT32" => contents
                 .uint_contents
-                .push(uint(i, u32::MAX.into())? as u32),
-            "UINT64" => contents.uint64_contents.push(uint(i, u64::MAX)?),
-            "FP32" => contents.fp32_contents.push(float(i)? as f32),
-            "FP64" => contents.fp64_contents.push(float(i)?),
+                .push(uint(i, v, u32::MAX.into())? as u32),
+            "UINT64" => contents.uint64_contents.push(uint(i, v, u64::MAX)?),
+            "FP32" => contents.fp32_contents.push(float(i, v)? as f32),
+            "FP64" => contents.fp64_contents.push(float(i, v)?),
             "BYTES" => contents.bytes_contents.push(
-                t.data[i]
-                    .as_str()
-                    .ok_or_else(|| value_err(i, "a string"))?
+                v.as_str()
+                    .ok_or_else(|| value_err(i, v, "a string"))?
                     .as_bytes()
                     .to_vec(),
             ),
@@ -375,7 +567,7 @@ fn tensor(
             }
         }
     }
-    if t.data.is_empty()
+    if values.is_empty()
         && !matches!(
             datatype.as_str(),
             "BOOL"

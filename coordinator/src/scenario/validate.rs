@@ -496,7 +496,7 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
         }
     }
 
-    let grpc = super::grpc::check(&raw, &target.url, base)?;
+    let grpc = super::grpc::check(&raw, &target.url, base, data.as_ref())?;
 
     let repeat = match raw.repeat {
         None => 1,

@@ -18,6 +18,7 @@ mod status;
 
 use super::connection::RunContext;
 use super::pacer::Pacer;
+use super::request_set::Picker;
 use super::timing::{self, Waits};
 use crate::plan::{GrpcSpec, WorkloadModel};
 use crate::recorder::{FailureClass, IntervalRecorder};
@@ -47,6 +48,8 @@ const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(1);
 pub(crate) struct PreparedCall {
     path: PathAndQuery,
     payload: Bytes,
+    /// With data rows: each row's message, by row index.
+    row_payloads: Vec<Bytes>,
     metadata: MetadataMap,
     /// The target as the scenario names it: the `:authority` of each call
     /// (the address dialled is the resolved, allowlist-checked one).
@@ -86,6 +89,7 @@ impl PreparedCall {
         Ok(Self {
             path,
             payload: spec.payload.clone(),
+            row_payloads: spec.row_payloads.clone(),
             metadata,
             origin,
         })
@@ -102,6 +106,8 @@ enum Call {
     Failed(FailureClass),
     /// Cancelled or past the hard stop while in flight.
     Interrupted,
+    /// A `once` data set is used up for this connection: nothing was sent.
+    NoData,
 }
 
 /// One gRPC connection's loop, from pre-connecting to the end of the run.
@@ -110,7 +116,8 @@ pub(crate) struct GrpcLoop {
     call: Arc<PreparedCall>,
     recorder: Rc<RefCell<IntervalRecorder>>,
     index: u32,
-    addr: SocketAddr,
+    /// Where a (re)connect dials; made once.
+    endpoint: Endpoint,
     client: Option<Grpc<Channel>>,
     waits: Waits,
     /// Re-armed for every call: the per-call timeout.
@@ -119,6 +126,8 @@ pub(crate) struct GrpcLoop {
     hard_stop: Pin<Box<Sleep>>,
     /// Closed model: draws think times.
     rng: SplitMix64,
+    /// Takes each send's data row.
+    picker: Picker,
 }
 
 impl GrpcLoop {
@@ -132,17 +141,19 @@ impl GrpcLoop {
     ) -> Self {
         let addr = ctx.addrs[index as usize % ctx.addrs.len()];
         let hard_stop = timing::hard_stop(&ctx);
+        let connections = ctx.plan.model.connections();
         Self {
+            endpoint: endpoint(addr, &call.origin),
             ctx,
             call,
             recorder,
             index,
-            addr,
             client: None,
             waits: Waits::new(cancel, pacer, hard_stop),
             timeout: Box::pin(sleep_until(hard_stop)),
             hard_stop: Box::pin(sleep_until(hard_stop)),
             rng: SplitMix64(u64::from(index) ^ std::process::id().rotate_left(16) as u64),
+            picker: Picker::new(u64::from(std::process::id()), index, connections),
         }
     }
 
@@ -182,31 +193,12 @@ impl GrpcLoop {
         if Instant::now() >= start {
             return;
         }
-        let endpoint = self.endpoint();
         tokio::select! {
             biased;
             _ = self.waits.cancelled() => {}
-            channel = endpoint.connect() => self.client = channel.ok().map(Grpc::new),
+            channel = self.endpoint.connect() => self.client = channel.ok().map(Grpc::new),
             _ = sleep_until(start) => {}
         }
-    }
-
-    /// Where this connection dials: the resolved, allowlist-checked address,
-    /// with the scenario's host as `:authority`. TLS for gRPC targets plugs
-    /// in here: `Endpoint::connect_with_connector` with a connector that
-    /// dials this address and wraps the stream in the run's rustls
-    /// `ClientConfig` (ALPN h2), instead of `connect`.
-    fn endpoint(&self) -> Endpoint {
-        Endpoint::from(
-            Uri::builder()
-                .scheme("http")
-                .authority(self.addr.to_string())
-                .path_and_query("/")
-                .build()
-                .unwrap_or_else(|_| self.call.origin.clone()),
-        )
-        .origin(self.call.origin.clone())
-        .tcp_nodelay(true)
     }
 
     /// Calls back to back from `from` until `until`; false when the run was
@@ -221,13 +213,15 @@ impl GrpcLoop {
             if sent >= until {
                 return true;
             }
-            match self.call(sent).await {
+            let (outcome, bytes) = self.call(sent).await;
+            match outcome {
                 Call::Interrupted => {
                     self.recorder.borrow_mut().record_interrupted(1);
                     return false;
                 }
+                Call::NoData => return false,
                 Call::Failed(FailureClass::Connect) => {
-                    self.record(Call::Failed(FailureClass::Connect), sent);
+                    self.record(Call::Failed(FailureClass::Connect), sent, bytes);
                     // Don't spin on a refused port.
                     let resume = Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
@@ -237,7 +231,7 @@ impl GrpcLoop {
                 }
                 outcome => {
                     backoff = Duration::from_millis(10);
-                    self.record(outcome, sent);
+                    self.record(outcome, sent, bytes);
                     if let Some((min, max)) = self.ctx.plan.think_time {
                         let pause = self.rng.duration_between(min, max);
                         if !self.waits.until((Instant::now() + pause).min(until)).await {
@@ -265,19 +259,22 @@ impl GrpcLoop {
             self.recorder
                 .borrow_mut()
                 .record_schedule_lag(sent.saturating_duration_since(intended));
-            match self.call(sent).await {
+            let (outcome, bytes) = self.call(sent).await;
+            match outcome {
                 Call::Interrupted => {
                     timing::record_overdue(&self.recorder, &schedule, intended);
                     return;
                 }
-                outcome => self.record(outcome, if was_idle { sent } else { intended }),
+                // The data ran out: what is still to come is not owed.
+                Call::NoData => return,
+                outcome => self.record(outcome, if was_idle { sent } else { intended }, bytes),
             }
         }
     }
 
-    fn record(&self, outcome: Call, origin: Instant) {
+    /// `sent`: the request message's size.
+    fn record(&self, outcome: Call, origin: Instant, sent: u64) {
         let latency = Instant::now() - origin;
-        let sent = self.call.payload.len() as u64;
         let mut recorder = self.recorder.borrow_mut();
         match outcome {
             Call::Status { code, received } => {
@@ -292,16 +289,30 @@ impl GrpcLoop {
                 recorder.record_failure(class, latency, None, 0);
             }
             Call::Interrupted => recorder.record_interrupted(1),
+            Call::NoData => {}
         }
     }
 
-    /// Makes one call (connecting first if needed), racing its timeout, the
-    /// hard stop and cancellation.
-    async fn call(&mut self, sent: Instant) -> Call {
+    /// Takes the data row (if any), then makes one call (connecting first if
+    /// needed), racing its timeout, the hard stop and cancellation. Also
+    /// gives the request message's size.
+    async fn call(&mut self, sent: Instant) -> (Call, u64) {
+        let prepared = &*self.call;
+        let payload = match self.picker.row(&self.ctx.requests) {
+            Err(()) => return (Call::NoData, 0),
+            Ok(Some(row)) if !prepared.row_payloads.is_empty() => {
+                // Checked at the edge: one payload per row.
+                match prepared.row_payloads.get(row) {
+                    Some(p) => p.clone(),
+                    None => return (Call::NoData, 0),
+                }
+            }
+            Ok(_) => prepared.payload.clone(),
+        };
+        let bytes = payload.len() as u64;
         let timeout = self.ctx.plan.timeout;
         self.timeout.as_mut().reset(sent + timeout);
-        let endpoint = self.endpoint();
-        let prepared = &*self.call;
+        let endpoint = &self.endpoint;
         let slot = &mut self.client;
         let attempt = async move {
             let client = match slot {
@@ -315,7 +326,7 @@ impl GrpcLoop {
                 *slot = None;
                 return Call::Failed(FailureClass::Other);
             }
-            let mut request = tonic::Request::new(prepared.payload.clone());
+            let mut request = tonic::Request::new(payload);
             *request.metadata_mut() = prepared.metadata.clone();
             // The target learns the deadline (grpc-timeout) too.
             request.set_timeout(timeout);
@@ -349,6 +360,21 @@ impl GrpcLoop {
             // the next call from queueing behind a stuck one.
             self.client = None;
         }
-        outcome
+        (outcome, bytes)
     }
+}
+
+/// Where a connection dials: the resolved, allowlist-checked address, with
+/// the scenario's host as `:authority`. TLS for gRPC targets plugs in here
+/// and in the two `connect` calls: `Endpoint::connect_with_connector` with a
+/// connector that dials this address and wraps the stream in the run's
+/// rustls `ClientConfig` (ALPN h2).
+fn endpoint(addr: SocketAddr, origin: &Uri) -> Endpoint {
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(addr.to_string())
+        .path_and_query("/")
+        .build()
+        .unwrap_or_else(|_| origin.clone());
+    Endpoint::from(uri).origin(origin.clone()).tcp_nodelay(true)
 }

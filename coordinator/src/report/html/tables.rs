@@ -254,7 +254,10 @@ pub(super) fn scenario(report: &RunReport) -> String {
         ));
     }
     rows.push(("interval", format!("{} s", s.interval_s)));
-    rows.push(("request", format!("{} {}", s.method, s.url)));
+    match &s.grpc_method {
+        Some(method) => rows.push(("gRPC call", format!("{method} at {}", s.url))),
+        None => rows.push(("request", format!("{} {}", s.method, s.url))),
+    }
     for (region, url) in &s.region_urls {
         rows.push(("region URL", format!("{region}: {url}")));
     }
