@@ -379,7 +379,12 @@ fn echo(s: &Scenario) -> ScenarioEcho {
         connections: s.load.connections,
         duration_s: s.load.duration.as_secs_f64(),
         interval_s: s.load.interval.as_secs_f64(),
-        method: s.target.method.clone(),
+        // gRPC calls are HTTP/2 POSTs.
+        method: if s.grpc.is_some() {
+            "POST".to_owned()
+        } else {
+            s.target.method.clone()
+        },
         url: s.target.url.to_string(),
         arrival: match s.load.model {
             Model::Open {

@@ -196,7 +196,7 @@ impl GrpcLoop {
         tokio::select! {
             biased;
             _ = self.waits.cancelled() => {}
-            channel = self.endpoint.connect() => self.client = channel.ok().map(Grpc::new),
+            channel = self.endpoint.connect() => self.client = channel.ok().map(client),
             _ = sleep_until(start) => {}
         }
     }
@@ -318,7 +318,7 @@ impl GrpcLoop {
             let client = match slot {
                 Some(client) => client,
                 None => match endpoint.connect().await {
-                    Ok(channel) => slot.insert(Grpc::new(channel)),
+                    Ok(channel) => slot.insert(client(channel)),
                     Err(_) => return Call::Failed(FailureClass::Connect),
                 },
             };
@@ -377,4 +377,10 @@ fn endpoint(addr: SocketAddr, origin: &Uri) -> Endpoint {
         .build()
         .unwrap_or_else(|_| origin.clone());
     Endpoint::from(uri).origin(origin.clone()).tcp_nodelay(true)
+}
+
+/// The generic client on a connection. Responses are only measured, so no
+/// size limit: a large model output is a success, not RESOURCE_EXHAUSTED.
+fn client(channel: Channel) -> Grpc<Channel> {
+    Grpc::new(channel).max_decoding_message_size(usize::MAX)
 }
