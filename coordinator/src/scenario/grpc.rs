@@ -597,3 +597,34 @@ fn tensor(
         contents: Some(contents),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols() -> Vec<String> {
+        vec!["x".into(), "label".into()]
+    }
+
+    #[test]
+    fn placeholders_are_filled_from_the_row_and_checked_without_one() {
+        let row = vec!["1.5".to_owned(), "cat".to_owned()];
+        assert_eq!(
+            fill_str("a {{ label }}-{{x}}!", &cols(), Some(&row)).as_deref(),
+            Ok("a cat-1.5!")
+        );
+        assert_eq!(fill_str("{{x}}", &cols(), None).as_deref(), Ok(""));
+        let unknown = fill_str("{{nope}}", &cols(), None).expect_err("unknown column");
+        assert!(unknown.contains("x, label"), "{unknown}");
+        let no_data = fill_str("{{x}}", &[], None).expect_err("no data file");
+        assert!(no_data.contains("data: file"), "{no_data}");
+        assert!(fill_str("{{x", &cols(), None).is_err());
+        let json = serde_json::json!({ "a": ["{{x}}", 2], "b": { "c": "{{label}}" } });
+        assert!(has_placeholder(&json));
+        assert_eq!(
+            fill(&json, &cols(), Some(&row)),
+            Ok(serde_json::json!({ "a": ["1.5", 2], "b": { "c": "cat" } }))
+        );
+        assert!(!has_placeholder(&serde_json::json!({ "a": "{ not one }" })));
+    }
+}
