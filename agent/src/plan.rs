@@ -54,6 +54,21 @@ pub struct LlmSpec {
     pub goodput: crate::llm::GoodputSlo,
 }
 
+/// gRPC mode: every send is this unary call, over HTTP/2 (h2c) to the
+/// first request's scheme, host and port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrpcSpec {
+    /// Full method path, `/package.Service/Method`.
+    pub path: String,
+    /// The request message, protobuf-encoded once by the coordinator.
+    pub payload: bytes::Bytes,
+    /// With data rows: the message made from each row, in row order (a
+    /// send uses its row's instead of `payload`).
+    pub row_payloads: Vec<bytes::Bytes>,
+    /// Request metadata: lower-case ASCII names, visible ASCII values.
+    pub metadata: Vec<(String, String)>,
+}
+
 /// Rows that fill the requests' placeholders (a CSV or JSONL file's, or
 /// this agent's part of it).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -217,6 +232,8 @@ pub struct LoadPlan {
     /// Model-serving mode: read responses as OpenAI-compatible completions
     /// (streamed or not) and measure TTFT, ITL, TPOT, tokens and goodput.
     pub llm: Option<LlmSpec>,
+    /// gRPC mode (instead of HTTP/1.1 requests).
+    pub grpc: Option<GrpcSpec>,
     pub model: WorkloadModel,
     pub duration: Duration,
     pub interval: Duration,
@@ -255,6 +272,7 @@ mod tests {
             )],
             data: None,
             llm: None,
+            grpc: None,
             model: WorkloadModel::Closed {
                 connections: 1,
                 stages: None,

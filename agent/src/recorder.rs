@@ -14,6 +14,10 @@ use std::time::Duration;
 /// Status codes are 100..=599 (the client refuses others as malformed).
 const STATUS_SLOTS: usize = 600;
 
+/// gRPC status codes are 0 (OK) ..= 16 (UNAUTHENTICATED); anything else a
+/// server sends is counted as 2 (UNKNOWN), as gRPC itself does.
+pub const GRPC_CODES: usize = 17;
+
 /// Why a request did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureClass {
@@ -98,6 +102,8 @@ pub struct IntervalRecorder {
     pub outcomes: OutcomeCounts,
     /// Responses per status code, indexed by code.
     status_codes: Box<[u64; STATUS_SLOTS]>,
+    /// gRPC calls per status code, indexed by code.
+    grpc_codes: [u64; GRPC_CODES],
     pub bytes_received: u64,
     pub bytes_sent: u64,
     /// With a mix of several requests: each request's own figures, by its
@@ -147,6 +153,7 @@ impl IntervalRecorder {
             schedule_lag: new_latency_histogram(),
             outcomes: OutcomeCounts::default(),
             status_codes: Box::new([0; STATUS_SLOTS]),
+            grpc_codes: [0; GRPC_CODES],
             bytes_received: 0,
             bytes_sent: 0,
             requests: Vec::new(),
@@ -231,6 +238,39 @@ impl IntervalRecorder {
         self.status_codes[slot] += 1;
     }
 
+    /// One gRPC call that ended with status `code`: a success, or a
+    /// failure of `failure`'s class. No HTTP status is counted (gRPC answers
+    /// are HTTP 200 whatever happened).
+    #[inline]
+    pub fn record_grpc(&mut self, latency: Duration, code: u8, failure: Option<FailureClass>) {
+        let slot = if usize::from(code) < GRPC_CODES {
+            code
+        } else {
+            2
+        };
+        self.grpc_codes[usize::from(slot)] += 1;
+        let us = micros(latency);
+        match failure {
+            None => {
+                self.latency.saturating_record(us);
+                self.outcomes.success += 1;
+            }
+            Some(class) => {
+                self.errors.saturating_record(us);
+                self.outcomes.count_failure(class);
+            }
+        }
+    }
+
+    /// gRPC status codes that were seen, with their counts, in ascending order.
+    pub fn grpc_codes(&self) -> impl Iterator<Item = (u8, u64)> + '_ {
+        self.grpc_codes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(code, n)| (code as u8, *n))
+    }
+
     /// Status codes that were seen, with their counts, in ascending order.
     pub fn status_codes(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
         self.status_codes
@@ -249,6 +289,9 @@ impl IntervalRecorder {
         let _ = self.schedule_lag.add(&other.schedule_lag);
         self.outcomes.add(&other.outcomes);
         for (mine, theirs) in self.status_codes.iter_mut().zip(other.status_codes.iter()) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.grpc_codes.iter_mut().zip(other.grpc_codes.iter()) {
             *mine += theirs;
         }
         self.bytes_received += other.bytes_received;

@@ -4,8 +4,8 @@
 use crate::engine::IntervalRecord;
 use crate::llm::GoodputSlo;
 use crate::plan::{
-    Arrival, ClosedStages, DataOrder, DataSet, LlmSpec, LoadPlan, Protocol, RequestTemplate,
-    TargetTls, Transport, WorkloadModel,
+    Arrival, ClosedStages, DataOrder, DataSet, GrpcSpec, LlmSpec, LoadPlan, Protocol,
+    RequestTemplate, TargetTls, Transport, WorkloadModel,
 };
 use crate::profile::{LevelProfile, Segment};
 use stampede_proto::histogram::{self, Encoding};
@@ -359,6 +359,7 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
             }
         }
     };
+    let grpc = slice.grpc.map(grpc_from_wire).transpose()?;
     let positive = |field, micros: u64| {
         if micros == 0 {
             Err(invalid(field, "must be positive"))
@@ -366,9 +367,19 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
             Ok(Duration::from_micros(micros))
         }
     };
+    if let Some(g) = &grpc {
+        let rows = data.as_ref().map_or(0, |d| d.rows.len());
+        if !g.row_payloads.is_empty() && g.row_payloads.len() != rows {
+            return Err(invalid(
+                "grpc.row_payloads",
+                format!("{} payloads for {rows} data rows", g.row_payloads.len()),
+            ));
+        }
+    }
     Ok(LoadPlan {
         requests,
         data,
+        grpc,
         llm: slice.llm.map(|l| {
             let limit = |micros: u64| (micros > 0).then(|| Duration::from_micros(micros));
             LlmSpec {
@@ -395,12 +406,79 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
     })
 }
 
+/// Checks a gRPC call: a `/package.Service/Method` path and metadata the
+/// client can send.
+fn grpc_from_wire(call: v1::GrpcCall) -> Result<GrpcSpec, SliceError> {
+    if !is_grpc_method_path(&call.path) {
+        return Err(invalid(
+            "grpc.path",
+            format!("{:?} is not /package.Service/Method", call.path),
+        ));
+    }
+    let mut metadata = Vec::with_capacity(call.metadata.len());
+    for h in call.metadata {
+        let name_ok = !h.name.is_empty()
+            && h.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !name_ok || h.name.ends_with("-bin") || h.name.starts_with("grpc-") {
+            return Err(invalid(
+                "grpc.metadata",
+                format!("{:?} is not a usable ASCII metadata name", h.name),
+            ));
+        }
+        if !h.value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(invalid(
+                "grpc.metadata",
+                format!("the value of {:?} is not visible ASCII", h.name),
+            ));
+        }
+        metadata.push((h.name, h.value));
+    }
+    Ok(GrpcSpec {
+        path: call.path,
+        payload: call.payload.into(),
+        row_payloads: call.row_payloads.into_iter().map(Into::into).collect(),
+        metadata,
+    })
+}
+
+/// `/package.Service/Method`: two non-empty segments of identifier
+/// characters, the service's qualified by a package or not.
+pub fn is_grpc_method_path(path: &str) -> bool {
+    let ident = |s: &str, dots: bool| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && !s.ends_with('.')
+            && !s.contains("..")
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || (dots && b == b'.'))
+    };
+    match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
+        Some((service, method)) => ident(service, true) && ident(method, false),
+        None => false,
+    }
+}
+
 /// The wire form of a [`LoadPlan`] (used by the coordinator to build
 /// assignments, and by tests).
 pub fn slice_from_plan(plan: &LoadPlan) -> v1::LoadSlice {
     let micros = |d: Duration| d.as_micros() as u64;
     v1::LoadSlice {
         request: None,
+        grpc: plan.grpc.as_ref().map(|g| v1::GrpcCall {
+            path: g.path.clone(),
+            payload: g.payload.to_vec(),
+            row_payloads: g.row_payloads.iter().map(|p| p.to_vec()).collect(),
+            metadata: g
+                .metadata
+                .iter()
+                .map(|(name, value)| v1::Header {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        }),
         llm: plan.llm.map(|l| v1::LlmSpec {
             goodput_ttft_micros: l.goodput.ttft.map_or(0, micros),
             goodput_tpot_micros: l.goodput.tpot.map_or(0, micros),
@@ -498,6 +576,10 @@ pub fn interval_report(
             .status_codes()
             .map(|(code, n)| (u32::from(code), n))
             .collect(),
+        grpc_codes: data
+            .grpc_codes()
+            .map(|(code, n)| (u32::from(code), n))
+            .collect(),
         bytes_received: data.bytes_received,
         bytes_sent: data.bytes_sent,
         last: record.last,
@@ -573,6 +655,7 @@ mod tests {
         large.target = "/items/{{id}}?full=1".into();
         large.timeout = Some(Duration::from_millis(2500));
         LoadPlan {
+            grpc: None,
             requests: vec![small, large],
             data: Some(DataSet {
                 columns: vec!["id".into(), "prompt".into()],
@@ -628,6 +711,7 @@ mod tests {
         let p = plan();
         assert_eq!(plan_from_slice(slice_from_plan(&p)).expect("valid"), p);
         let closed = LoadPlan {
+            grpc: None,
             model: WorkloadModel::Closed {
                 connections: 2,
                 stages: Some(ClosedStages {
@@ -646,6 +730,47 @@ mod tests {
             plan_from_slice(slice_from_plan(&closed)).expect("valid"),
             closed
         );
+    }
+
+    #[test]
+    fn a_grpc_call_survives_the_wire_and_bad_ones_are_refused() {
+        let p = LoadPlan {
+            grpc: Some(GrpcSpec {
+                path: "/inference.GRPCInferenceService/ModelInfer".into(),
+                payload: bytes::Bytes::from_static(b"\x0a\x04echo"),
+                row_payloads: vec![],
+                metadata: vec![("x-stampede-region".into(), "eu-west".into())],
+            }),
+            ..plan()
+        };
+        assert_eq!(plan_from_slice(slice_from_plan(&p)).expect("valid"), p);
+        let with = |edit: fn(&mut v1::GrpcCall)| {
+            let mut s = slice_from_plan(&p);
+            if let Some(g) = s.grpc.as_mut() {
+                edit(g);
+            }
+            plan_from_slice(s)
+        };
+        assert!(with(|g| g.path = "/NoMethod".into()).is_err());
+        assert!(with(|g| g.metadata[0].name = "Upper".into()).is_err());
+        assert!(with(|g| g.metadata[0].name = "grpc-timeout".into()).is_err());
+        assert!(with(|g| g.metadata[0].value = "line\nbreak".into()).is_err());
+    }
+
+    #[test]
+    fn grpc_method_paths() {
+        for good in [
+            "/a.b.Svc/Method",
+            "/Svc/M_1",
+            "/inference.GRPCInferenceService/ModelInfer",
+        ] {
+            assert!(is_grpc_method_path(good), "{good}");
+        }
+        for bad in [
+            "", "/", "Svc/M", "/Svc/", "//M", "/a..b/M", "/.a/M", "/a/M/x", "/a/M.x", "/a b/M",
+        ] {
+            assert!(!is_grpc_method_path(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub fn scenario(o: &BenchOptions) -> Scenario {
         data: None,
         repeat: 1,
         llm: None,
+        grpc: None,
         search: None,
         cost: None,
     }

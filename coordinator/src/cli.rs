@@ -389,6 +389,15 @@ pub struct TargetArgs {
     /// Require client certificates signed by this CA (PEM); needs --tls-cert.
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Serve the KServe v2 / Triton gRPC inference protocol (plaintext HTTP/2) instead of HTTP/1.1:
+    /// ModelInfer echoes its inputs after --delay / --region-delay (region from the
+    /// x-stampede-region metadata); the HTTP-only options do not apply.
+    #[arg(long, conflicts_with_all = ["capacity", "region_capacities", "stall_after_requests"])]
+    pub kserve: bool,
+    /// With --kserve: answer this share (0..1) of ModelInfer calls UNAVAILABLE, deterministically
+    /// (over N calls exactly floor(N x SHARE)).
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0, requires = "kserve")]
+    pub grpc_unavailable: f64,
 }
 
 fn parse_capacity(s: &str) -> Result<f64, String> {

@@ -607,6 +607,21 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 pub async fn target(args: TargetArgs) -> anyhow::Result<()> {
+    if args.kserve {
+        let server = stampede_target::KserveServer::bind(stampede_target::KserveConfig {
+            listen: args.listen,
+            default_delay: args.delay,
+            region_delays: args.region_delays.into_iter().collect(),
+            unavailable_share: args.grpc_unavailable,
+        })
+        .await?;
+        announce(&format!(
+            "KServe v2 gRPC target listening on http://{}",
+            server.local_addr()
+        ));
+        server.run(shutdown_token()).await?;
+        return Ok(());
+    }
     let config = stampede_target::TargetConfig {
         listen: args.listen,
         default_delay: args.delay,

@@ -103,6 +103,7 @@ pub fn scenario(options: &DemoOptions, target_port: u16) -> Scenario {
         data: None,
         repeat: 1,
         llm: None,
+        grpc: None,
         search: None,
         cost: None,
     }

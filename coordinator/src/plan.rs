@@ -14,6 +14,10 @@ use stampede_agent::wire::split_url;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+/// gRPC metadata naming the agent's region (the built-in target's
+/// `--region-delay` reads it, as it reads the HTTP header of that name).
+pub const REGION_METADATA: &str = "x-stampede-region";
+
 /// One agent's part of the run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentAssignment {
@@ -141,6 +145,13 @@ pub fn plan(
         .map(|d| data::partition(d, agents.len()))
         .unwrap_or_default()
         .into_iter();
+    // gRPC payloads made per data row go with their rows.
+    let mut payload_parts = scenario
+        .data
+        .as_ref()
+        .map(|d| data::partition_indices(d, agents.len()))
+        .unwrap_or_default()
+        .into_iter();
 
     let mut out = Vec::with_capacity(agents.len());
     for region in &scenario.regions {
@@ -200,6 +211,21 @@ pub fn plan(
                 region: region.name.clone(),
                 plan: LoadPlan {
                     llm: scenario.llm,
+                    // The target learns the caller's region from metadata,
+                    // as an HTTP target does from a header.
+                    grpc: scenario.grpc.as_ref().map(|g| {
+                        let rows = payload_parts.next().unwrap_or_default();
+                        let mut g = g.clone();
+                        if !g.row_payloads.is_empty() {
+                            g.row_payloads = rows
+                                .into_iter()
+                                .filter_map(|i| g.row_payloads.get(i).cloned())
+                                .collect();
+                        }
+                        g.metadata
+                            .push((REGION_METADATA.to_owned(), region.name.clone()));
+                        g
+                    }),
                     requests: requests.clone(),
                     data: match (&scenario.data, parts.next()) {
                         (Some(d), Some(rows)) => Some(DataSet {
@@ -364,6 +390,7 @@ mod tests {
             data: None,
             repeat: 1,
             llm: None,
+            grpc: None,
             search: None,
             cost: None,
         }

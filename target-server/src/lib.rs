@@ -38,6 +38,12 @@
 //! second served: past the limit, requests wait in arrival order for a free slot before their delay, so
 //! latency rises sharply and predictably. A capacity search has a known answer to find.
 //!
+//! # KServe v2 gRPC mock
+//!
+//! [`KserveServer`] (`stampede target --kserve`) serves the KServe v2 / Triton inference protocol over
+//! plaintext HTTP/2 instead: ModelInfer echoes its inputs after the region's delay, and answers a set
+//! share of calls `UNAVAILABLE`, deterministically; see the `kserve` module.
+//!
 //! # Stalls
 //!
 //! See [`StallSpec`]: a window during which every arriving load-path request is held until the window
@@ -48,6 +54,7 @@ mod config;
 mod delay;
 mod error;
 mod handler;
+mod kserve;
 mod llm;
 mod region;
 mod route;
@@ -63,6 +70,7 @@ pub use capacity::{
 pub use config::{DEFAULT_BODY_BYTES, StallSpec, TargetConfig};
 pub use delay::{DelayParseError, DelaySpec};
 pub use error::TargetError;
+pub use kserve::{KserveConfig, KserveServer, KserveStats};
 pub use llm::LlmConfig;
 pub use region::{
     MAX_REGION_NAME_LEN, RegionDelayParseError, check_region_name, parse_region_delay,

@@ -35,6 +35,8 @@ const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What all connections of one agent share, read-only.
 pub(crate) struct RunContext {
+    /// gRPC mode: the unary call every send makes.
+    pub grpc: Option<Arc<super::grpc::PreparedCall>>,
     pub plan: LoadPlan,
     pub requests: RequestSet,
     pub addrs: Vec<SocketAddr>,

@@ -10,12 +10,14 @@
 mod aggregate;
 mod chunked;
 mod connection;
+mod grpc;
 pub mod http1;
 mod http2;
 mod pacer;
 mod request_set;
 mod target_tls;
 mod transport;
+mod timing;
 mod worker;
 
 use crate::plan::{LoadPlan, Protocol};
@@ -89,6 +91,8 @@ pub enum EngineError {
     Http2Request(#[from] H2RequestError),
     #[error(transparent)]
     Tls(#[from] TargetTlsError),
+    #[error("cannot prepare the gRPC call: {0}")]
+    Grpc(#[from] grpc::GrpcCallError),
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
     #[error("a worker thread failed: {0}")]
@@ -214,6 +218,10 @@ fn context(
         Protocol::Http1 => None,
     };
     let connector = Connector::new(plan.transport.protocol, tls);
+    let grpc = match &plan.grpc {
+        Some(spec) => Some(Arc::new(grpc::PreparedCall::new(spec, url)?)),
+        None => None,
+    };
     Ok(RunContext {
         plan,
         requests,
@@ -221,6 +229,7 @@ fn context(
         start,
         connector,
         h2,
+        grpc,
     })
 }
 

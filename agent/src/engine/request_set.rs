@@ -344,6 +344,7 @@ mod tests {
             requests,
             data,
             llm: None,
+            grpc: None,
             model: WorkloadModel::Closed {
                 connections: 1,
                 stages: None,

@@ -8,6 +8,7 @@
 
 use super::connection::{ConnectionLoop, RunContext, SlotPlace};
 use super::http2::H2Group;
+use super::grpc::GrpcLoop;
 use super::pacer::Pacer;
 use crate::plan::Protocol;
 use crate::plan::WorkloadModel;
@@ -152,6 +153,18 @@ impl Spawner {
     fn spawn(&self, ctx: &Arc<RunContext>, connections: Range<u32>, tasks: &mut JoinSet<()>) {
         let http2 = ctx.plan.transport.protocol == Protocol::Http2;
         for connection in connections {
+            if let Some(call) = &ctx.grpc {
+                let call = GrpcLoop::new(
+                    ctx.clone(),
+                    call.clone(),
+                    self.recorder.clone(),
+                    connection,
+                    self.cancel.clone(),
+                    self.pacer.clone(),
+                );
+                tasks.spawn_local(call.run());
+                continue;
+            }
             let group = http2.then(|| Rc::new(H2Group::default()));
             for stream in 0..ctx.streams() {
                 let place = SlotPlace {

@@ -224,6 +224,9 @@ pub struct ScenarioEcho {
     /// `tls:` section.
     #[serde(default)]
     pub tls: Option<TlsEcho>,
+    /// gRPC runs: the unary method every call made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_method: Option<String>,
 }
 
 fn http1() -> String {
@@ -268,6 +271,9 @@ pub struct ScopeSummary {
     pub interrupted: u64,
     /// Responses by HTTP status code.
     pub status_codes: BTreeMap<String, u64>,
+    /// gRPC runs: calls by status code name (`OK`, `UNAVAILABLE`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grpc_codes: BTreeMap<String, u64>,
     pub bytes_received: u64,
     pub bytes_sent: u64,
     /// Open model: the rate this scope was asked for.

@@ -43,6 +43,50 @@ pub struct ScenarioFile {
     pub search: Option<SearchSection>,
     /// What the target costs, to report $/request and $/1M tokens.
     pub cost: Option<CostSection>,
+    /// gRPC mode: one unary call, instead of HTTP requests.
+    pub grpc: Option<GrpcSection>,
+}
+
+/// `grpc:`, checked by `super::grpc`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcSection {
+    /// `/package.Service/Method` (with `kserve`: ModelInfer's, the default).
+    pub method: Option<String>,
+    /// The request message, protobuf-encoded, from a file.
+    pub payload_file: Option<String>,
+    /// The request message as JSON (protobuf's JSON mapping), encoded with
+    /// `descriptor_set`.
+    pub json: Option<serde_json::Value>,
+    pub json_file: Option<String>,
+    /// A `FileDescriptorSet` holding the method and its input message.
+    pub descriptor_set: Option<String>,
+    /// A KServe v2 / Triton `ModelInferRequest`.
+    pub kserve: Option<KserveSection>,
+    /// Request metadata (headers).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KserveSection {
+    pub model: String,
+    pub version: Option<String>,
+    pub inputs: Vec<KserveInputSection>,
+    /// Requested outputs by name (default: the model's own choice).
+    pub outputs: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KserveInputSection {
+    pub name: String,
+    /// `BOOL`, `INT8`…`INT64`, `UINT8`…`UINT64`, `FP32`, `FP64` or `BYTES`.
+    pub datatype: String,
+    pub shape: Vec<i64>,
+    /// The elements, flattened in row-major order.
+    pub data: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]

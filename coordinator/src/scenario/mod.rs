@@ -7,6 +7,7 @@
 
 pub mod data;
 mod file;
+mod grpc;
 mod locate;
 pub mod requests;
 pub mod search;
@@ -47,6 +48,8 @@ pub struct Scenario {
     pub repeat: u32,
     /// Model-serving mode (OpenAI-compatible responses) and its goodput SLO.
     pub llm: Option<stampede_agent::plan::LlmSpec>,
+    /// gRPC mode: every send is this unary call (payload encoded here).
+    pub grpc: Option<stampede_agent::plan::GrpcSpec>,
     /// A capacity search (`crate::search` runs it); `load` and `regions`
     /// are then its first probe's.
     pub search: Option<SearchSpec>,
@@ -334,7 +337,7 @@ pub struct ScenarioError {
 
 /// Top-level keys that environment overrides may set. Other `STAMPEDE_*`
 /// variables (the CLI's own settings) are not scenario fields.
-const OVERRIDABLE: [&str; 16] = [
+const OVERRIDABLE: [&str; 17] = [
     "name",
     "target",
     "load",
@@ -351,6 +354,7 @@ const OVERRIDABLE: [&str; 16] = [
     "llm",
     "search",
     "cost",
+    "grpc",
 ];
 
 /// Largest scenario file read: scenarios are short; bulk belongs in data

@@ -559,6 +559,8 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
         }
     }
 
+    let grpc = super::grpc::check(&raw, &target.url, base, data.as_ref())?;
+
     let repeat = match raw.repeat {
         None => 1,
         Some(n) if (1..=MAX_REPEAT).contains(&n) => n as u32,
@@ -622,6 +624,7 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
         }
     };
     let scenario = Scenario {
+        grpc,
         cost,
         llm,
         search: None,

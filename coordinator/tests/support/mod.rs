@@ -272,6 +272,7 @@ pub fn one_region_scenario(
         data: None,
         repeat: 1,
         llm: None,
+        grpc: None,
         search: None,
         cost: None,
     }
@@ -369,4 +370,45 @@ pub async fn search_with_agents(
         let _ = agent.await;
     }
     search
+}
+
+/// The built-in KServe v2 gRPC mock running inside the test process.
+pub struct InProcessKserve {
+    pub url: url::Url,
+    pub stats: stampede_target::KserveStats,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), stampede_target::TargetError>>,
+}
+
+impl InProcessKserve {
+    pub async fn start(config: stampede_target::KserveConfig) -> Self {
+        let server = stampede_target::KserveServer::bind(config)
+            .await
+            .expect("mock binds");
+        let url = url::Url::parse(&format!("http://{}/", server.local_addr())).expect("url");
+        let stats = server.stats();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(server.run(stop.clone()));
+        Self {
+            url,
+            stats,
+            stop,
+            task,
+        }
+    }
+
+    /// A mock on loopback, port 0, no delay, nothing refused.
+    pub fn config() -> stampede_target::KserveConfig {
+        stampede_target::KserveConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            default_delay: Default::default(),
+            region_delays: Default::default(),
+            unavailable_share: 0.0,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
 }

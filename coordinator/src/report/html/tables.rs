@@ -203,6 +203,7 @@ pub(super) fn error_classes(report: &RunReport) -> String {
             .status_codes
             .iter()
             .map(|(code, n)| format!("{code}: {n}"))
+            .chain(s.grpc_codes.iter().map(|(code, n)| format!("{code}: {n}")))
             .collect();
         format!(
             r#"<td class="name">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="text">{}</td>"#,
@@ -280,7 +281,10 @@ pub(super) fn scenario(report: &RunReport) -> String {
         ));
     }
     rows.push(("interval", format!("{} s", s.interval_s)));
-    rows.push(("request", format!("{} {}", s.method, s.url)));
+    match &s.grpc_method {
+        Some(method) => rows.push(("gRPC call", format!("{method} at {}", s.url))),
+        None => rows.push(("request", format!("{} {}", s.method, s.url))),
+    }
     for (region, url) in &s.region_urls {
         rows.push(("region URL", format!("{region}: {url}")));
     }
