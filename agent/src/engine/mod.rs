@@ -16,8 +16,8 @@ mod http2;
 mod pacer;
 mod request_set;
 mod target_tls;
-mod transport;
 mod timing;
+mod transport;
 mod worker;
 
 use crate::plan::{LoadPlan, Protocol};

@@ -7,8 +7,8 @@
 //! and sends the full one to the engine's aggregator.
 
 use super::connection::{ConnectionLoop, RunContext, SlotPlace};
-use super::http2::H2Group;
 use super::grpc::GrpcLoop;
+use super::http2::H2Group;
 use super::pacer::Pacer;
 use crate::plan::Protocol;
 use crate::plan::WorkloadModel;
