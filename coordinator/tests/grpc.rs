@@ -484,3 +484,33 @@ regions:
         .to_string();
     assert!(error.contains("llm") && error.contains("grpc"), "{error}");
 }
+
+#[test]
+fn grpc_refuses_settings_its_client_would_ignore() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("p.bin"), b"").expect("write payload");
+    let url = url::Url::parse("http://127.0.0.1:9/").expect("url");
+    let base = generic_scenario(
+        &url,
+        "  method: /inference.GRPCInferenceService/ModelInfer\n  payload_file: p.bin",
+    );
+    let streams = base
+        .replace(
+            "  connections: 2\n",
+            "  connections: 2\n  streams_per_connection: 4\n",
+        )
+        .replace(
+            "  url: http://127.0.0.1:9/\n",
+            "  url: http://127.0.0.1:9/\n  protocol: http2\n",
+        );
+    let path = dir.path().join("streams.yaml");
+    std::fs::write(&path, streams).expect("write scenario");
+    let e = load_with_env(&path, BTreeMap::new())
+        .expect_err("streams are refused")
+        .to_string();
+    assert!(
+        e.contains("streams.yaml") && e.contains("load.streams_per_connection"),
+        "{e}"
+    );
+    assert!(e.contains("one call in flight"), "{e}");
+}

@@ -15,6 +15,7 @@ use super::http1::{Http1Connection, ResponseInfo};
 use super::http2::{H2Failure, H2Group, H2Requests, H2Slot};
 use super::pacer::Pacer;
 use super::request_set::{Picker, RequestSet};
+use super::timing::{self, Waits};
 use super::transport::{ConnectFailure, Connector};
 use crate::llm::{LlmFault, LlmObserver};
 use crate::plan::{LoadPlan, WorkloadModel};
@@ -27,7 +28,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 /// Longest pause between reconnect attempts after connect errors (closed
 /// model only: the open model is paced by its schedule).
@@ -88,14 +89,6 @@ pub(crate) struct SlotPlace {
     pub group: Option<Rc<H2Group>>,
 }
 
-impl RunContext {
-    /// In-flight and owed requests still unfinished at this instant are
-    /// interrupted (no new request is sent after the duration).
-    fn hard_stop(&self) -> Instant {
-        self.start + self.plan.duration + self.plan.graceful_stop
-    }
-}
-
 /// One connection's loop, from pre-connecting to the end of the run.
 pub(crate) struct ConnectionLoop {
     ctx: Arc<RunContext>,
@@ -105,16 +98,12 @@ pub(crate) struct ConnectionLoop {
     index: u32,
     addr: SocketAddr,
     link: Link,
-    cancel: CancellationToken,
-    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The start, think times, back-off and send times; cancellation.
+    waits: Waits,
     /// Re-armed for every request: the per-request timeout.
     timeout: Pin<Box<Sleep>>,
     /// Fires at the hard stop, once.
     hard_stop: Pin<Box<Sleep>>,
-    /// Re-armed for coarse waits (the start, connect back-off).
-    pace: Pin<Box<Sleep>>,
-    /// Open model: the worker's fine timer and this connection's slot in it.
-    pacer: Option<(Rc<Pacer>, usize)>,
     /// Closed model: draws think times.
     rng: SplitMix64,
     /// Picks each send's request of the mix and data row.
@@ -154,7 +143,7 @@ impl ConnectionLoop {
         pacer: Option<Rc<Pacer>>,
     ) -> Self {
         let addr = ctx.addrs[place.connection as usize % ctx.addrs.len()];
-        let hard_stop = ctx.hard_stop();
+        let hard_stop = timing::hard_stop(&ctx);
         let slots = ctx.slots();
         let index = place.connection * ctx.streams() + place.stream;
         let llm = ctx.plan.llm.is_some();
@@ -168,15 +157,9 @@ impl ConnectionLoop {
             index,
             addr,
             link,
-            cancelled: Box::pin(cancel.clone().cancelled_owned()),
-            cancel,
+            waits: Waits::new(cancel, pacer, hard_stop),
             timeout: Box::pin(sleep_until(hard_stop)),
             hard_stop: Box::pin(sleep_until(hard_stop)),
-            pace: Box::pin(sleep_until(hard_stop)),
-            pacer: pacer.map(|p| {
-                let slot = p.slot();
-                (p, slot)
-            }),
             rng: SplitMix64(u64::from(index) ^ std::process::id().rotate_left(16) as u64),
             picker: Picker::new(u64::from(std::process::id()), index, slots),
             buf: Vec::new(),
@@ -188,34 +171,8 @@ impl ConnectionLoop {
     pub(crate) async fn run(mut self) {
         self.preconnect().await;
         match &self.ctx.plan.model {
-            WorkloadModel::Closed { stages, .. } => {
-                let busy = match stages {
-                    // This connection's slot is busy while the cluster's
-                    // concurrency exceeds it. With S streams per connection,
-                    // cluster slot j is S slots (j·S .. j·S+S-1) against the
-                    // concurrency times S.
-                    Some(stages) => {
-                        let streams = self.ctx.streams();
-                        let (connection, stream) = (self.index / streams, self.index % streams);
-                        stages
-                            .slots
-                            .get(connection as usize)
-                            .map(|&slot| {
-                                if streams == 1 {
-                                    stages.concurrency.windows_above(slot)
-                                } else {
-                                    stages
-                                        .concurrency
-                                        .scaled(f64::from(streams))
-                                        .windows_above(slot * streams + stream)
-                                }
-                            })
-                            .unwrap_or_default()
-                    }
-                    None => vec![(Duration::ZERO, self.ctx.plan.duration)],
-                };
-                for (from, until) in busy {
-                    let (from, until) = (self.ctx.start + from, self.ctx.start + until);
+            WorkloadModel::Closed { .. } => {
+                for (from, until) in timing::busy_windows(&self.ctx, self.index) {
                     if !self.run_closed(from, until).await {
                         return;
                     }
@@ -264,52 +221,16 @@ impl ConnectionLoop {
         };
         tokio::select! {
             biased;
-            _ = self.cancelled.as_mut() => {}
+            _ = self.waits.cancelled() => {}
             () = connect => {}
             _ = sleep_until(start) => {}
-        }
-    }
-
-    /// Waits until `at`; false if cancelled first.
-    async fn wait_until(&mut self, at: Instant) -> bool {
-        if self.cancel.is_cancelled() {
-            return false;
-        }
-        if Instant::now() >= at {
-            return true;
-        }
-        self.pace.as_mut().reset(at);
-        tokio::select! {
-            biased;
-            _ = self.cancelled.as_mut() => false,
-            _ = self.pace.as_mut() => true,
-        }
-    }
-
-    /// Waits until a send time, with sub-millisecond precision when the
-    /// worker has a pacer; false if cancelled first.
-    async fn wait_paced(&mut self, at: Instant) -> bool {
-        if self.cancel.is_cancelled() {
-            return false;
-        }
-        if Instant::now() >= at {
-            return true;
-        }
-        let wait = match &self.pacer {
-            Some((pacer, slot)) => pacer.until(*slot, at),
-            None => return self.wait_until(at).await,
-        };
-        tokio::select! {
-            biased;
-            _ = self.cancelled.as_mut() => false,
-            _ = wait => true,
         }
     }
 
     /// Sends back to back from `from` until `until`; in-flight requests at
     /// `until` finish normally. False when the run was cancelled or stopped.
     async fn run_closed(&mut self, from: Instant, until: Instant) -> bool {
-        if !self.wait_until(from).await {
+        if !self.waits.until(from).await {
             return false;
         }
         let mut backoff = Duration::from_millis(10);
@@ -331,7 +252,7 @@ impl ConnectionLoop {
                     // not a load figure anyone wants.
                     let resume = Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
-                    if !self.wait_until(resume.min(until)).await {
+                    if !self.waits.until(resume.min(until)).await {
                         return false;
                     }
                 }
@@ -341,7 +262,7 @@ impl ConnectionLoop {
                     // A virtual user's think time before its next request.
                     if let Some((min, max)) = self.ctx.plan.think_time {
                         let pause = self.rng.duration_between(min, max);
-                        if !self.wait_until((Instant::now() + pause).min(until)).await {
+                        if !self.waits.until((Instant::now() + pause).min(until)).await {
                             return false;
                         }
                     }
@@ -351,7 +272,7 @@ impl ConnectionLoop {
     }
 
     async fn run_open(&mut self, mut schedule: ArrivalSchedule) {
-        let hard_stop = self.ctx.hard_stop();
+        let hard_stop = timing::hard_stop(&self.ctx);
         while let Some(intended) = schedule.next_due() {
             let intended = Instant::from_std(intended);
             // Idle before its send time, the connection waits on a timer
@@ -360,13 +281,13 @@ impl ConnectionLoop {
             // past its send time, the connection was held up by the target:
             // then the wait is charged (coordinated-omission correction).
             let was_idle = Instant::now() < intended;
-            if !self.wait_paced(intended).await {
-                self.record_overdue(&schedule, intended);
+            if !self.waits.paced(intended).await {
+                timing::record_overdue(&self.recorder, &schedule, intended);
                 return;
             }
             if Instant::now() >= hard_stop {
                 // Owed requests we can no longer send in time.
-                self.record_overdue(&schedule, intended);
+                timing::record_overdue(&self.recorder, &schedule, intended);
                 return;
             }
             let sent = Instant::now();
@@ -376,7 +297,7 @@ impl ConnectionLoop {
             let (outcome, what) = self.exchange(sent).await;
             match outcome {
                 Exchange::Interrupted => {
-                    self.record_overdue(&schedule, intended);
+                    timing::record_overdue(&self.recorder, &schedule, intended);
                     return;
                 }
                 // The data ran out: what is still to come is not owed.
@@ -385,17 +306,6 @@ impl ConnectionLoop {
                 // waiting behind a slow response is included.
                 outcome => self.record(outcome, if was_idle { sent } else { intended }, what),
             }
-        }
-    }
-
-    /// At a stop: the current request (if it was due) and every later one
-    /// already due by now count as interrupted; requests not yet due were
-    /// never owed.
-    fn record_overdue(&self, schedule: &ArrivalSchedule, current: Instant) {
-        let now = Instant::now();
-        let owed = u64::from(current <= now) + schedule.due_by(now.into_std());
-        if owed > 0 {
-            self.recorder.borrow_mut().record_interrupted(owed);
         }
     }
 
@@ -507,7 +417,7 @@ impl ConnectionLoop {
         };
         let outcome = tokio::select! {
             biased;
-            _ = self.cancelled.as_mut() => Exchange::Interrupted,
+            _ = self.waits.cancelled() => Exchange::Interrupted,
             result = attempt => match result {
                 Ok(info) => Exchange::Response(info),
                 Err(failed) => failed,

@@ -3,8 +3,7 @@
 //! [`Pacer`]) while watching for cancellation, the closed model's busy
 //! windows, the hard stop, and what counts as interrupted at a stop.
 //!
-//! The gRPC loop (`grpc/`) uses them; the HTTP loop (`connection.rs`) has
-//! the same logic inline, from before this module, and can move onto it.
+//! The HTTP loop (`connection.rs`) and the gRPC loop (`grpc/`) both use them.
 
 use super::connection::RunContext;
 use super::pacer::Pacer;
@@ -24,20 +23,35 @@ pub(crate) fn hard_stop(ctx: &RunContext) -> Instant {
     ctx.start + ctx.plan.duration + ctx.plan.graceful_stop
 }
 
-/// Closed model: when connection `index` is busy, as instants. Without
-/// stages, the whole duration; with stages, while the cluster's concurrency
-/// exceeds this connection's slot (a virtual user that left takes its
-/// connection with it).
+/// Closed model: when request slot `index` (`connection × streams +
+/// stream`) is busy, as instants. Without stages, the whole duration; with
+/// stages, while the cluster's concurrency exceeds the slot (a virtual user
+/// that left takes its connection with it). With S streams per connection,
+/// the cluster's connection slot j is S request slots (j·S … j·S+S−1)
+/// against the concurrency times S.
 pub(crate) fn busy_windows(ctx: &RunContext, index: u32) -> Vec<(Instant, Instant)> {
     let windows = match &ctx.plan.model {
         WorkloadModel::Closed {
             stages: Some(stages),
             ..
-        } => stages
-            .slots
-            .get(index as usize)
-            .map(|&slot| stages.concurrency.windows_above(slot))
-            .unwrap_or_default(),
+        } => {
+            let streams = ctx.streams().max(1);
+            let (connection, stream) = (index / streams, index % streams);
+            stages
+                .slots
+                .get(connection as usize)
+                .map(|&slot| {
+                    if streams == 1 {
+                        stages.concurrency.windows_above(slot)
+                    } else {
+                        stages
+                            .concurrency
+                            .scaled(f64::from(streams))
+                            .windows_above(slot * streams + stream)
+                    }
+                })
+                .unwrap_or_default()
+        }
         _ => vec![(Duration::ZERO, ctx.plan.duration)],
     };
     windows

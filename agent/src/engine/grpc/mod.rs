@@ -161,7 +161,9 @@ impl GrpcLoop {
         self.preconnect().await;
         match &self.ctx.plan.model {
             WorkloadModel::Closed { .. } => {
-                for (from, until) in timing::busy_windows(&self.ctx, self.index) {
+                for (from, until) in
+                    timing::busy_windows(&self.ctx, self.index * self.ctx.streams())
+                {
                     if !self.run_closed(from, until).await {
                         return;
                     }
