@@ -607,16 +607,33 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 pub async fn target(args: TargetArgs) -> anyhow::Result<()> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            use stampede_proto::security::{read_certificates, read_private_key};
+            Some(stampede_target::ServerTls {
+                cert_pem: read_certificates(cert)?,
+                key_pem: read_private_key(key)?,
+                client_ca_pem: args
+                    .tls_client_ca
+                    .as_deref()
+                    .map(read_certificates)
+                    .transpose()?,
+            })
+        }
+        _ => None,
+    };
     if args.kserve {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let server = stampede_target::KserveServer::bind(stampede_target::KserveConfig {
             listen: args.listen,
             default_delay: args.delay,
             region_delays: args.region_delays.into_iter().collect(),
             unavailable_share: args.grpc_unavailable,
+            tls,
         })
         .await?;
         announce(&format!(
-            "KServe v2 gRPC target listening on http://{}",
+            "KServe v2 gRPC target listening on {scheme}://{}",
             server.local_addr()
         ));
         server.run(shutdown_token()).await?;
@@ -641,21 +658,7 @@ pub async fn target(args: TargetArgs) -> anyhow::Result<()> {
         },
         capacity: args.capacity,
         region_capacities: args.region_capacities.into_iter().collect(),
-        tls: match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => {
-                use stampede_proto::security::{read_certificates, read_private_key};
-                Some(stampede_target::ServerTls {
-                    cert_pem: read_certificates(cert)?,
-                    key_pem: read_private_key(key)?,
-                    client_ca_pem: args
-                        .tls_client_ca
-                        .as_deref()
-                        .map(read_certificates)
-                        .transpose()?,
-                })
-            }
-            _ => None,
-        },
+        tls,
     };
     let server = stampede_target::TargetServer::bind(config).await?;
     announce(&format!(

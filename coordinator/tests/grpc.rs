@@ -514,3 +514,66 @@ fn grpc_refuses_settings_its_client_would_ignore() {
     );
     assert!(e.contains("one call in flight"), "{e}");
 }
+
+/// gRPC over TLS: the mock serves TLS with a certificate from a CA made
+/// here; with the scenario's `tls.ca` every call succeeds, without it every
+/// call fails as a TLS error (and the agent goes on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_infer_over_tls_with_the_scenario_ca() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = support::certs::TestCa::new(dir.path(), "kserve");
+    let server = ca.server("kserve");
+    let read = |p: &Path| std::fs::read(p).expect("read PEM");
+    let mut config = InProcessKserve::config();
+    config.tls = Some(stampede_target::ServerTls {
+        cert_pem: read(&server.cert),
+        key_pem: read(&server.key),
+        client_ca_pem: None,
+    });
+    let mock = InProcessKserve::start(config).await;
+    assert_eq!(mock.url.scheme(), "https");
+    let yaml = |tls: &str| {
+        format!(
+            r#"
+target:
+  url: {url}
+{tls}
+grpc:
+  kserve:
+    model: echo
+    inputs:
+      - name: INPUT0
+        datatype: INT32
+        shape: [2]
+        data: [1, 2]
+load:
+  model: closed
+  connections: 2
+  duration: 1s
+regions:
+  - name: local
+start_delay: 300ms
+"#,
+            url = mock.url
+        )
+    };
+    let trusted = run_in(
+        dir.path(),
+        &yaml(&format!("  tls:\n    ca: {}", ca.ca())),
+        &["local"],
+    )
+    .await;
+    let g = &trusted.global;
+    assert!(g.requests > 0);
+    assert_eq!(g.errors.total, 0, "{:?}", g.errors);
+    assert_eq!(g.requests, mock.stats.served(tonic::Code::Ok));
+    assert!(trusted.scenario.tls.as_ref().is_some_and(|t| t.custom_ca));
+
+    // The public roots do not know this CA: TLS failures, counted as such.
+    let untrusted = run_in(dir.path(), &yaml(""), &["local"]).await;
+    let e = &untrusted.global.errors;
+    assert_eq!(untrusted.global.successes, 0);
+    assert!(e.tls > 0, "{e:?}");
+    assert_eq!(e.total, e.tls, "only TLS errors: {e:?}");
+    mock.stop().await;
+}

@@ -45,6 +45,9 @@ pub struct KserveConfig {
     pub region_delays: BTreeMap<String, DelaySpec>,
     /// Share of ModelInfer calls answered UNAVAILABLE, 0..=1.
     pub unavailable_share: f64,
+    /// Serve gRPC over TLS (ALPN h2), optionally requiring client
+    /// certificates; `None`: plain HTTP/2 (h2c).
+    pub tls: Option<crate::ServerTls>,
 }
 
 /// Calls answered, per gRPC status code; shared with the server.
@@ -148,7 +151,19 @@ impl KserveServer {
             Ok::<_, std::io::Error>(stream)
         });
         tracing::info!(%local_addr, "stampede KServe v2 gRPC mock listening");
-        tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &self.service.config.tls {
+            let mut config = tonic::transport::ServerTlsConfig::new().identity(
+                tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+            );
+            if let Some(ca) = &tls.client_ca_pem {
+                config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+            }
+            builder = builder
+                .tls_config(config)
+                .map_err(|e| TargetError::Tls(e.to_string()))?;
+        }
+        builder
             .add_service(GrpcInferenceServiceServer::new(self.service))
             .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
             .await
@@ -270,6 +285,7 @@ mod tests {
                 default_delay: DelaySpec::default(),
                 region_delays: BTreeMap::new(),
                 unavailable_share: share,
+                tls: None,
             }),
             stats: KserveStats::default(),
         }

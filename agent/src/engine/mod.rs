@@ -205,11 +205,17 @@ fn context(
     }
     let requests = RequestSet::new(&plan)?;
     let url = &plan.requests[0].url;
+    // gRPC is HTTP/2: over TLS it needs h2 by ALPN whatever `protocol` says.
+    let protocol = if plan.grpc.is_some() {
+        Protocol::Http2
+    } else {
+        plan.transport.protocol
+    };
     let tls = match &plan.transport.tls {
         Some(tls) => {
             let host = url.host_str().unwrap_or_default();
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            Some(target_tls::setup(tls, host, plan.transport.protocol)?)
+            Some(target_tls::setup(tls, host, protocol)?)
         }
         None => None,
     };
@@ -217,7 +223,7 @@ fn context(
         Protocol::Http2 => Some(H2Requests::new(&requests, url)?),
         Protocol::Http1 => None,
     };
-    let connector = Connector::new(plan.transport.protocol, tls);
+    let connector = Connector::new(protocol, tls);
     let grpc = match &plan.grpc {
         Some(spec) => Some(Arc::new(grpc::PreparedCall::new(spec, url)?)),
         None => None,

@@ -562,13 +562,7 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
     let grpc = super::grpc::check(&raw, &target.url, base, data.as_ref())?;
     if grpc.is_some() {
         // The gRPC client opens one HTTP/2 connection per `connection`, one
-        // call in flight, in plain text: these settings would be ignored.
-        if target.transport.tls.is_some() || target.url.scheme() == "https" {
-            return err(
-                "target.url",
-                "gRPC over TLS is not supported yet: use an http:// (h2c) target",
-            );
-        }
+        // call in flight: more streams would be ignored.
         if target.transport.streams > 1 {
             return err(
                 "load.streams_per_connection",

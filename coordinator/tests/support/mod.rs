@@ -382,10 +382,15 @@ pub struct InProcessKserve {
 
 impl InProcessKserve {
     pub async fn start(config: stampede_target::KserveConfig) -> Self {
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let server = stampede_target::KserveServer::bind(config)
             .await
             .expect("mock binds");
-        let url = url::Url::parse(&format!("http://{}/", server.local_addr())).expect("url");
+        let url = url::Url::parse(&format!("{scheme}://{}/", server.local_addr())).expect("url");
         let stats = server.stats();
         let stop = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(server.run(stop.clone()));
@@ -404,6 +409,7 @@ impl InProcessKserve {
             default_delay: Default::default(),
             region_delays: Default::default(),
             unavailable_share: 0.0,
+            tls: None,
         }
     }
 

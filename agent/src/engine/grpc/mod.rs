@@ -20,6 +20,7 @@ use super::connection::RunContext;
 use super::pacer::Pacer;
 use super::request_set::Picker;
 use super::timing::{self, Waits};
+use super::transport::{ConnectFailure, TargetStream};
 use crate::plan::{GrpcSpec, WorkloadModel};
 use crate::recorder::{FailureClass, IntervalRecorder};
 use crate::schedule::{ArrivalSchedule, SplitMix64};
@@ -118,6 +119,8 @@ pub(crate) struct GrpcLoop {
     index: u32,
     /// Where a (re)connect dials; made once.
     endpoint: Endpoint,
+    /// The target address this connection dials (TLS dials it itself).
+    addr: SocketAddr,
     client: Option<Grpc<Channel>>,
     waits: Waits,
     /// Re-armed for every call: the per-call timeout.
@@ -144,6 +147,7 @@ impl GrpcLoop {
         let connections = ctx.plan.model.connections();
         Self {
             endpoint: endpoint(addr, &call.origin),
+            addr,
             ctx,
             call,
             recorder,
@@ -198,7 +202,7 @@ impl GrpcLoop {
         tokio::select! {
             biased;
             _ = self.waits.cancelled() => {}
-            channel = self.endpoint.connect() => self.client = channel.ok().map(client),
+            channel = connect(&self.ctx, &self.endpoint, self.addr) => self.client = channel.ok().map(client),
             _ = sleep_until(start) => {}
         }
     }
@@ -314,14 +318,14 @@ impl GrpcLoop {
         let bytes = payload.len() as u64;
         let timeout = self.ctx.plan.timeout;
         self.timeout.as_mut().reset(sent + timeout);
-        let endpoint = &self.endpoint;
+        let (ctx, endpoint, addr) = (&self.ctx, &self.endpoint, self.addr);
         let slot = &mut self.client;
         let attempt = async move {
             let client = match slot {
                 Some(client) => client,
-                None => match endpoint.connect().await {
+                None => match connect(ctx, endpoint, addr).await {
                     Ok(channel) => slot.insert(client(channel)),
-                    Err(_) => return Call::Failed(FailureClass::Connect),
+                    Err(class) => return Call::Failed(class),
                 },
             };
             if client.ready().await.is_err() {
@@ -366,11 +370,61 @@ impl GrpcLoop {
     }
 }
 
+/// Opens one HTTP/2 connection: plain (h2c) through tonic, or over TLS
+/// through the run's connector (the same rustls settings and failure class
+/// as HTTP targets), handed to tonic as an established stream.
+async fn connect(
+    ctx: &RunContext,
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+) -> Result<Channel, FailureClass> {
+    if ctx.connector.tls.is_none() {
+        return endpoint.connect().await.map_err(|_| FailureClass::Connect);
+    }
+    let stream = ctx.connector.connect(addr).await.map_err(|e| match e {
+        ConnectFailure::Tcp => FailureClass::Connect,
+        ConnectFailure::Tls => FailureClass::Tls,
+    })?;
+    endpoint
+        .connect_with_connector(Established(Some(stream)))
+        .await
+        .map_err(|_| FailureClass::Connect)
+}
+
+/// A connector that yields one stream already connected (and through its
+/// TLS handshake). tonic asks again only to reconnect; the loop reconnects
+/// itself instead, so a second ask is an error.
+struct Established(Option<TargetStream>);
+
+impl tonic::codegen::Service<Uri> for Established {
+    type Response = hyper_util::rt::TokioIo<TargetStream>;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        std::future::ready(
+            self.0
+                .take()
+                .map(hyper_util::rt::TokioIo::new)
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotConnected,
+                        "the connection is gone; the call loop reconnects",
+                    )
+                }),
+        )
+    }
+}
+
 /// Where a connection dials: the resolved, allowlist-checked address, with
-/// the scenario's host as `:authority`. TLS for gRPC targets plugs in here
-/// and in the two `connect` calls: `Endpoint::connect_with_connector` with a
-/// connector that dials this address and wraps the stream in the run's
-/// rustls `ClientConfig` (ALPN h2).
+/// the scenario's host as `:authority`.
 fn endpoint(addr: SocketAddr, origin: &Uri) -> Endpoint {
     let uri = Uri::builder()
         .scheme("http")
