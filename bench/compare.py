@@ -13,6 +13,8 @@ The headline figure is requests per generator CPU-second: absolute times on a
 shared machine are noise, ratios measured in the same run are not.
 
 Peers are used when installed (Debian: wrk, nghttp2-client for h2load, hey);
+the HTTP/2 table (h2c, stampede --http2 --streams 10 against h2load -m10) runs
+against stampede's own target, which serves h2c on its plain port;
 oha and wrk2 are used if found on PATH. Missing peers are skipped with a note.
 Every load goes to 127.0.0.1 only, and every run is bounded in time.
 """
@@ -175,6 +177,45 @@ def closed_loop_tools(args, stampede, url):
         ("oha", ["oha", "-z", f"{d}s", "-c", str(c), "--no-tui", "--json", url], parse_oha),
     ]
     return [t for t in tools if t[0] == "stampede" or shutil.which(t[1][0])], [t[0] for t in tools if t[0] != "stampede" and not shutil.which(t[1][0])]
+
+
+def h2_closed_loop(args, timeout):
+    """HTTP/2 closed loop: stampede against h2load, both over h2c to stampede's
+    own target (it serves h2c on its plain port; nginx would need its own
+    config), with the same number of requests in flight as the HTTP/1.1 table:
+    connections / 10 connections of 10 streams each."""
+    conns, streams = max(1, args.connections // 10), 10
+    target = Target("stampede", args.stampede)
+    failed = False
+    results = {}
+    try:
+        tools = [("stampede", [args.stampede, "bench", target.url, "--http2", "--streams", str(streams),
+                               "-c", str(conns), "-d", f"{args.duration}s", "-t", "1", "--json"], parse_stampede)]
+        if shutil.which("h2load"):
+            tools.append(("h2load", ["h2load", "-t1", f"-c{conns}", f"-m{streams}", "-D", str(args.duration),
+                                     target.url], parse_h2load))
+        else:
+            print("h2load not installed: the HTTP/2 table has stampede only")
+        for name, argv, parse in tools:
+            try:
+                results[name] = run_reps(name, argv, parse, args.reps, timeout)
+            except RuntimeError as e:
+                print(f"{name} (HTTP/2): {e}")
+                failed |= name == "stampede"
+    finally:
+        target.stop()
+    print(f"\nclosed loop, HTTP/2 (h2c), {conns} connections x {streams} streams, 1 thread, stampede's target")
+    base = results.get("h2load")
+    base_eff = base and base["requests"] / (base["user"] + base["sys"])
+    rows = []
+    for name, r in results.items():
+        cpu = r["user"] + r["sys"]
+        eff = r["requests"] / cpu
+        rows.append([name, r["requests"], f"{r['requests'] / args.duration:,.0f}", f"{r['user']:.2f}",
+                     f"{r['sys']:.2f}", f"{eff:,.0f}", f"{eff / base_eff:.2f}x" if base_eff else "-",
+                     f"{r['rss_kb'] / 1024:.1f}"])
+    table(rows, ["tool", "requests", "req/s", "user s", "sys s", "req/CPU-s", "vs h2load", "peak RSS MB"])
+    return failed
 
 
 def run_reps(name, argv, parse, reps, timeout):
@@ -344,6 +385,7 @@ def main():
             failed = True
     finally:
         target.stop()
+    failed |= h2_closed_loop(args, timeout)
     sys.exit(1 if failed else 0)
 
 

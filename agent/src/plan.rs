@@ -54,6 +54,21 @@ pub struct LlmSpec {
     pub goodput: crate::llm::GoodputSlo,
 }
 
+/// gRPC mode: every send is this unary call, over HTTP/2 (h2c) to the
+/// first request's scheme, host and port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrpcSpec {
+    /// Full method path, `/package.Service/Method`.
+    pub path: String,
+    /// The request message, protobuf-encoded once by the coordinator.
+    pub payload: bytes::Bytes,
+    /// With data rows: the message made from each row, in row order (a
+    /// send uses its row's instead of `payload`).
+    pub row_payloads: Vec<bytes::Bytes>,
+    /// Request metadata: lower-case ASCII names, visible ASCII values.
+    pub metadata: Vec<(String, String)>,
+}
+
 /// Rows that fill the requests' placeholders (a CSV or JSONL file's, or
 /// this agent's part of it).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -140,6 +155,73 @@ impl WorkloadModel {
     }
 }
 
+/// The HTTP version spoken to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Http1,
+    /// HTTP/2: negotiated by ALPN over TLS, prior knowledge (h2c) over plain TCP.
+    Http2,
+}
+
+/// How connections to the target are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transport {
+    pub protocol: Protocol,
+    /// Concurrent requests per connection (HTTP/2 streams; 1 for HTTP/1.1).
+    /// A connection runs this many request loops ("slots"), so an agent has
+    /// `connections × streams` slots in all.
+    pub streams: u32,
+    /// TLS settings; `Some` exactly when the target URL is `https`.
+    pub tls: Option<TargetTls>,
+}
+
+impl Default for Transport {
+    /// HTTP/1.1, one request at a time per connection, no TLS.
+    fn default() -> Self {
+        Self {
+            protocol: Protocol::Http1,
+            streams: 1,
+            tls: None,
+        }
+    }
+}
+
+impl Transport {
+    /// Request slots per connection (at least 1).
+    pub fn slots_per_connection(&self) -> u32 {
+        self.streams.max(1)
+    }
+}
+
+/// TLS to the target. Certificates and key are PEM bytes (read by the
+/// coordinator, so agents need no files).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct TargetTls {
+    /// CA bundle trusted instead of the public (webpki) roots; empty: the
+    /// public roots.
+    pub ca_pem: Vec<u8>,
+    /// Client certificate chain and its key (both empty: none).
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// The name to verify (and send as SNI) instead of the URL's host.
+    pub server_name: Option<String>,
+    /// Accept any certificate. Logged loudly.
+    pub insecure: bool,
+}
+
+impl std::fmt::Debug for TargetTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of logs.
+        f.debug_struct("TargetTls")
+            .field("custom_ca", &!self.ca_pem.is_empty())
+            .field("client_certificate", &!self.cert_pem.is_empty())
+            .field("server_name", &self.server_name)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
 /// This agent's slice of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadPlan {
@@ -150,6 +232,8 @@ pub struct LoadPlan {
     /// Model-serving mode: read responses as OpenAI-compatible completions
     /// (streamed or not) and measure TTFT, ITL, TPOT, tokens and goodput.
     pub llm: Option<LlmSpec>,
+    /// gRPC mode (instead of HTTP/1.1 requests).
+    pub grpc: Option<GrpcSpec>,
     pub model: WorkloadModel,
     pub duration: Duration,
     pub interval: Duration,
@@ -160,6 +244,8 @@ pub struct LoadPlan {
     /// Closed model: pause after each response, drawn uniformly from this
     /// range (a virtual user's think time). `None`: no pause.
     pub think_time: Option<(Duration, Duration)>,
+    /// HTTP version, streams per connection, TLS.
+    pub transport: Transport,
     /// One endpoint's part of an agent's load, when a scenario routes it to
     /// several endpoints: an agent runs one plan per endpoint.
     pub leg: Option<Leg>,
@@ -198,6 +284,7 @@ mod tests {
             )],
             data: None,
             llm: None,
+            grpc: None,
             model: WorkloadModel::Closed {
                 connections: 1,
                 stages: None,
@@ -208,6 +295,7 @@ mod tests {
             graceful_stop: Duration::from_secs(1),
             think_time: None,
             leg: None,
+            transport: Transport::default(),
         };
         assert_eq!(plan(15_000, 1_000).interval_count(), 15);
         assert_eq!(plan(15_500, 1_000).interval_count(), 16);

@@ -14,11 +14,18 @@ use std::time::Duration;
 /// Status codes are 100..=599 (the client refuses others as malformed).
 const STATUS_SLOTS: usize = 600;
 
+/// gRPC status codes are 0 (OK) ..= 16 (UNAUTHENTICATED); anything else a
+/// server sends is counted as 2 (UNKNOWN), as gRPC itself does.
+pub const GRPC_CODES: usize = 17;
+
 /// Why a request did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureClass {
     /// The TCP connection could not be established.
     Connect,
+    /// The TLS handshake with the target failed (untrusted certificate,
+    /// no common protocol, HTTP/2 not chosen by ALPN, ...).
+    Tls,
     /// No complete response within the request timeout.
     Timeout,
     /// The target answered 400..=499.
@@ -35,6 +42,7 @@ pub enum FailureClass {
 pub struct OutcomeCounts {
     pub success: u64,
     pub connect_error: u64,
+    pub tls_error: u64,
     pub timeout: u64,
     pub status_4xx: u64,
     pub status_5xx: u64,
@@ -49,12 +57,18 @@ impl OutcomeCounts {
     }
 
     pub fn failed(&self) -> u64 {
-        self.connect_error + self.timeout + self.status_4xx + self.status_5xx + self.other_error
+        self.connect_error
+            + self.tls_error
+            + self.timeout
+            + self.status_4xx
+            + self.status_5xx
+            + self.other_error
     }
 
     pub fn add(&mut self, other: &OutcomeCounts) {
         self.success += other.success;
         self.connect_error += other.connect_error;
+        self.tls_error += other.tls_error;
         self.timeout += other.timeout;
         self.status_4xx += other.status_4xx;
         self.status_5xx += other.status_5xx;
@@ -65,6 +79,7 @@ impl OutcomeCounts {
     fn count_failure(&mut self, class: FailureClass) {
         match class {
             FailureClass::Connect => self.connect_error += 1,
+            FailureClass::Tls => self.tls_error += 1,
             FailureClass::Timeout => self.timeout += 1,
             FailureClass::Status4xx => self.status_4xx += 1,
             FailureClass::Status5xx => self.status_5xx += 1,
@@ -87,6 +102,8 @@ pub struct IntervalRecorder {
     pub outcomes: OutcomeCounts,
     /// Responses per status code, indexed by code.
     status_codes: Box<[u64; STATUS_SLOTS]>,
+    /// gRPC calls per status code, indexed by code.
+    grpc_codes: [u64; GRPC_CODES],
     pub bytes_received: u64,
     pub bytes_sent: u64,
     /// With a mix of several requests: each request's own figures, by its
@@ -136,6 +153,7 @@ impl IntervalRecorder {
             schedule_lag: new_latency_histogram(),
             outcomes: OutcomeCounts::default(),
             status_codes: Box::new([0; STATUS_SLOTS]),
+            grpc_codes: [0; GRPC_CODES],
             bytes_received: 0,
             bytes_sent: 0,
             requests: Vec::new(),
@@ -220,6 +238,39 @@ impl IntervalRecorder {
         self.status_codes[slot] += 1;
     }
 
+    /// One gRPC call that ended with status `code`: a success, or a
+    /// failure of `failure`'s class. No HTTP status is counted (gRPC answers
+    /// are HTTP 200 whatever happened).
+    #[inline]
+    pub fn record_grpc(&mut self, latency: Duration, code: u8, failure: Option<FailureClass>) {
+        let slot = if usize::from(code) < GRPC_CODES {
+            code
+        } else {
+            2
+        };
+        self.grpc_codes[usize::from(slot)] += 1;
+        let us = micros(latency);
+        match failure {
+            None => {
+                self.latency.saturating_record(us);
+                self.outcomes.success += 1;
+            }
+            Some(class) => {
+                self.errors.saturating_record(us);
+                self.outcomes.count_failure(class);
+            }
+        }
+    }
+
+    /// gRPC status codes that were seen, with their counts, in ascending order.
+    pub fn grpc_codes(&self) -> impl Iterator<Item = (u8, u64)> + '_ {
+        self.grpc_codes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(code, n)| (code as u8, *n))
+    }
+
     /// Status codes that were seen, with their counts, in ascending order.
     pub fn status_codes(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
         self.status_codes
@@ -238,6 +289,9 @@ impl IntervalRecorder {
         let _ = self.schedule_lag.add(&other.schedule_lag);
         self.outcomes.add(&other.outcomes);
         for (mine, theirs) in self.status_codes.iter_mut().zip(other.status_codes.iter()) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.grpc_codes.iter_mut().zip(other.grpc_codes.iter()) {
             *mine += theirs;
         }
         self.bytes_received += other.bytes_received;

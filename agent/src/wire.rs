@@ -4,8 +4,8 @@
 use crate::engine::IntervalRecord;
 use crate::llm::GoodputSlo;
 use crate::plan::{
-    Arrival, ClosedStages, DataOrder, DataSet, Leg, LlmSpec, LoadPlan, RequestTemplate,
-    WorkloadModel,
+    Arrival, ClosedStages, DataOrder, DataSet, GrpcSpec, Leg, LlmSpec, LoadPlan, Protocol,
+    RequestTemplate, TargetTls, Transport, WorkloadModel,
 };
 use crate::profile::{LevelProfile, Segment};
 use stampede_proto::histogram::{self, Encoding};
@@ -94,10 +94,10 @@ fn request_from_wire(
     timeout_micros: u64,
 ) -> Result<RequestTemplate, SliceError> {
     let (url, target) = split_url(&request.url).map_err(|why| invalid("request.url", why))?;
-    if url.scheme() != "http" {
+    if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid(
             "request.url",
-            format!("scheme {:?} is not supported (http only)", url.scheme()),
+            format!("scheme {:?} is not supported (http or https)", url.scheme()),
         ));
     }
     if !(weight.is_finite() && weight > 0.0) {
@@ -168,6 +168,82 @@ fn request_to_wire(r: &RequestTemplate) -> v1::RequestSpec {
     }
 }
 
+/// Most streams per connection a peer may ask for.
+const MAX_STREAMS: u32 = 1_000;
+
+/// The transport from the wire; `https` decides whether TLS is used.
+fn transport_from_wire(
+    t: Option<v1::TargetTransport>,
+    https: bool,
+) -> Result<Transport, SliceError> {
+    let t = t.unwrap_or_default();
+    let protocol = match v1::TargetProtocol::try_from(t.protocol) {
+        Ok(v1::TargetProtocol::Http1) => Protocol::Http1,
+        Ok(v1::TargetProtocol::Http2) => Protocol::Http2,
+        Err(_) => {
+            return Err(invalid(
+                "transport.protocol",
+                format!("unknown protocol {}", t.protocol),
+            ));
+        }
+    };
+    let streams = t.streams_per_connection.max(1);
+    if protocol == Protocol::Http1 && streams != 1 {
+        return Err(invalid(
+            "transport.streams_per_connection",
+            "must be 1 with HTTP/1.1",
+        ));
+    }
+    if streams > MAX_STREAMS {
+        return Err(invalid(
+            "transport.streams_per_connection",
+            format!("{streams} (at most {MAX_STREAMS})"),
+        ));
+    }
+    let tls = match (https, t.tls) {
+        (false, None) => None,
+        (false, Some(_)) => return Err(invalid("transport.tls", "set for a plain http URL")),
+        (true, tls) => {
+            let tls = tls.unwrap_or_default();
+            if tls.cert_pem.is_empty() != tls.key_pem.is_empty() {
+                return Err(invalid(
+                    "transport.tls",
+                    "a client certificate needs its key (both or neither)",
+                ));
+            }
+            Some(TargetTls {
+                ca_pem: tls.ca_pem,
+                cert_pem: tls.cert_pem,
+                key_pem: tls.key_pem,
+                server_name: (!tls.server_name.is_empty()).then_some(tls.server_name),
+                insecure: tls.insecure,
+            })
+        }
+    };
+    Ok(Transport {
+        protocol,
+        streams,
+        tls,
+    })
+}
+
+fn transport_to_wire(t: &Transport) -> v1::TargetTransport {
+    v1::TargetTransport {
+        protocol: match t.protocol {
+            Protocol::Http1 => v1::TargetProtocol::Http1,
+            Protocol::Http2 => v1::TargetProtocol::Http2,
+        } as i32,
+        streams_per_connection: t.streams,
+        tls: t.tls.as_ref().map(|tls| v1::TargetTls {
+            ca_pem: tls.ca_pem.clone(),
+            cert_pem: tls.cert_pem.clone(),
+            key_pem: tls.key_pem.clone(),
+            server_name: tls.server_name.clone().unwrap_or_default(),
+            insecure: tls.insecure,
+        }),
+    }
+}
+
 /// Checks a slice from the coordinator and turns it into a [`LoadPlan`].
 pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
     let requests = if slice.requests.is_empty() {
@@ -198,6 +274,7 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
         }
         out
     };
+    let transport = transport_from_wire(slice.transport, requests[0].url.scheme() == "https")?;
     let data = match slice.data {
         None => None,
         Some(d) => Some(DataSet {
@@ -282,6 +359,7 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
             }
         }
     };
+    let grpc = slice.grpc.map(grpc_from_wire).transpose()?;
     let positive = |field, micros: u64| {
         if micros == 0 {
             Err(invalid(field, "must be positive"))
@@ -289,9 +367,19 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
             Ok(Duration::from_micros(micros))
         }
     };
+    if let Some(g) = &grpc {
+        let rows = data.as_ref().map_or(0, |d| d.rows.len());
+        if !g.row_payloads.is_empty() && g.row_payloads.len() != rows {
+            return Err(invalid(
+                "grpc.row_payloads",
+                format!("{} payloads for {rows} data rows", g.row_payloads.len()),
+            ));
+        }
+    }
     Ok(LoadPlan {
         requests,
         data,
+        grpc,
         llm: slice.llm.map(|l| {
             let limit = |micros: u64| (micros > 0).then(|| Duration::from_micros(micros));
             LlmSpec {
@@ -318,7 +406,62 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
             endpoint: slice.endpoint.clone(),
             request_offset: slice.request_offset,
         }),
+        transport,
     })
+}
+
+/// Checks a gRPC call: a `/package.Service/Method` path and metadata the
+/// client can send.
+fn grpc_from_wire(call: v1::GrpcCall) -> Result<GrpcSpec, SliceError> {
+    if !is_grpc_method_path(&call.path) {
+        return Err(invalid(
+            "grpc.path",
+            format!("{:?} is not /package.Service/Method", call.path),
+        ));
+    }
+    let mut metadata = Vec::with_capacity(call.metadata.len());
+    for h in call.metadata {
+        let name_ok = !h.name.is_empty()
+            && h.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !name_ok || h.name.ends_with("-bin") || h.name.starts_with("grpc-") {
+            return Err(invalid(
+                "grpc.metadata",
+                format!("{:?} is not a usable ASCII metadata name", h.name),
+            ));
+        }
+        if !h.value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(invalid(
+                "grpc.metadata",
+                format!("the value of {:?} is not visible ASCII", h.name),
+            ));
+        }
+        metadata.push((h.name, h.value));
+    }
+    Ok(GrpcSpec {
+        path: call.path,
+        payload: call.payload.into(),
+        row_payloads: call.row_payloads.into_iter().map(Into::into).collect(),
+        metadata,
+    })
+}
+
+/// `/package.Service/Method`: two non-empty segments of identifier
+/// characters, the service's qualified by a package or not.
+pub fn is_grpc_method_path(path: &str) -> bool {
+    let ident = |s: &str, dots: bool| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && !s.ends_with('.')
+            && !s.contains("..")
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || (dots && b == b'.'))
+    };
+    match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
+        Some((service, method)) => ident(service, true) && ident(method, false),
+        None => false,
+    }
 }
 
 /// The wire form of a [`LoadPlan`] (used by the coordinator to build
@@ -327,6 +470,19 @@ pub fn slice_from_plan(plan: &LoadPlan) -> v1::LoadSlice {
     let micros = |d: Duration| d.as_micros() as u64;
     v1::LoadSlice {
         request: None,
+        grpc: plan.grpc.as_ref().map(|g| v1::GrpcCall {
+            path: g.path.clone(),
+            payload: g.payload.to_vec(),
+            row_payloads: g.row_payloads.iter().map(|p| p.to_vec()).collect(),
+            metadata: g
+                .metadata
+                .iter()
+                .map(|(name, value)| v1::Header {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        }),
         llm: plan.llm.map(|l| v1::LlmSpec {
             goodput_ttft_micros: l.goodput.ttft.map_or(0, micros),
             goodput_tpot_micros: l.goodput.tpot.map_or(0, micros),
@@ -397,6 +553,7 @@ pub fn slice_from_plan(plan: &LoadPlan) -> v1::LoadSlice {
             .map(|l| l.endpoint.clone())
             .unwrap_or_default(),
         request_offset: plan.leg.as_ref().map_or(0, |l| l.request_offset),
+        transport: Some(transport_to_wire(&plan.transport)),
     }
 }
 
@@ -427,6 +584,10 @@ pub fn interval_report(
         outcomes: Some(outcomes_to_wire(o)),
         status_codes: data
             .status_codes()
+            .map(|(code, n)| (u32::from(code), n))
+            .collect(),
+        grpc_codes: data
+            .grpc_codes()
             .map(|(code, n)| (u32::from(code), n))
             .collect(),
         bytes_received: data.bytes_received,
@@ -476,6 +637,7 @@ fn outcomes_to_wire(o: &crate::recorder::OutcomeCounts) -> v1::OutcomeCounts {
     v1::OutcomeCounts {
         success: o.success,
         connect_error: o.connect_error,
+        tls_error: o.tls_error,
         timeout: o.timeout,
         status_4xx: o.status_4xx,
         status_5xx: o.status_5xx,
@@ -503,6 +665,7 @@ mod tests {
         large.target = "/items/{{id}}?full=1".into();
         large.timeout = Some(Duration::from_millis(2500));
         LoadPlan {
+            grpc: None,
             requests: vec![small, large],
             data: Some(DataSet {
                 columns: vec!["id".into(), "prompt".into()],
@@ -533,6 +696,7 @@ mod tests {
             interval: Duration::from_secs(1),
             timeout: Duration::from_millis(1500),
             graceful_stop: Duration::from_secs(2),
+            transport: Transport::default(),
             think_time: Some((Duration::from_millis(10), Duration::from_millis(30))),
             leg: None,
         }
@@ -558,6 +722,7 @@ mod tests {
         let p = plan();
         assert_eq!(plan_from_slice(slice_from_plan(&p)).expect("valid"), p);
         let closed = LoadPlan {
+            grpc: None,
             model: WorkloadModel::Closed {
                 connections: 2,
                 stages: Some(ClosedStages {
@@ -576,6 +741,47 @@ mod tests {
             plan_from_slice(slice_from_plan(&closed)).expect("valid"),
             closed
         );
+    }
+
+    #[test]
+    fn a_grpc_call_survives_the_wire_and_bad_ones_are_refused() {
+        let p = LoadPlan {
+            grpc: Some(GrpcSpec {
+                path: "/inference.GRPCInferenceService/ModelInfer".into(),
+                payload: bytes::Bytes::from_static(b"\x0a\x04echo"),
+                row_payloads: vec![],
+                metadata: vec![("x-stampede-region".into(), "eu-west".into())],
+            }),
+            ..plan()
+        };
+        assert_eq!(plan_from_slice(slice_from_plan(&p)).expect("valid"), p);
+        let with = |edit: fn(&mut v1::GrpcCall)| {
+            let mut s = slice_from_plan(&p);
+            if let Some(g) = s.grpc.as_mut() {
+                edit(g);
+            }
+            plan_from_slice(s)
+        };
+        assert!(with(|g| g.path = "/NoMethod".into()).is_err());
+        assert!(with(|g| g.metadata[0].name = "Upper".into()).is_err());
+        assert!(with(|g| g.metadata[0].name = "grpc-timeout".into()).is_err());
+        assert!(with(|g| g.metadata[0].value = "line\nbreak".into()).is_err());
+    }
+
+    #[test]
+    fn grpc_method_paths() {
+        for good in [
+            "/a.b.Svc/Method",
+            "/Svc/M_1",
+            "/inference.GRPCInferenceService/ModelInfer",
+        ] {
+            assert!(is_grpc_method_path(good), "{good}");
+        }
+        for bad in [
+            "", "/", "Svc/M", "/Svc/", "//M", "/a..b/M", "/.a/M", "/a/M/x", "/a/M.x", "/a b/M",
+        ] {
+            assert!(!is_grpc_method_path(bad), "{bad}");
+        }
     }
 
     #[test]

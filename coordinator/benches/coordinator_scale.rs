@@ -170,6 +170,7 @@ async fn agent(
                             ..Default::default()
                         }),
                         status_codes: [(200, 20_000), (503, 200)].into(),
+                        grpc_codes: Default::default(),
                         bytes_received: 2_000_000,
                         bytes_sent: 1_000_000,
                         last: index + 1 == intervals,

@@ -26,6 +26,8 @@ pub struct BenchOptions {
     pub arrival: Arrival,
     pub threads: usize,
     pub timeout: Duration,
+    /// HTTP version, streams per connection, TLS (`https` URLs).
+    pub transport: stampede_agent::plan::Transport,
 }
 
 /// The region name ad hoc runs report under.
@@ -41,6 +43,7 @@ pub fn scenario(o: &BenchOptions) -> Scenario {
             body: o.body.clone(),
             timeout: o.timeout,
             region_urls: Default::default(),
+            transport: o.transport.clone(),
         },
         load: Load {
             model: o.rate.map_or(Model::Closed, |rate| Model::Open {
@@ -69,6 +72,7 @@ pub fn scenario(o: &BenchOptions) -> Scenario {
         data: None,
         repeat: 1,
         llm: None,
+        grpc: None,
         search: None,
         cost: None,
     }

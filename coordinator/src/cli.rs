@@ -32,6 +32,66 @@ pub enum Command {
     Compare(CompareArgs),
     /// Check a scenario file without sending any load (exit 0 if it is valid).
     Validate(ValidateArgs),
+    /// Submit a scenario to a standing coordinator (`coordinator --serve`), follow it live, write its report, and exit
+    /// with its thresholds' verdict (0 pass, 99 a threshold failed, 1 error).
+    Run(RunArgs),
+    /// List the runs a standing coordinator kept in its history database.
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario file (.yaml, .yml or .toml); it is sent as text, so it may not refer to other files (data:, body_file:).
+    pub scenario: PathBuf,
+    /// The standing coordinator's run API, e.g. http://coordinator:7701.
+    #[arg(long, env = "STAMPEDE_API")]
+    pub coordinator: url::Url,
+    /// A label kept with the run in the history, e.g. branch=main (repeatable).
+    #[arg(long = "label", env = "STAMPEDE_LABELS", value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// The git commit the run tests, kept with it in the history.
+    #[arg(long, env = "STAMPEDE_GIT_SHA")]
+    pub git_sha: Option<String>,
+    /// Where to write the JSON report (default: stampede-report-<run id>.json).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Also write the HTML report (with the trend of the scenario's last runs) to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// No live view while the run goes (only the result table at the end).
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// A file holding the coordinator's token (or the token itself in STAMPEDE_TOKEN).
+    #[arg(long, env = "STAMPEDE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The history database a standing coordinator writes.
+    #[arg(long, env = "STAMPEDE_HISTORY", default_value = crate::history::DEFAULT_PATH)]
+    pub history: PathBuf,
+    /// Only runs of this scenario (its `name:`).
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// Only runs carrying this label (repeatable: all of them).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Submitted at or after: 2026-11-01, 2026-11-01T12:00:00Z, or a duration ago such as 7d.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Submitted before (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only runs in this state: queued, running, passed, failed, aborted or error.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// At most this many runs, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// JSON (an array of runs) instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -62,7 +122,7 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The URL to load (http://…).
+    /// The URL to load (http:// or https://).
     pub url: String,
     /// Connections to keep open (closed model: the concurrency).
     #[arg(short = 'c', long, default_value_t = 50)]
@@ -94,6 +154,18 @@ pub struct BenchArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
+    /// Speak HTTP/2: h2 by ALPN for https:// URLs, h2c (prior knowledge) for http://.
+    #[arg(long)]
+    pub http2: bool,
+    /// HTTP/2: concurrent streams per connection (request slots = connections x streams).
+    #[arg(long, default_value_t = 1, requires = "http2")]
+    pub streams: u32,
+    /// https://: trust this CA bundle (PEM) instead of the public roots.
+    #[arg(long, value_name = "PATH", conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// https://: do NOT verify the target's certificate (logged loudly).
+    #[arg(long)]
+    pub insecure: bool,
     /// Print the JSON report to stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -111,8 +183,36 @@ pub struct BenchArgs {
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
     /// Scenario file (.yaml, .yml or .toml). Fields can be overridden with STAMPEDE_<SECTION>__<FIELD>.
-    #[arg(short, long, env = "STAMPEDE_SCENARIO_FILE")]
-    pub scenario: PathBuf,
+    #[arg(
+        short,
+        long,
+        env = "STAMPEDE_SCENARIO_FILE",
+        required_unless_present = "serve",
+        conflicts_with = "serve"
+    )]
+    pub scenario: Option<PathBuf>,
+    /// Stay up: keep agents registered between runs and run scenarios submitted over the run API (`stampede run`).
+    #[arg(
+        long,
+        env = "STAMPEDE_SERVE",
+        help_heading = "Standing cluster",
+        conflicts_with_all = ["report", "html", "metrics_listen", "pushgateway"]
+    )]
+    pub serve: bool,
+    /// With --serve: where the run API (HTTP/JSON) listens.
+    #[arg(
+        long,
+        env = "STAMPEDE_API_LISTEN",
+        default_value = "0.0.0.0:7701",
+        help_heading = "Standing cluster"
+    )]
+    pub api_listen: String,
+    /// With --serve: the run history database (SQLite; created if missing).
+    #[arg(long, env = "STAMPEDE_HISTORY", default_value = crate::history::DEFAULT_PATH, help_heading = "Standing cluster")]
+    pub history: PathBuf,
+    /// With --serve: runs shown in an HTML report's trend section.
+    #[arg(long, default_value_t = 10, help_heading = "Standing cluster")]
+    pub trend_runs: u32,
     /// Address agents dial.
     #[arg(long, env = "STAMPEDE_LISTEN", default_value = "0.0.0.0:7700")]
     pub listen: String,
@@ -279,6 +379,25 @@ pub struct TargetArgs {
     /// One region's own capacity, REGION=N requests/s (repeatable), on top of --capacity.
     #[arg(long = "region-capacity", value_name = "REGION=N", value_parser = parse_region_capacity)]
     pub region_capacities: Vec<(String, f64)>,
+    /// Serve TLS with this certificate chain (PEM); ALPN offers h2 and http/1.1. Without it the port
+    /// serves plain HTTP/1.1 and HTTP/2 with prior knowledge (h2c).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM); needs --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve the KServe v2 / Triton gRPC inference protocol (plaintext HTTP/2) instead of HTTP/1.1:
+    /// ModelInfer echoes its inputs after --delay / --region-delay (region from the
+    /// x-stampede-region metadata); the HTTP-only options do not apply.
+    #[arg(long, conflicts_with_all = ["capacity", "region_capacities", "stall_after_requests"])]
+    pub kserve: bool,
+    /// With --kserve: answer this share (0..1) of ModelInfer calls UNAVAILABLE, deterministically
+    /// (over N calls exactly floor(N x SHARE)).
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0, requires = "kserve")]
+    pub grpc_unavailable: f64,
 }
 
 fn parse_capacity(s: &str) -> Result<f64, String> {
@@ -321,10 +440,20 @@ pub enum ReportFormat {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// The baseline JSON report.
-    pub base: PathBuf,
-    /// The JSON report to compare with it.
-    pub new: PathBuf,
+    /// The baseline: a JSON report file, or a run id of --history. With --baseline, the run to judge.
+    pub base: String,
+    /// The report (file or run id) to compare with the baseline.
+    pub new: Option<String>,
+    /// A standing coordinator's history database, to name runs by id.
+    #[arg(long, env = "STAMPEDE_HISTORY")]
+    pub history: Option<PathBuf>,
+    /// Pick the baseline from --history: `last-passing`, the last passing run of the same scenario (and labels)
+    /// before the one judged.
+    #[arg(long, value_enum, requires = "history")]
+    pub baseline: Option<Baseline>,
+    /// With --baseline: the baseline must carry this label (repeatable; default: the judged run's labels).
+    #[arg(long = "label", requires = "baseline")]
+    pub labels: Vec<String>,
     /// table, or json for scripts.
     #[arg(long, value_enum, default_value_t = CompareFormat::Table)]
     pub format: CompareFormat,
@@ -332,6 +461,11 @@ pub struct CompareArgs {
     /// by more than PCT percent.
     #[arg(long, value_name = "PCT", value_parser = parse_percent)]
     pub fail_on_regression: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Baseline {
+    LastPassing,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -6,13 +6,16 @@ use crate::report::model::RunReport;
 use crate::run::{self, RunCommand, RunError, Series};
 use crate::scenario::{Scenario, SearchSpec};
 use crate::search::{self, SearchRun};
+use crate::serve::grpc::ControlApi;
 use crate::service::{AgentSessionService, DEFAULT_MAX_AGENTS, MAX_MESSAGE_BYTES};
 use crate::tls::ServerTls;
 use stampede_proto::security::SharedToken;
 use stampede_proto::v1::agent_session_server::AgentSessionServer;
+use stampede_proto::v1::control_service_server::ControlServiceServer;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -129,11 +132,35 @@ where
         });
     }
     let (commands_tx, commands_rx) = mpsc::channel(1024);
-    let service = AgentSessionService::new(commands_tx)
-        .with_token(options.token)
+    let shutdown = CancellationToken::new();
+    let mut server = start_agent_server(listener, &options, commands_tx, None, shutdown.clone())?;
+
+    let result = tokio::select! {
+        done = actor(scenario, commands_rx, cancel, Events::new(options.events)) => Ok(done),
+        served = &mut server => {
+            // The server only ends on its own if it failed.
+            warn!(?served, "gRPC server stopped unexpectedly");
+            return Err(RunError::Server(format!("{served:?}")));
+        }
+    };
+    stop_agent_server(shutdown, server).await;
+    result
+}
+
+/// The agents' gRPC server on `listener` (its TLS, token and session cap
+/// from `options`), handing what agents send to `commands`, until
+/// `shutdown`; with `control`, a standing coordinator's run API too.
+pub(crate) fn start_agent_server(
+    listener: TcpListener,
+    options: &ClusterOptions,
+    commands: mpsc::Sender<RunCommand>,
+    control: Option<ControlServiceServer<ControlApi>>,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<Result<(), tonic::transport::Error>>, RunError> {
+    let service = AgentSessionService::new(commands)
+        .with_token(options.token.clone())
         .with_max_agents(options.max_agents);
     let service = AgentSessionServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let shutdown = CancellationToken::new();
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &options.tls {
         builder = builder
@@ -147,20 +174,17 @@ where
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(3)))
         .add_service(service)
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            shutdown.clone().cancelled_owned(),
-        );
-    let mut server = tokio::spawn(server);
+        .add_optional_service(control)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned());
+    Ok(tokio::spawn(server))
+}
 
-    let result = tokio::select! {
-        done = actor(scenario, commands_rx, cancel, Events::new(options.events)) => Ok(done),
-        served = &mut server => {
-            // The server only ends on its own if it failed.
-            warn!(?served, "gRPC server stopped unexpectedly");
-            return Err(RunError::Server(format!("{served:?}")));
-        }
-    };
+/// Stops the server `start_agent_server` started, giving its sessions
+/// [`SERVER_DRAIN`] to close.
+pub(crate) async fn stop_agent_server(
+    shutdown: CancellationToken,
+    mut server: JoinHandle<Result<(), tonic::transport::Error>>,
+) {
     shutdown.cancel();
     if tokio::time::timeout(SERVER_DRAIN, &mut server)
         .await
@@ -168,5 +192,4 @@ where
     {
         server.abort();
     }
-    result
 }

@@ -26,6 +26,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+mod standing;
+pub use standing::{history, run};
+
 /// Logs to stderr; `STAMPEDE_LOG` (or `RUST_LOG`) sets the filter, default `info`.
 pub fn init_logging() {
     let filter = std::env::var("STAMPEDE_LOG")
@@ -178,9 +181,35 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let url = url::Url::parse(&args.url).with_context(|| format!("{:?} is not a URL", args.url))?;
-    if url.scheme() != "http" {
-        bail!("{}: only http:// URLs are supported so far", args.url);
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("{}: only http:// and https:// URLs are supported", args.url);
     }
+    if (args.ca.is_some() || args.insecure) && url.scheme() != "https" {
+        bail!("--ca and --insecure apply to https:// URLs");
+    }
+    if !(1..=1000).contains(&args.streams) {
+        bail!("--streams must be between 1 and 1000");
+    }
+    let transport = stampede_agent::plan::Transport {
+        protocol: if args.http2 {
+            stampede_agent::plan::Protocol::Http2
+        } else {
+            stampede_agent::plan::Protocol::Http1
+        },
+        streams: args.streams,
+        tls: (url.scheme() == "https")
+            .then(|| -> anyhow::Result<_> {
+                Ok(stampede_agent::plan::TargetTls {
+                    ca_pem: match &args.ca {
+                        Some(path) => stampede_proto::security::read_certificates(path)?,
+                        None => Vec::new(),
+                    },
+                    insecure: args.insecure,
+                    ..Default::default()
+                })
+            })
+            .transpose()?,
+    };
     if args.connections == 0 {
         bail!("-c/--connections must be at least 1");
     }
@@ -219,6 +248,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         },
         threads: args.threads,
         timeout: args.timeout,
+        transport,
     };
     // With --json, stdout is the JSON alone.
     let stream = if args.json {
@@ -296,9 +326,15 @@ fn cluster_options(args: &CoordinatorArgs) -> anyhow::Result<ClusterOptions> {
 }
 
 pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
+    if args.serve {
+        return standing::serve(args).await;
+    }
     // Validate everything before listening: bad input sends no load.
     let mut options = cluster_options(&args)?;
-    let scenario = crate::scenario::load(&args.scenario)?;
+    let Some(path) = &args.scenario else {
+        bail!("give a scenario (--scenario FILE), or --serve to run submitted ones");
+    };
+    let scenario = crate::scenario::load(path)?;
     if let Some(gateway) = &args.pushgateway {
         metrics::http::push_url(gateway, "check")?;
     }
@@ -571,6 +607,38 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 pub async fn target(args: TargetArgs) -> anyhow::Result<()> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            use stampede_proto::security::{read_certificates, read_private_key};
+            Some(stampede_target::ServerTls {
+                cert_pem: read_certificates(cert)?,
+                key_pem: read_private_key(key)?,
+                client_ca_pem: args
+                    .tls_client_ca
+                    .as_deref()
+                    .map(read_certificates)
+                    .transpose()?,
+            })
+        }
+        _ => None,
+    };
+    if args.kserve {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let server = stampede_target::KserveServer::bind(stampede_target::KserveConfig {
+            listen: args.listen,
+            default_delay: args.delay,
+            region_delays: args.region_delays.into_iter().collect(),
+            unavailable_share: args.grpc_unavailable,
+            tls,
+        })
+        .await?;
+        announce(&format!(
+            "KServe v2 gRPC target listening on {scheme}://{}",
+            server.local_addr()
+        ));
+        server.run(shutdown_token()).await?;
+        return Ok(());
+    }
     let config = stampede_target::TargetConfig {
         listen: args.listen,
         default_delay: args.delay,
@@ -590,10 +658,12 @@ pub async fn target(args: TargetArgs) -> anyhow::Result<()> {
         },
         capacity: args.capacity,
         region_capacities: args.region_capacities.into_iter().collect(),
+        tls,
     };
     let server = stampede_target::TargetServer::bind(config).await?;
     announce(&format!(
-        "target listening on http://{}",
+        "target listening on {}://{}",
+        server.scheme(),
         server.local_addr()
     ));
     server.run(shutdown_token()).await?;
@@ -644,8 +714,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
 }
 
 pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
-    let base = report::read(&args.base)?;
-    let new = report::read(&args.new)?;
+    let (base, new) = standing::compare_inputs(&args)?;
     let comparison = compare::compare(&base, &new, args.fail_on_regression);
     match args.format {
         CompareFormat::Table => announce(compare::render_table(&comparison).trim_end()),

@@ -72,6 +72,7 @@ pub fn scenario(options: &DemoOptions, target_port: u16) -> Scenario {
                 .iter()
                 .map(|(r, _)| (r.to_string(), url(r)))
                 .collect(),
+            transport: Default::default(),
         },
         load: Load {
             model: Model::Open {
@@ -103,6 +104,7 @@ pub fn scenario(options: &DemoOptions, target_port: u16) -> Scenario {
         data: None,
         repeat: 1,
         llm: None,
+        grpc: None,
         search: None,
         cost: None,
     }

@@ -183,6 +183,9 @@ pub struct IntervalSnapshot {
     pub warmup: bool,
     pub global: ScopeFigures,
     pub regions: BTreeMap<String, ScopeFigures>,
+    /// The interval's merged latency histogram, all regions (V2 deflate):
+    /// what the run history keeps of it as it closes.
+    pub global_latency_histogram: Vec<u8>,
 }
 
 /// What one scope did in one interval.
@@ -224,6 +227,7 @@ impl IntervalSnapshot {
             warmup,
             global: ScopeFigures::of(&closed.global.unseal(), seconds(closed)),
             regions: BTreeMap::new(),
+            global_latency_histogram: closed.global.latency_encoded().to_vec(),
         }
     }
 

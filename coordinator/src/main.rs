@@ -29,6 +29,8 @@ fn main() -> std::process::ExitCode {
             Command::Report(args) => commands::report(args),
             Command::Compare(args) => commands::compare(args),
             Command::Validate(args) => commands::validate(args),
+            Command::Run(args) => commands::run(args).await,
+            Command::History(args) => commands::history(args),
         }
     });
     match result {

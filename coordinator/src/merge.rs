@@ -30,6 +30,8 @@ pub struct Totals {
     pub schedule_lag: Histogram<u64>,
     pub outcomes: Outcomes,
     pub status_codes: BTreeMap<u16, u64>,
+    /// gRPC calls by status code (0 OK ..= 16).
+    pub grpc_codes: BTreeMap<u8, u64>,
     pub bytes_received: u64,
     pub bytes_sent: u64,
 }
@@ -42,6 +44,7 @@ impl Default for Totals {
             schedule_lag: new_latency_histogram(),
             outcomes: Outcomes::default(),
             status_codes: BTreeMap::new(),
+            grpc_codes: BTreeMap::new(),
             bytes_received: 0,
             bytes_sent: 0,
         }
@@ -58,6 +61,9 @@ impl Totals {
         for (code, n) in &r.status_codes {
             *self.status_codes.entry(*code).or_default() += n;
         }
+        for (code, n) in &r.grpc_codes {
+            *self.grpc_codes.entry(*code).or_default() += n;
+        }
         self.bytes_received += r.bytes_received;
         self.bytes_sent += r.bytes_sent;
     }
@@ -71,6 +77,9 @@ impl Totals {
         self.outcomes.add(&other.outcomes);
         for (code, n) in &other.status_codes {
             *self.status_codes.entry(*code).or_default() += n;
+        }
+        for (code, n) in &other.grpc_codes {
+            *self.grpc_codes.entry(*code).or_default() += n;
         }
         self.bytes_received += other.bytes_received;
         self.bytes_sent += other.bytes_sent;
@@ -90,6 +99,8 @@ pub struct AgentInterval {
     pub schedule_lag: SparseHistogram,
     pub outcomes: Outcomes,
     pub status_codes: BTreeMap<u16, u64>,
+    /// gRPC calls by status code (0 OK ..= 16).
+    pub grpc_codes: BTreeMap<u8, u64>,
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub last: bool,
@@ -199,6 +210,7 @@ pub struct SealedTotals {
     schedule_lag: Vec<u8>,
     outcomes: Outcomes,
     status_codes: BTreeMap<u16, u64>,
+    grpc_codes: BTreeMap<u8, u64>,
     bytes_received: u64,
     bytes_sent: u64,
 }
@@ -213,6 +225,7 @@ impl SealedTotals {
             schedule_lag: encode(&t.schedule_lag),
             outcomes: t.outcomes,
             status_codes: t.status_codes.clone(),
+            grpc_codes: t.grpc_codes.clone(),
             bytes_received: t.bytes_received,
             bytes_sent: t.bytes_sent,
         }
@@ -227,9 +240,15 @@ impl SealedTotals {
             schedule_lag: decode(&self.schedule_lag),
             outcomes: self.outcomes,
             status_codes: self.status_codes.clone(),
+            grpc_codes: self.grpc_codes.clone(),
             bytes_received: self.bytes_received,
             bytes_sent: self.bytes_sent,
         }
+    }
+
+    /// The latency histogram, encoded (V2 deflate), as kept.
+    pub fn latency_encoded(&self) -> &[u8] {
+        &self.latency
     }
 
     /// Size of the encoded histograms, bytes.
@@ -282,6 +301,8 @@ pub struct Accumulated<B> {
     pub schedule_lag: B,
     pub outcomes: Outcomes,
     pub status_codes: BTreeMap<u16, u64>,
+    /// gRPC calls by status code (0 OK ..= 16).
+    pub grpc_codes: BTreeMap<u8, u64>,
     pub bytes_received: u64,
     pub bytes_sent: u64,
 }
@@ -295,6 +316,9 @@ impl<B: Buckets> Accumulated<B> {
         for (code, n) in &r.status_codes {
             *self.status_codes.entry(*code).or_default() += n;
         }
+        for (code, n) in &r.grpc_codes {
+            *self.grpc_codes.entry(*code).or_default() += n;
+        }
         self.bytes_received += r.bytes_received;
         self.bytes_sent += r.bytes_sent;
     }
@@ -307,6 +331,7 @@ impl<B: Buckets> Accumulated<B> {
             schedule_lag: self.schedule_lag.to_histogram(),
             outcomes: self.outcomes,
             status_codes: self.status_codes.clone(),
+            grpc_codes: self.grpc_codes.clone(),
             bytes_received: self.bytes_received,
             bytes_sent: self.bytes_sent,
         }

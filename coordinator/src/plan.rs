@@ -14,6 +14,10 @@ use stampede_agent::wire::split_url;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+/// gRPC metadata naming the agent's region (the built-in target's
+/// `--region-delay` reads it, as it reads the HTTP header of that name).
+pub const REGION_METADATA: &str = "x-stampede-region";
+
 /// One agent's part of the run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentAssignment {
@@ -84,6 +88,17 @@ pub fn plan(
     scenario: &Scenario,
     agents: &[(Uuid, String)],
 ) -> Result<Vec<AgentAssignment>, PlanError> {
+    if scenario
+        .target
+        .transport
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.insecure)
+    {
+        tracing::warn!(
+            "TLS to the target is INSECURE: agents will NOT verify its certificate (target.tls.insecure: true)"
+        );
+    }
     let mut by_region: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
     for (id, region) in agents {
         if scenario.region(region).is_none() {
@@ -136,6 +151,13 @@ pub fn plan(
         .map(|d| data::partition(d, agents.len()))
         .unwrap_or_default()
         .into_iter();
+    // gRPC payloads made per data row go with their rows.
+    let mut payload_parts = scenario
+        .data
+        .as_ref()
+        .map(|d| data::partition_indices(d, agents.len()))
+        .unwrap_or_default()
+        .into_iter();
 
     let mut out = Vec::with_capacity(agents.len());
     for region in &scenario.regions {
@@ -151,6 +173,13 @@ pub fn plan(
                 .map(|e| resolve_mix(&mix, &e.url))
                 .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
+        };
+        // TLS exactly when this region's URL is https (the public roots when
+        // the scenario has no `tls:` section).
+        let mut transport = scenario.target.transport.clone();
+        transport.tls = match requests.first().map(|r| r.url.scheme()) {
+            Some("https") => Some(transport.tls.unwrap_or_default()),
+            _ => None,
         };
         for (position, id) in ids.iter().enumerate() {
             let connections = counts.next().unwrap_or(1);
@@ -182,6 +211,21 @@ pub fn plan(
                 legs: Vec::new(),
                 plan: LoadPlan {
                     llm: scenario.llm,
+                    // The target learns the caller's region from metadata,
+                    // as an HTTP target does from a header.
+                    grpc: scenario.grpc.as_ref().map(|g| {
+                        let rows = payload_parts.next().unwrap_or_default();
+                        let mut g = g.clone();
+                        if !g.row_payloads.is_empty() {
+                            g.row_payloads = rows
+                                .into_iter()
+                                .filter_map(|i| g.row_payloads.get(i).cloned())
+                                .collect();
+                        }
+                        g.metadata
+                            .push((REGION_METADATA.to_owned(), region.name.clone()));
+                        g
+                    }),
                     requests: requests.clone(),
                     data: match (&scenario.data, parts.next()) {
                         (Some(d), Some(rows)) => Some(DataSet {
@@ -198,12 +242,18 @@ pub fn plan(
                     graceful_stop: scenario.load.graceful_stop,
                     think_time: scenario.load.think_time,
                     leg: None,
+                    transport: transport.clone(),
                 },
             };
             assignment.legs = match &scenario.topology {
-                Some(t) => legs::split(&assignment.plan, &region.name, t, mix.len() as u32, |e| {
-                    endpoint_requests[e].clone()
-                }),
+                Some(t) => legs::split(
+                    &assignment.plan,
+                    &region.name,
+                    t,
+                    &scenario.target.transport,
+                    mix.len() as u32,
+                    |e| endpoint_requests[e].clone(),
+                ),
                 None => vec![assignment.plan.clone()],
             };
             out.push(assignment);
@@ -343,6 +393,7 @@ mod tests {
                     "b".to_owned(),
                     url::Url::parse("http://127.0.0.1:2/").expect("url"),
                 )]),
+                transport: Default::default(),
             },
             load: Load {
                 model,
@@ -377,6 +428,7 @@ mod tests {
             data: None,
             repeat: 1,
             llm: None,
+            grpc: None,
             search: None,
             cost: None,
         }

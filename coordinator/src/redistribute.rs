@@ -134,6 +134,7 @@ mod tests {
             )],
             data: None,
             llm: None,
+            grpc: None,
             model,
             duration: Duration::from_secs(10),
             interval: Duration::from_secs(1),
@@ -141,6 +142,7 @@ mod tests {
             graceful_stop: Duration::from_secs(1),
             think_time: None,
             leg: None,
+            transport: Default::default(),
         }
     }
 

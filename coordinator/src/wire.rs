@@ -25,6 +25,8 @@ pub enum ReportError {
     TooManyStatusCodes(usize),
     #[error("status code {0} is outside 100..=599")]
     StatusCode(u32),
+    #[error("gRPC status code {0} is outside 0..=16")]
+    GrpcCode(u32),
     #[error("interval end precedes its start")]
     Backwards,
     #[error("{0} per-request figures in one report (at most {MAX_REQUESTS})")]
@@ -44,6 +46,9 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
         .find(|c| !(100..=599).contains(*c))
     {
         return Err(ReportError::StatusCode(*code));
+    }
+    if let Some(code) = report.grpc_codes.keys().find(|c| **c > 16) {
+        return Err(ReportError::GrpcCode(*code));
     }
     if report.end_unix_nanos < report.start_unix_nanos {
         return Err(ReportError::Backwards);
@@ -106,6 +111,11 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
             .into_iter()
             .map(|(code, n)| (code as u16, n))
             .collect(),
+        grpc_codes: report
+            .grpc_codes
+            .into_iter()
+            .map(|(code, n)| (code as u8, n))
+            .collect(),
         bytes_received: report.bytes_received,
         bytes_sent: report.bytes_sent,
         last: report.last,
@@ -116,6 +126,7 @@ fn outcomes(o: v1::OutcomeCounts) -> Outcomes {
     Outcomes {
         success: o.success,
         connect_error: o.connect_error,
+        tls_error: o.tls_error,
         timeout: o.timeout,
         status_4xx: o.status_4xx,
         status_5xx: o.status_5xx,

@@ -12,7 +12,7 @@ use stampede_target::TargetConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-use support::{InProcessTarget, run_with_agents, search_with_agents};
+use support::{InProcessKserve, InProcessTarget, run_with_agents, search_with_agents};
 
 /// Same shape, smaller: every phase 1 s, levels scaled so the peak is 300
 /// req/s (20 for model serving, whose answers take a while; open model) or
@@ -102,8 +102,12 @@ async fn shipped_examples_run() {
     paths.sort();
     assert!(paths.len() >= 4, "examples: {paths:?}");
     for path in paths {
-        let target = InProcessTarget::start(TargetConfig::default()).await;
         let original = load_with_env(&path, BTreeMap::new()).unwrap_or_else(|e| panic!("{e}"));
+        if original.grpc.is_some() {
+            run_grpc_example(original, &path).await;
+            continue;
+        }
+        let target = InProcessTarget::start(TargetConfig::default()).await;
         let scenario = shrink(original, &target.url);
         let phases = scenario.load.phases.len();
         let staged = scenario.load.staged;
@@ -145,6 +149,31 @@ async fn shipped_examples_run() {
             assert_eq!(report.stages.len(), phases, "{name}");
         }
     }
+}
+
+/// A gRPC example runs against the in-process KServe mock.
+async fn run_grpc_example(original: Scenario, path: &Path) {
+    let mock = InProcessKserve::start(InProcessKserve::config()).await;
+    let scenario = shrink(original, &mock.url);
+    let regions: Vec<String> = scenario
+        .regions
+        .iter()
+        .flat_map(|r| std::iter::repeat_n(r.name.clone(), r.agents as usize))
+        .collect();
+    let regions: Vec<&str> = regions.iter().map(String::as_str).collect();
+    let report = run_with_agents(scenario, &regions).await;
+    let served = mock.stats.served_total();
+    mock.stop().await;
+    let name = path.display();
+    assert_eq!(
+        report.status,
+        RunStatus::Complete,
+        "{name}: {:?}",
+        report.notes
+    );
+    assert!(report.global.requests > 0, "{name}");
+    assert_eq!(report.global.errors.total, 0, "{name}");
+    assert_eq!(requests_with_warmup(&report), served, "{name}");
 }
 
 /// Every request a run completed, its warm-up's included.

@@ -99,6 +99,14 @@ fn assert_schema_strict(validator: &Validator, report: &Value) {
     assert_rejected(validator, report, "a non-numeric status code key", |r| {
         r["global"]["status_codes"]["OK"] = json!(1);
     });
+    assert_rejected(
+        validator,
+        report,
+        "a gRPC code that is not a code name",
+        |r| {
+            r["global"]["grpc_codes"] = json!({ "14": 1 });
+        },
+    );
     assert_rejected(validator, report, "a histogram that is not base64", |r| {
         r["global"]["latency_histogram"] = json!("not base64!");
     });

@@ -18,5 +18,20 @@ pub mod v1 {
     tonic::include_proto!("stampede.v1");
 }
 
+/// Generated code for package `inference`: the KServe v2 / Triton
+/// inference protocol (`GRPCInferenceService`), for the ModelInfer client and
+/// the built-in target's mock. Not part of Stampede's own wire protocol.
+#[allow(clippy::all, missing_docs)]
+pub mod kserve {
+    tonic::include_proto!("inference");
+
+    /// `kserve/grpc_predict_v2.proto` as a `FileDescriptorSet` (encoded).
+    pub const DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/kserve_descriptor_set.bin"));
+
+    /// The full method path of ModelInfer.
+    pub const MODEL_INFER_PATH: &str = "/inference.GRPCInferenceService/ModelInfer";
+}
+
 /// Version of the wire protocol spoken by this build (the package suffix).
 pub const PROTOCOL_VERSION: &str = "v1";

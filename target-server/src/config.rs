@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::delay::DelaySpec;
 use crate::llm::LlmConfig;
+use crate::tls::ServerTls;
 
 /// Body size used when nothing else is configured: `ok`.
 pub const DEFAULT_BODY_BYTES: usize = 2;
@@ -33,6 +34,8 @@ pub struct TargetConfig {
     pub capacity: Option<f64>,
     /// Per region name, that region's own capacity in requests per second (on top of `capacity`).
     pub region_capacities: BTreeMap<String, f64>,
+    /// Serve TLS (ALPN h2 and http/1.1) instead of plain HTTP/1.1 and h2c.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for TargetConfig {
@@ -48,6 +51,7 @@ impl Default for TargetConfig {
             llm: LlmConfig::default(),
             capacity: None,
             region_capacities: BTreeMap::new(),
+            tls: None,
         }
     }
 }

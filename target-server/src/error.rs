@@ -25,6 +25,15 @@ pub enum TargetError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The TLS certificate, key or client CA is unusable.
+    #[error("target TLS: {0}")]
+    Tls(String),
+    /// The KServe mock's UNAVAILABLE share is not in 0..=1.
+    #[error("invalid UNAVAILABLE share {0}: must be between 0 and 1")]
+    InvalidShare(f64),
+    /// The gRPC server failed.
+    #[error("the KServe gRPC mock failed: {0}")]
+    Grpc(String),
     /// A configured capacity is not a positive number of requests per second.
     #[error(
         "invalid capacity {value} for {scope}: must be a positive number of requests per second, at most 1e9"

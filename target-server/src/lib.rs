@@ -1,4 +1,8 @@
-//! The built-in target: a small, fast HTTP/1.1 server for load tests to aim at.
+//! The built-in target: a small, fast HTTP server for load tests to aim at.
+//!
+//! One plain port serves HTTP/1.1 and HTTP/2 with prior knowledge (h2c); with
+//! [`TargetConfig::tls`] it serves TLS instead, offering h2 and http/1.1 by
+//! ALPN. Every behaviour below is the same over either version.
 //!
 //! Stampede needs something to hit that behaves predictably, so that what a test measures is the load
 //! generator and not the target. This server answers every request after a configurable delay (fixed, or
@@ -34,6 +38,12 @@
 //! second served: past the limit, requests wait in arrival order for a free slot before their delay, so
 //! latency rises sharply and predictably. A capacity search has a known answer to find.
 //!
+//! # KServe v2 gRPC mock
+//!
+//! [`KserveServer`] (`stampede target --kserve`) serves the KServe v2 / Triton inference protocol over
+//! plaintext HTTP/2 instead: ModelInfer echoes its inputs after the region's delay, and answers a set
+//! share of calls `UNAVAILABLE`, deterministically; see the `kserve` module.
+//!
 //! # Stalls
 //!
 //! See [`StallSpec`]: a window during which every arriving load-path request is held until the window
@@ -44,12 +54,14 @@ mod config;
 mod delay;
 mod error;
 mod handler;
+mod kserve;
 mod llm;
 mod region;
 mod route;
 mod server;
 mod stall;
 mod stats;
+mod tls;
 
 pub use capacity::{
     BURST as CAPACITY_BURST, CapacityParseError, MAX_CAPACITY, parse_capacity,
@@ -58,6 +70,7 @@ pub use capacity::{
 pub use config::{DEFAULT_BODY_BYTES, StallSpec, TargetConfig};
 pub use delay::{DelayParseError, DelaySpec};
 pub use error::TargetError;
+pub use kserve::{KserveConfig, KserveServer, KserveStats};
 pub use llm::LlmConfig;
 pub use region::{
     MAX_REGION_NAME_LEN, RegionDelayParseError, check_region_name, parse_region_delay,
@@ -65,3 +78,4 @@ pub use region::{
 pub use route::{ADMIN_PATH_PREFIX, REGION_HEADER, REGION_PATH_PREFIX};
 pub use server::{SHUTDOWN_GRACE, TargetServer};
 pub use stats::{MAX_UNKNOWN_REGIONS, OVERFLOW_REGION, StatsSnapshot, TargetStats};
+pub use tls::ServerTls;

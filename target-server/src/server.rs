@@ -1,4 +1,5 @@
-//! The listener and connection loop: accept, serve HTTP/1.1 with keep-alive, stop on cancellation.
+//! The listener and connection loop: accept, serve HTTP/1.1 (keep-alive) and HTTP/2 (h2c with prior
+//! knowledge on a plain port; h2 by ALPN over TLS), stop on cancellation.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -7,11 +8,13 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TargetConfig;
@@ -29,15 +32,27 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// Pause after a failed `accept` (typically out of file descriptors), so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
+/// A TLS client that has not finished its handshake by then is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A bound, not yet running, target server.
 ///
 /// Binding and running are separate so the caller can learn the port (when listening on port 0) and
 /// take a stats handle before it starts serving.
-#[derive(Debug)]
 pub struct TargetServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     handler: Arc<Handler>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for TargetServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetServer")
+            .field("local_addr", &self.local_addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TargetServer {
@@ -75,17 +90,24 @@ impl TargetServer {
                     addr: config.listen,
                     source,
                 })?;
+        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let local_addr = listener.local_addr().map_err(TargetError::LocalAddr)?;
         Ok(TargetServer {
             listener,
             local_addr,
             handler: Arc::new(Handler::new(&config)),
+            tls,
         })
     }
 
     /// The address actually bound (with the real port when the config asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// `https` when serving TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// A handle on the served-request counters; it stays valid after the server stops.
@@ -102,14 +124,18 @@ impl TargetServer {
             listener,
             local_addr,
             handler,
+            tls,
         } = self;
-        let mut builder = http1::Builder::new();
+        // HTTP/1.1 or HTTP/2, told apart by the connection's first bytes (the h2 preface).
+        let mut builder = auto::Builder::new(TokioExecutor::new());
         // The timer enables hyper's header-read timeout, so a silent client cannot hold a connection forever;
         // pipeline_flush batches the answers to pipelined requests into fewer writes.
         builder
+            .http1()
             .keep_alive(true)
             .timer(TokioTimer::new())
             .pipeline_flush(true);
+        builder.http2().timer(TokioTimer::new());
 
         tracing::info!(%local_addr, "stampede target listening");
         let mut connections = JoinSet::new();
@@ -121,7 +147,7 @@ impl TargetServer {
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let task = serve(stream, peer, builder.clone(), Arc::clone(&handler), cancel.clone());
+                        let task = accept(stream, peer, tls.clone(), builder.clone(), Arc::clone(&handler), cancel.clone());
                         connections.spawn(task);
                     }
                     Err(error) => {
@@ -152,11 +178,12 @@ impl TargetServer {
     }
 }
 
-/// Serves one connection until the client closes it or the server is cancelled.
-async fn serve(
+/// Sets up one accepted connection (TLS handshake when serving TLS), then serves it.
+async fn accept(
     stream: TcpStream,
     peer: SocketAddr,
-    builder: http1::Builder,
+    tls: Option<TlsAcceptor>,
+    builder: auto::Builder<TokioExecutor>,
     handler: Arc<Handler>,
     cancel: CancellationToken,
 ) {
@@ -164,6 +191,31 @@ async fn serve(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
     }
+    let Some(tls) = tls else {
+        return serve(stream, peer, builder, handler, cancel).await;
+    };
+    let handshake = tokio::select! {
+        () = cancel.cancelled() => return,
+        result = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)) => result,
+    };
+    match handshake {
+        Ok(Ok(stream)) => serve(stream, peer, builder, handler, cancel).await,
+        // Clients that do not trust us, or offer nothing we speak, are routine in TLS tests.
+        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// Serves one connection until the client closes it or the server is cancelled.
+async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    builder: auto::Builder<TokioExecutor>,
+    handler: Arc<Handler>,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // One RNG per connection: no sharing, no locking. It is only borrowed inside `plan`, never across an await.
     let rng = RefCell::new(fastrand::Rng::new());
     let service = service_fn(move |req| {

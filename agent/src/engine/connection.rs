@@ -5,10 +5,18 @@
 //! pre-serialized buffer, parses the response in place and records into the
 //! worker's recorder; the timers it races against are created once per
 //! connection and re-armed, not allocated per request.
+//!
+//! With HTTP/2 a connection carries several streams: each stream slot runs
+//! this same loop (pacing, timeouts, recording alike), sharing the
+//! connection through an [`H2Group`]. A "slot" below is a connection
+//! (HTTP/1.1) or one stream slot of a connection (HTTP/2).
 
 use super::http1::{Http1Connection, ResponseInfo};
+use super::http2::{H2Failure, H2Group, H2Requests, H2Slot};
 use super::pacer::Pacer;
 use super::request_set::{Picker, RequestSet};
+use super::timing::{self, Waits};
+use super::transport::{ConnectFailure, Connector};
 use crate::llm::{LlmFault, LlmObserver};
 use crate::plan::{LoadPlan, WorkloadModel};
 use crate::recorder::{FailureClass, IntervalRecorder};
@@ -20,7 +28,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 /// Longest pause between reconnect attempts after connect errors (closed
 /// model only: the open model is paced by its schedule).
@@ -28,6 +36,8 @@ const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What all connections of one agent share, read-only.
 pub(crate) struct RunContext {
+    /// gRPC mode: the unary call every send makes.
+    pub grpc: Option<Arc<super::grpc::PreparedCall>>,
     pub plan: LoadPlan,
     pub requests: RequestSet,
     pub addrs: Vec<SocketAddr>,
@@ -38,34 +48,67 @@ pub(crate) struct RunContext {
     pub request_offset: usize,
     /// Requests the recorder keeps figures for, across every plan of the run.
     pub request_slots: usize,
+    /// Opens connections (TCP, TLS).
+    pub connector: Connector,
+    /// HTTP/2 runs: the requests in HTTP/2 form.
+    pub h2: Option<H2Requests>,
 }
 
 impl RunContext {
-    /// In-flight and owed requests still unfinished at this instant are
-    /// interrupted (no new request is sent after the duration).
-    fn hard_stop(&self) -> Instant {
-        self.start + self.plan.duration + self.plan.graceful_stop
+    /// Request slots per connection (HTTP/2 streams; 1 for HTTP/1.1).
+    pub fn streams(&self) -> u32 {
+        self.plan.transport.slots_per_connection()
     }
+
+    /// All of this agent's request slots.
+    pub fn slots(&self) -> u32 {
+        self.plan.model.connections().max(1) * self.streams()
+    }
+}
+
+/// The connection to the target, as one slot uses it.
+enum Link {
+    Http1(Option<Http1Connection>),
+    Http2(H2Slot),
+}
+
+impl Link {
+    /// Drops the connection after a failure: HTTP/1.1 closes it (its state
+    /// is unknown); an HTTP/2 slot lets go of its view (the stream was
+    /// reset; the connection stays up for the other slots).
+    fn drop_connection(&mut self) {
+        match self {
+            Link::Http1(conn) => *conn = None,
+            Link::Http2(slot) => slot.release(),
+        }
+    }
+}
+
+/// Where a slot sits: its connection, and its stream slot on it.
+pub(crate) struct SlotPlace {
+    /// Global index of the connection among the agent's connections.
+    pub connection: u32,
+    /// Stream slot on the connection (0 for HTTP/1.1).
+    pub stream: u32,
+    /// HTTP/2: what the connection's slots share.
+    pub group: Option<Rc<H2Group>>,
 }
 
 /// One connection's loop, from pre-connecting to the end of the run.
 pub(crate) struct ConnectionLoop {
     ctx: Arc<RunContext>,
     recorder: Rc<RefCell<IntervalRecorder>>,
-    /// Global index of this connection among the agent's connections.
+    /// Global index of this slot among the agent's slots
+    /// (`connection × streams + stream`).
     index: u32,
     addr: SocketAddr,
-    conn: Option<Http1Connection>,
-    cancel: CancellationToken,
-    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    link: Link,
+    /// The start, think times, back-off and send times; cancellation.
+    waits: Waits,
     /// Re-armed for every request: the per-request timeout.
     timeout: Pin<Box<Sleep>>,
     /// Fires at the hard stop, once.
     hard_stop: Pin<Box<Sleep>>,
-    /// Re-armed for coarse waits (the start, connect back-off).
-    pace: Pin<Box<Sleep>>,
-    /// Open model: the worker's fine timer and this connection's slot in it.
-    pacer: Option<(Rc<Pacer>, usize)>,
     /// Closed model: draws think times.
     rng: SplitMix64,
     /// Picks each send's request of the mix and data row.
@@ -100,31 +143,30 @@ impl ConnectionLoop {
     pub(crate) fn new(
         ctx: Arc<RunContext>,
         recorder: Rc<RefCell<IntervalRecorder>>,
-        index: u32,
+        place: SlotPlace,
         cancel: CancellationToken,
         pacer: Option<Rc<Pacer>>,
     ) -> Self {
-        let addr = ctx.addrs[index as usize % ctx.addrs.len()];
-        let hard_stop = ctx.hard_stop();
-        let connections = ctx.plan.model.connections();
+        let addr = ctx.addrs[place.connection as usize % ctx.addrs.len()];
+        let hard_stop = timing::hard_stop(&ctx);
+        let slots = ctx.slots();
+        let index = place.connection * ctx.streams() + place.stream;
         let llm = ctx.plan.llm.is_some();
+        let link = match place.group {
+            Some(group) => Link::Http2(H2Slot::new(group)),
+            None => Link::Http1(None),
+        };
         Self {
             ctx,
             recorder,
             index,
             addr,
-            conn: None,
-            cancelled: Box::pin(cancel.clone().cancelled_owned()),
-            cancel,
+            link,
+            waits: Waits::new(cancel, pacer, hard_stop),
             timeout: Box::pin(sleep_until(hard_stop)),
             hard_stop: Box::pin(sleep_until(hard_stop)),
-            pace: Box::pin(sleep_until(hard_stop)),
-            pacer: pacer.map(|p| {
-                let slot = p.slot();
-                (p, slot)
-            }),
             rng: SplitMix64(u64::from(index) ^ std::process::id().rotate_left(16) as u64),
-            picker: Picker::new(u64::from(std::process::id()), index, connections),
+            picker: Picker::new(u64::from(std::process::id()), index, slots),
             buf: Vec::new(),
             scratch: Vec::new(),
             llm: llm.then(LlmObserver::default),
@@ -134,38 +176,25 @@ impl ConnectionLoop {
     pub(crate) async fn run(mut self) {
         self.preconnect().await;
         match &self.ctx.plan.model {
-            WorkloadModel::Closed { stages, .. } => {
-                let busy = match stages {
-                    // This connection's slot is busy while the cluster's
-                    // concurrency exceeds it.
-                    Some(stages) => stages
-                        .slots
-                        .get(self.index as usize)
-                        .map(|&slot| stages.concurrency.windows_above(slot))
-                        .unwrap_or_default(),
-                    None => vec![(Duration::ZERO, self.ctx.plan.duration)],
-                };
-                for (from, until) in busy {
-                    let (from, until) = (self.ctx.start + from, self.ctx.start + until);
+            WorkloadModel::Closed { .. } => {
+                for (from, until) in timing::busy_windows(&self.ctx, self.index) {
                     if !self.run_closed(from, until).await {
                         return;
                     }
                     // Idle until the next window: a virtual user that left
                     // takes its connection with it.
-                    self.conn = None;
+                    self.link.drop_connection();
                 }
             }
-            WorkloadModel::Open {
-                rate,
-                connections,
-                arrival,
-            } => {
+            WorkloadModel::Open { rate, arrival, .. } => {
+                // Slot i of N takes arrivals i, i+N, … (N: connections ×
+                // streams).
                 let schedule = ArrivalSchedule::new(
                     self.ctx.start.into_std(),
                     rate,
                     *arrival,
                     self.index,
-                    *connections,
+                    self.ctx.slots(),
                 );
                 self.run_open(schedule).await
             }
@@ -180,54 +209,33 @@ impl ConnectionLoop {
         if Instant::now() >= start {
             return;
         }
-        tokio::select! {
-            biased;
-            _ = self.cancelled.as_mut() => {}
-            conn = Http1Connection::connect(self.addr) => self.conn = conn.ok(),
-            _ = sleep_until(start) => {}
-        }
-    }
-
-    /// Waits until `at`; false if cancelled first.
-    async fn wait_until(&mut self, at: Instant) -> bool {
-        if self.cancel.is_cancelled() {
-            return false;
-        }
-        if Instant::now() >= at {
-            return true;
-        }
-        self.pace.as_mut().reset(at);
-        tokio::select! {
-            biased;
-            _ = self.cancelled.as_mut() => false,
-            _ = self.pace.as_mut() => true,
-        }
-    }
-
-    /// Waits until a send time, with sub-millisecond precision when the
-    /// worker has a pacer; false if cancelled first.
-    async fn wait_paced(&mut self, at: Instant) -> bool {
-        if self.cancel.is_cancelled() {
-            return false;
-        }
-        if Instant::now() >= at {
-            return true;
-        }
-        let wait = match &self.pacer {
-            Some((pacer, slot)) => pacer.until(*slot, at),
-            None => return self.wait_until(at).await,
+        let (connector, addr) = (&self.ctx.connector, self.addr);
+        let connect = async {
+            match &mut self.link {
+                Link::Http1(conn) => {
+                    *conn = connector
+                        .connect(addr)
+                        .await
+                        .ok()
+                        .map(Http1Connection::over);
+                }
+                Link::Http2(slot) => {
+                    let _ = slot.ready(connector, addr).await;
+                }
+            }
         };
         tokio::select! {
             biased;
-            _ = self.cancelled.as_mut() => false,
-            _ = wait => true,
+            _ = self.waits.cancelled() => {}
+            () = connect => {}
+            _ = sleep_until(start) => {}
         }
     }
 
     /// Sends back to back from `from` until `until`; in-flight requests at
     /// `until` finish normally. False when the run was cancelled or stopped.
     async fn run_closed(&mut self, from: Instant, until: Instant) -> bool {
-        if !self.wait_until(from).await {
+        if !self.waits.until(from).await {
             return false;
         }
         let mut backoff = Duration::from_millis(10);
@@ -243,13 +251,13 @@ impl ConnectionLoop {
                     return false;
                 }
                 Exchange::NoData => return false,
-                Exchange::Failed(FailureClass::Connect) => {
-                    self.record_failure(FailureClass::Connect, sent, None, what.request);
+                Exchange::Failed(class @ (FailureClass::Connect | FailureClass::Tls)) => {
+                    self.record_failure(class, sent, None, what.request);
                     // Don't spin on a refused port; the rate of failures is
                     // not a load figure anyone wants.
                     let resume = Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
-                    if !self.wait_until(resume.min(until)).await {
+                    if !self.waits.until(resume.min(until)).await {
                         return false;
                     }
                 }
@@ -259,7 +267,7 @@ impl ConnectionLoop {
                     // A virtual user's think time before its next request.
                     if let Some((min, max)) = self.ctx.plan.think_time {
                         let pause = self.rng.duration_between(min, max);
-                        if !self.wait_until((Instant::now() + pause).min(until)).await {
+                        if !self.waits.until((Instant::now() + pause).min(until)).await {
                             return false;
                         }
                     }
@@ -269,7 +277,7 @@ impl ConnectionLoop {
     }
 
     async fn run_open(&mut self, mut schedule: ArrivalSchedule) {
-        let hard_stop = self.ctx.hard_stop();
+        let hard_stop = timing::hard_stop(&self.ctx);
         while let Some(intended) = schedule.next_due() {
             let intended = Instant::from_std(intended);
             // Idle before its send time, the connection waits on a timer
@@ -278,13 +286,13 @@ impl ConnectionLoop {
             // past its send time, the connection was held up by the target:
             // then the wait is charged (coordinated-omission correction).
             let was_idle = Instant::now() < intended;
-            if !self.wait_paced(intended).await {
-                self.record_overdue(&schedule, intended);
+            if !self.waits.paced(intended).await {
+                timing::record_overdue(&self.recorder, &schedule, intended);
                 return;
             }
             if Instant::now() >= hard_stop {
                 // Owed requests we can no longer send in time.
-                self.record_overdue(&schedule, intended);
+                timing::record_overdue(&self.recorder, &schedule, intended);
                 return;
             }
             let sent = Instant::now();
@@ -294,7 +302,7 @@ impl ConnectionLoop {
             let (outcome, what) = self.exchange(sent).await;
             match outcome {
                 Exchange::Interrupted => {
-                    self.record_overdue(&schedule, intended);
+                    timing::record_overdue(&self.recorder, &schedule, intended);
                     return;
                 }
                 // The data ran out: what is still to come is not owed.
@@ -303,17 +311,6 @@ impl ConnectionLoop {
                 // waiting behind a slow response is included.
                 outcome => self.record(outcome, if was_idle { sent } else { intended }, what),
             }
-        }
-    }
-
-    /// At a stop: the current request (if it was due) and every later one
-    /// already due by now count as interrupted; requests not yet due were
-    /// never owed.
-    fn record_overdue(&self, schedule: &ArrivalSchedule, current: Instant) {
-        let now = Instant::now();
-        let owed = u64::from(current <= now) + schedule.due_by(now.into_std());
-        if owed > 0 {
-            self.recorder.borrow_mut().record_interrupted(owed);
         }
     }
 
@@ -359,7 +356,7 @@ impl ConnectionLoop {
                 }
             }
             Exchange::Failed(class) => {
-                if class != FailureClass::Connect {
+                if !matches!(class, FailureClass::Connect | FailureClass::Tls) {
                     // The request went out (or at least was written).
                     self.recorder.borrow_mut().record_bytes(what.bytes, 0);
                 }
@@ -412,47 +409,20 @@ impl ConnectionLoop {
             bytes: bytes.len() as u64,
         };
         let addr = self.addr;
-        let slot = &mut self.conn;
+        let ctx: &RunContext = &self.ctx;
+        let link = &mut self.link;
         let observer = self.llm.as_mut();
         let attempt = async move {
-            let conn = match slot {
-                Some(conn) => conn,
-                None => match Http1Connection::connect(addr).await {
-                    Ok(conn) => slot.insert(conn),
-                    Err(_) => return Err(Exchange::Failed(FailureClass::Connect)),
-                },
-            };
-            let result = match observer {
-                Some(observer) => {
-                    observer.reset();
-                    let result = conn
-                        .send_observed(bytes, expects_body, &mut *observer)
-                        .await;
-                    // An event stream that broke off mid-way was truncated.
-                    result.map_err(|_| observer.is_stream())
+            match link {
+                Link::Http1(slot) => {
+                    exchange_http1(slot, &ctx.connector, addr, bytes, expects_body, observer).await
                 }
-                None => conn.send(bytes, expects_body).await.map_err(|_| false),
-            };
-            match result {
-                Ok(info) => {
-                    if !info.keep_alive {
-                        *slot = None;
-                    }
-                    Ok(info)
-                }
-                Err(mid_stream) => {
-                    *slot = None;
-                    Err(if mid_stream {
-                        Exchange::Truncated
-                    } else {
-                        Exchange::Failed(FailureClass::Other)
-                    })
-                }
+                Link::Http2(slot) => exchange_http2(slot, ctx, addr, index, bytes, observer).await,
             }
         };
         let outcome = tokio::select! {
             biased;
-            _ = self.cancelled.as_mut() => Exchange::Interrupted,
+            _ = self.waits.cancelled() => Exchange::Interrupted,
             result = attempt => match result {
                 Ok(info) => Exchange::Response(info),
                 Err(failed) => failed,
@@ -462,8 +432,103 @@ impl ConnectionLoop {
         };
         if !matches!(outcome, Exchange::Response(_)) {
             // Whatever was in flight is abandoned with the connection.
-            self.conn = None;
+            self.link.drop_connection();
         }
         (outcome, what)
+    }
+}
+
+fn connect_class(failure: ConnectFailure) -> FailureClass {
+    match failure {
+        ConnectFailure::Tcp => FailureClass::Connect,
+        ConnectFailure::Tls => FailureClass::Tls,
+    }
+}
+
+/// One HTTP/2 exchange: a stream on the connection the slot shares
+/// (opened first if needed). `rendered` is the request's HTTP/1.1 form.
+async fn exchange_http2(
+    slot: &mut H2Slot,
+    ctx: &RunContext,
+    addr: SocketAddr,
+    index: usize,
+    rendered: &[u8],
+    observer: Option<&mut LlmObserver>,
+) -> Result<ResponseInfo, Exchange> {
+    let Some(h2) = &ctx.h2 else {
+        return Err(Exchange::Failed(FailureClass::Other));
+    };
+    let mut built = None;
+    let request = match h2.get(index, rendered, &mut built) {
+        Ok(request) => request,
+        Err(e) => {
+            // A templated request whose data makes it invalid for HTTP/2.
+            tracing::debug!(error = %e, "request not sent");
+            return Err(Exchange::Failed(FailureClass::Other));
+        }
+    };
+    let result = match observer {
+        Some(observer) => {
+            observer.reset();
+            let result = slot
+                .send(&ctx.connector, addr, request, &mut *observer)
+                .await;
+            result.map_err(|f| (f, observer.is_stream()))
+        }
+        None => slot
+            .send(&ctx.connector, addr, request, &mut super::http1::Discard)
+            .await
+            .map_err(|f| (f, false)),
+    };
+    result.map_err(|(failure, event_stream)| match failure {
+        H2Failure::Connect(c) => Exchange::Failed(connect_class(c)),
+        // An event stream that broke off mid-way was truncated.
+        H2Failure::Stream { mid_body: true } if event_stream => Exchange::Truncated,
+        H2Failure::Stream { .. } => Exchange::Failed(FailureClass::Other),
+    })
+}
+
+/// One HTTP/1.1 exchange on the slot's connection (opened first if needed).
+async fn exchange_http1(
+    slot: &mut Option<Http1Connection>,
+    connector: &Connector,
+    addr: SocketAddr,
+    bytes: &[u8],
+    expects_body: bool,
+    observer: Option<&mut LlmObserver>,
+) -> Result<ResponseInfo, Exchange> {
+    let conn = match slot {
+        Some(conn) => conn,
+        None => match connector.connect(addr).await {
+            Ok(stream) => slot.insert(Http1Connection::over(stream)),
+            Err(failure) => return Err(Exchange::Failed(connect_class(failure))),
+        },
+    };
+    let result = match observer {
+        Some(observer) => {
+            observer.reset();
+            let result = conn
+                .send_observed(bytes, expects_body, &mut *observer)
+                .await;
+            // An event stream that broke off mid-way was truncated.
+            result.map_err(|_| observer.is_stream())
+        }
+        None => conn.send(bytes, expects_body).await.map_err(|_| false),
+    };
+    match result {
+        Ok(info) => {
+            if !info.keep_alive {
+                *slot = None;
+            }
+            Ok(info)
+        }
+        Err(mid_stream) => {
+            *slot = None;
+            Err(if mid_stream {
+                Exchange::Truncated
+            } else {
+                Exchange::Failed(FailureClass::Other)
+            })
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! discarded, never stored. Nothing here allocates per request.
 
 use super::chunked::ChunkedDecoder;
+use super::transport::TargetStream;
 use crate::plan::RequestTemplate;
 use std::io;
 use std::net::SocketAddr;
@@ -215,9 +216,9 @@ enum Framing {
     UntilClose,
 }
 
-/// One keep-alive connection and its reusable read buffer.
+/// One keep-alive connection (plain or TLS) and its reusable read buffer.
 pub struct Http1Connection {
-    stream: TcpStream,
+    stream: TargetStream,
     buf: Box<[u8]>,
     /// Bytes of `buf` holding unconsumed data.
     filled: usize,
@@ -225,15 +226,21 @@ pub struct Http1Connection {
 }
 
 impl Http1Connection {
+    /// A plain TCP connection (tests).
     pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Self {
+        Ok(Self::over(TargetStream::Plain(stream)))
+    }
+
+    /// HTTP/1.1 over an open connection (TLS already negotiated).
+    pub(crate) fn over(stream: TargetStream) -> Self {
+        Self {
             stream,
             buf: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
             filled: 0,
             chunked: ChunkedDecoder::default(),
-        })
+        }
     }
 
     /// Sends the request and reads the whole response.

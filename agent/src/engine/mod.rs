@@ -10,23 +10,32 @@
 mod aggregate;
 mod chunked;
 mod connection;
+mod grpc;
 pub mod http1;
+mod http2;
 mod pacer;
 mod request_set;
+mod target_tls;
+mod timing;
+mod transport;
 mod worker;
 
-use crate::plan::LoadPlan;
+use crate::plan::{LoadPlan, Protocol};
 use crate::recorder::{IntervalRecorder, OutcomeCounts};
 use aggregate::Aggregator;
 use connection::RunContext;
+pub use http2::H2RequestError;
+use http2::H2Requests;
 use request_set::RequestSet;
 pub use request_set::RequestSetError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+pub use target_tls::TargetTlsError;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use transport::Connector;
 use worker::{ExtraConnections, WorkerSpec, run_worker};
 
 /// How the engine uses this machine.
@@ -78,6 +87,12 @@ pub enum EngineError {
     NoAddress,
     #[error("cannot prepare the requests: {0}")]
     Request(#[from] RequestSetError),
+    #[error("cannot prepare the requests for HTTP/2: {0}")]
+    Http2Request(#[from] H2RequestError),
+    #[error(transparent)]
+    Tls(#[from] TargetTlsError),
+    #[error("cannot prepare the gRPC call: {0}")]
+    Grpc(#[from] grpc::GrpcCallError),
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
     #[error("a worker thread failed: {0}")]
@@ -112,11 +127,6 @@ pub async fn run_reinforced(
     mut reinforcements: mpsc::UnboundedReceiver<Reinforcement>,
 ) -> Result<EngineSummary, EngineError> {
     let Reinforcement { plan, addrs } = first;
-    if addrs.is_empty() {
-        return Err(EngineError::NoAddress);
-    }
-    let requests = RequestSet::new(&plan)?;
-    let request_offset = offset_of(&plan);
     // The recorder keeps figures for every plan's requests.
     let request_slots = std::iter::once(&plan)
         .chain(more.iter().map(|r| &r.plan))
@@ -126,14 +136,7 @@ pub async fn run_reinforced(
     let connections = plan.model.connections().max(1);
     let threads = options.threads.clamp(1, connections as usize);
     let interval = plan.interval;
-    let ctx = Arc::new(RunContext {
-        plan,
-        requests,
-        addrs,
-        start,
-        request_offset,
-        request_slots,
-    });
+    let ctx = Arc::new(context(plan, addrs, start, request_slots)?);
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut handles = Vec::with_capacity(threads);
@@ -203,6 +206,55 @@ pub async fn run_reinforced(
     Ok(summary)
 }
 
+/// What every connection of one plan shares: its prepared requests, the
+/// target's addresses, TLS and protocol.
+fn context(
+    plan: LoadPlan,
+    addrs: Vec<SocketAddr>,
+    start: Instant,
+    request_slots: usize,
+) -> Result<RunContext, EngineError> {
+    if addrs.is_empty() {
+        return Err(EngineError::NoAddress);
+    }
+    let requests = RequestSet::new(&plan)?;
+    let url = &plan.requests[0].url;
+    // gRPC is HTTP/2: over TLS it needs h2 by ALPN whatever `protocol` says.
+    let protocol = if plan.grpc.is_some() {
+        Protocol::Http2
+    } else {
+        plan.transport.protocol
+    };
+    let tls = match &plan.transport.tls {
+        Some(tls) => {
+            let host = url.host_str().unwrap_or_default();
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            Some(target_tls::setup(tls, host, protocol)?)
+        }
+        None => None,
+    };
+    let h2 = match plan.transport.protocol {
+        Protocol::Http2 => Some(H2Requests::new(&requests, url)?),
+        Protocol::Http1 => None,
+    };
+    let connector = Connector::new(protocol, tls);
+    let grpc = match &plan.grpc {
+        Some(spec) => Some(Arc::new(grpc::PreparedCall::new(spec, url)?)),
+        None => None,
+    };
+    Ok(RunContext {
+        request_offset: offset_of(&plan),
+        request_slots,
+        plan,
+        requests,
+        addrs,
+        start,
+        connector,
+        h2,
+        grpc,
+    })
+}
+
 /// Deals a plan's connections to the workers, beside the run's own. One
 /// whose requests do not fit the run's recorders is refused: they are laid
 /// out when the run starts.
@@ -218,26 +270,14 @@ fn reinforce(
         tracing::warn!("a plan whose requests do not fit the run's recorders; refused");
         return;
     }
-    if r.addrs.is_empty() {
-        tracing::warn!("a reinforcement with no target address; refused");
-        return;
-    }
-    let requests = match RequestSet::new(&r.plan) {
-        Ok(requests) => requests,
+    let connections = r.plan.model.connections();
+    let ctx = match context(r.plan, r.addrs, run.start, run.request_slots) {
+        Ok(ctx) => Arc::new(ctx),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot prepare a reinforcement's requests; refused");
+            tracing::warn!(error = %e, "cannot prepare a reinforcement; refused");
             return;
         }
     };
-    let connections = r.plan.model.connections();
-    let ctx = Arc::new(RunContext {
-        plan: r.plan,
-        requests,
-        addrs: r.addrs,
-        start: run.start,
-        request_offset,
-        request_slots: run.request_slots,
-    });
     for (worker, range) in workers.iter().zip(split_range(connections, workers.len())) {
         if !range.is_empty() {
             // A worker that has finished has nothing left to reinforce.

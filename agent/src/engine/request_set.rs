@@ -224,11 +224,21 @@ impl RequestSet {
         }
     }
 
+    /// The request is the same every send (no placeholders).
+    pub(crate) fn is_fixed(&self, index: usize) -> bool {
+        matches!(self.get(index).form, Form::Fixed(_))
+    }
+
     pub(crate) fn expects_body(&self, index: usize) -> bool {
         match &self.get(index).form {
             Form::Fixed(p) => p.expects_body(),
             Form::Templated(t) => t.expects_body,
         }
+    }
+
+    /// Number of requests in the mix.
+    pub(crate) fn len(&self) -> usize {
+        self.requests.len()
     }
 
     fn rows(&self) -> usize {
@@ -334,6 +344,7 @@ mod tests {
             requests,
             data,
             llm: None,
+            grpc: None,
             model: WorkloadModel::Closed {
                 connections: 1,
                 stages: None,
@@ -344,6 +355,7 @@ mod tests {
             graceful_stop: Duration::from_secs(1),
             think_time: None,
             leg: None,
+            transport: Default::default(),
         }
     }
 

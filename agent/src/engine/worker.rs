@@ -6,8 +6,11 @@
 //! thread. At each interval boundary the worker swaps in a fresh recorder
 //! and sends the full one to the engine's aggregator.
 
-use super::connection::{ConnectionLoop, RunContext};
+use super::connection::{ConnectionLoop, RunContext, SlotPlace};
+use super::grpc::GrpcLoop;
+use super::http2::H2Group;
 use super::pacer::Pacer;
+use crate::plan::Protocol;
 use crate::plan::WorkloadModel;
 use crate::recorder::IntervalRecorder;
 use std::cell::RefCell;
@@ -84,16 +87,12 @@ async fn worker_loop(
         WorkloadModel::Closed { .. } => None,
     };
     let mut connections = JoinSet::new();
-    for index in spec.connections.clone() {
-        let conn = ConnectionLoop::new(
-            ctx.clone(),
-            recorder.clone(),
-            index,
-            cancel.clone(),
-            pacer.clone(),
-        );
-        connections.spawn_local(conn.run());
-    }
+    let spawner = Spawner {
+        recorder: recorder.clone(),
+        pacer: pacer.clone(),
+        cancel: cancel.clone(),
+    };
+    spawner.spawn(&ctx, spec.connections.clone(), &mut connections);
 
     let intervals = ctx.plan.interval_count();
     let mut index = 0u32;
@@ -113,18 +112,7 @@ async fn worker_loop(
                 index += 1;
             }
             extra = spec.extra.recv(), if extra_open => match extra {
-                Some(extra) => {
-                    for index in extra.connections {
-                        let conn = ConnectionLoop::new(
-                            extra.ctx.clone(),
-                            recorder.clone(),
-                            index,
-                            cancel.clone(),
-                            pacer.clone(),
-                        );
-                        connections.spawn_local(conn.run());
-                    }
-                }
+                Some(extra) => spawner.spawn(&extra.ctx, extra.connections, &mut connections),
                 None => extra_open = false,
             },
             // `join_next` is cancel-safe: finished tasks are not lost when
@@ -149,6 +137,52 @@ async fn worker_loop(
         last: true,
         closed_at: Instant::now(),
     });
+}
+
+/// Starts connection loops on this worker, all recording into its recorder.
+struct Spawner {
+    recorder: Rc<RefCell<IntervalRecorder>>,
+    pacer: Option<Rc<Pacer>>,
+    cancel: CancellationToken,
+}
+
+impl Spawner {
+    /// The loops of `connections` (indices within `ctx`'s plan): one per
+    /// connection, or with HTTP/2 one per stream slot, the slots of a
+    /// connection sharing one h2 connection.
+    fn spawn(&self, ctx: &Arc<RunContext>, connections: Range<u32>, tasks: &mut JoinSet<()>) {
+        let http2 = ctx.plan.transport.protocol == Protocol::Http2;
+        for connection in connections {
+            if let Some(call) = &ctx.grpc {
+                let call = GrpcLoop::new(
+                    ctx.clone(),
+                    call.clone(),
+                    self.recorder.clone(),
+                    connection,
+                    self.cancel.clone(),
+                    self.pacer.clone(),
+                );
+                tasks.spawn_local(call.run());
+                continue;
+            }
+            let group = http2.then(|| Rc::new(H2Group::default()));
+            for stream in 0..ctx.streams() {
+                let place = SlotPlace {
+                    connection,
+                    stream,
+                    group: group.clone(),
+                };
+                let slot = ConnectionLoop::new(
+                    ctx.clone(),
+                    self.recorder.clone(),
+                    place,
+                    self.cancel.clone(),
+                    self.pacer.clone(),
+                );
+                tasks.spawn_local(slot.run());
+            }
+        }
+    }
 }
 
 async fn drain(tasks: &mut JoinSet<()>) {

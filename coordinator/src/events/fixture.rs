@@ -88,6 +88,7 @@ pub fn interval(index: u32, warmup: bool, us: ScopeFigures, eu: ScopeFigures) ->
         warmup,
         global,
         regions: BTreeMap::from([("us-east".into(), us), ("eu-west".into(), eu)]),
+        global_latency_histogram: Vec::new(),
     }))
 }
 

@@ -37,6 +37,7 @@ fn wire_report(
             ..Default::default()
         }),
         status_codes: [(200, samples.len() as u64)].into(),
+        grpc_codes: Default::default(),
         bytes_received: 0,
         bytes_sent: 0,
         last,

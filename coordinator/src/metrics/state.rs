@@ -26,8 +26,9 @@ const QUANTILES: [(&str, Pick<LatencySummary>); 4] = [
 ];
 
 /// Error classes exported, with their label value.
-const CLASSES: [(&str, Pick<ErrorCounts>); 5] = [
+const CLASSES: [(&str, Pick<ErrorCounts>); 6] = [
     ("connect", |e| e.connect),
+    ("tls", |e| e.tls),
     ("timeout", |e| e.timeout),
     ("4xx", |e| e.status_4xx),
     ("5xx", |e| e.status_5xx),
@@ -86,6 +87,7 @@ impl Counts {
         let (e, more) = (&mut self.errors, &f.errors);
         e.total += more.total;
         e.connect += more.connect;
+        e.tls += more.tls;
         e.timeout += more.timeout;
         e.status_4xx += more.status_4xx;
         e.status_5xx += more.status_5xx;

@@ -7,7 +7,8 @@
 
 use crate::scenario::topology::Topology;
 use stampede_agent::plan::{
-    Arrival, ClosedStages, DataOrder, DataSet, Leg, LoadPlan, RequestTemplate, WorkloadModel,
+    Arrival, ClosedStages, DataOrder, DataSet, Leg, LoadPlan, RequestTemplate, Transport,
+    WorkloadModel,
 };
 use stampede_agent::profile::LevelProfile;
 use std::time::Duration;
@@ -15,10 +16,13 @@ use std::time::Duration;
 /// `plan`: the agent's whole load (as without endpoints). `requests(e)`: the
 /// mix resolved against endpoint `e`'s URL. `mix_len`: requests in the mix;
 /// endpoint `e`'s requests record from `e × mix_len`.
+/// `transport`: the scenario's (a leg has TLS exactly when its endpoint's
+/// URL is https).
 pub fn split(
     plan: &LoadPlan,
     region: &str,
     topology: &Topology,
+    transport: &Transport,
     mix_len: u32,
     requests: impl Fn(usize) -> Vec<RequestTemplate>,
 ) -> Vec<LoadPlan> {
@@ -88,7 +92,13 @@ pub fn split(
                     stages: Some(_), ..
                 } => return None,
             };
+            let mut leg_transport = transport.clone();
+            leg_transport.tls = match topology.endpoints[e].url.scheme() {
+                "https" => Some(transport.tls.clone().unwrap_or_default()),
+                _ => None,
+            };
             Some(LoadPlan {
+                transport: leg_transport,
                 requests: requests(e),
                 data: plan.data.as_ref().map(|d| rows_for(d, k, parts)),
                 model,

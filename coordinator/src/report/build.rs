@@ -377,6 +377,7 @@ fn stage_reports(scenario: &Scenario, merge: &RunMerge, elapsed: f64) -> Vec<Sta
 fn echo(s: &Scenario) -> ScenarioEcho {
     ScenarioEcho {
         name: s.name.clone(),
+        grpc_method: s.grpc.as_ref().map(|g| g.path.clone()),
         model: match s.load.model {
             Model::Open { .. } => "open",
             Model::Closed => "closed",
@@ -389,7 +390,12 @@ fn echo(s: &Scenario) -> ScenarioEcho {
         connections: s.load.connections,
         duration_s: s.load.duration.as_secs_f64(),
         interval_s: s.load.interval.as_secs_f64(),
-        method: s.target.method.clone(),
+        // gRPC calls are HTTP/2 POSTs.
+        method: if s.grpc.is_some() {
+            "POST".to_owned()
+        } else {
+            s.target.method.clone()
+        },
         url: s.target.url.to_string(),
         arrival: match s.load.model {
             Model::Open {
@@ -410,6 +416,18 @@ fn echo(s: &Scenario) -> ScenarioEcho {
             _ => None,
         },
         warmup_s: s.load.warmup().as_secs_f64(),
+        protocol: match s.target.transport.protocol {
+            stampede_agent::plan::Protocol::Http1 => "http1",
+            stampede_agent::plan::Protocol::Http2 => "http2",
+        }
+        .into(),
+        streams_per_connection: s.target.transport.streams,
+        tls: s.target.transport.tls.as_ref().map(|t| TlsEcho {
+            custom_ca: !t.ca_pem.is_empty(),
+            client_certificate: !t.cert_pem.is_empty(),
+            server_name: t.server_name.clone(),
+            insecure: t.insecure,
+        }),
         data_file: s.data.as_ref().map(|d| d.file.clone()),
         data_order: s.data.as_ref().map(|d| {
             match d.order {
@@ -441,6 +459,11 @@ pub fn scope_summary(t: &Totals, target_rps: Option<f64>, duration_s: f64) -> Sc
             .iter()
             .map(|(c, n)| (c.to_string(), *n))
             .collect(),
+        grpc_codes: t
+            .grpc_codes
+            .iter()
+            .map(|(c, n)| (grpc_code_name(*c).to_owned(), *n))
+            .collect(),
         bytes_received: t.bytes_received,
         bytes_sent: t.bytes_sent,
         target_rps,
@@ -457,6 +480,30 @@ pub fn scope_summary(t: &Totals, target_rps: Option<f64>, duration_s: f64) -> Sc
         schedule_lag_histogram: encode_base64(&t.schedule_lag),
         llm: None,
     }
+}
+
+/// The canonical name of a gRPC status code, as in the gRPC spec.
+pub fn grpc_code_name(code: u8) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    NAMES.get(usize::from(code)).copied().unwrap_or("UNKNOWN")
 }
 
 /// A scope's model-serving figures from its merged LLM histograms.
@@ -519,6 +566,7 @@ pub fn error_counts(o: &Outcomes) -> ErrorCounts {
     ErrorCounts {
         total: o.failed(),
         connect: o.connect_error,
+        tls: o.tls_error,
         timeout: o.timeout,
         status_4xx: o.status_4xx,
         status_5xx: o.status_5xx,

@@ -12,6 +12,7 @@
 mod charts;
 mod sections;
 mod tables;
+mod trend;
 
 use super::build::HistogramFieldError;
 use super::model::RunReport;
@@ -34,6 +35,15 @@ pub enum HtmlError {
 
 /// Renders the whole page.
 pub fn render(report: &RunReport) -> Result<String, HtmlError> {
+    render_with_trend(report, &[])
+}
+
+/// Renders the whole page with a trend section: the headline figures of
+/// the scenario's last runs, this one last (from a coordinator's history).
+pub fn render_with_trend(
+    report: &RunReport,
+    trend: &[crate::history::TrendPoint],
+) -> Result<String, HtmlError> {
     let name = escape(&report.scenario.name);
     let values = [
         ("version", escape(&report.tool.version)),
@@ -46,6 +56,7 @@ pub fn render(report: &RunReport) -> Result<String, HtmlError> {
         ("verdict", sections::verdict(report)),
         ("cards", tables::cards(report)),
         ("thresholds", sections::thresholds(report)),
+        ("trend", trend::trend(trend)),
         ("time_hint", charts::time_hint(report)),
         ("throughput", charts::throughput(report)),
         ("latency", charts::latency_over_time(report)),

@@ -214,6 +214,38 @@ pub struct ScenarioEcho {
     /// Seconds of warm-up at the start, left out of the totals.
     #[serde(default)]
     pub warmup_s: f64,
+    /// `http1` or `http2`.
+    #[serde(default = "http1")]
+    pub protocol: String,
+    /// Concurrent requests per connection (HTTP/2 streams).
+    #[serde(default = "one")]
+    pub streams_per_connection: u32,
+    /// TLS to the target, when its URL is https and the scenario has a
+    /// `tls:` section.
+    #[serde(default)]
+    pub tls: Option<TlsEcho>,
+    /// gRPC runs: the unary method every call made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_method: Option<String>,
+}
+
+fn http1() -> String {
+    "http1".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The scenario's `target.tls` (no key material).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TlsEcho {
+    /// A CA bundle replaced the public roots.
+    pub custom_ca: bool,
+    pub client_certificate: bool,
+    pub server_name: Option<String>,
+    /// Certificates were NOT verified.
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -239,6 +271,9 @@ pub struct ScopeSummary {
     pub interrupted: u64,
     /// Responses by HTTP status code.
     pub status_codes: BTreeMap<String, u64>,
+    /// gRPC runs: calls by status code name (`OK`, `UNAVAILABLE`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grpc_codes: BTreeMap<String, u64>,
     pub bytes_received: u64,
     pub bytes_sent: u64,
     /// Open model: the rate this scope was asked for.
@@ -306,6 +341,10 @@ pub struct LlmSummary {
 pub struct ErrorCounts {
     pub total: u64,
     pub connect: u64,
+    /// The TLS handshake with the target failed (0 in reports from before
+    /// TLS to targets).
+    #[serde(default)]
+    pub tls: u64,
     pub timeout: u64,
     pub status_4xx: u64,
     pub status_5xx: u64,

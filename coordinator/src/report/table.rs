@@ -29,6 +29,9 @@ pub fn render(report: &RunReport) -> String {
         report.agents.len(),
         report.regions.len(),
     );
+    if let Some(method) = &s.grpc_method {
+        let _ = writeln!(out, "  gRPC {method} at {}", s.url);
+    }
     // Faults say what the notes say, with time and place; reports from
     // before faults were recorded have only notes.
     if report.faults.is_empty() {
@@ -223,9 +226,17 @@ pub fn render(report: &RunReport) -> String {
         let e = &g.errors;
         let _ = writeln!(
             out,
-            "\nerrors: {} connect, {} timeout, {} 4xx, {} 5xx, {} other; {} interrupted (in flight or overdue when the run ended)",
-            e.connect, e.timeout, e.status_4xx, e.status_5xx, e.other, g.interrupted
+            "\nerrors: {} connect, {} tls, {} timeout, {} 4xx, {} 5xx, {} other; {} interrupted (in flight or overdue when the run ended)",
+            e.connect, e.tls, e.timeout, e.status_4xx, e.status_5xx, e.other, g.interrupted
         );
+    }
+    if !g.grpc_codes.is_empty() {
+        let codes: Vec<String> = g
+            .grpc_codes
+            .iter()
+            .map(|(code, n)| format!("{code} {n}"))
+            .collect();
+        let _ = writeln!(out, "\ngRPC status codes: {}", codes.join(", "));
     }
     out
 }

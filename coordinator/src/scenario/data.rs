@@ -171,12 +171,21 @@ fn jsonl_rows(file: &str, text: &str) -> Result<Rows, FieldError> {
 /// `agents`-th row) so no two agents send the same row, or, for too few
 /// rows to go round with a repeating order, all of them to each.
 pub fn partition(data: &Data, agents: usize) -> Vec<Vec<Vec<String>>> {
+    partition_indices(data, agents)
+        .into_iter()
+        .map(|part| part.into_iter().map(|i| data.rows[i].clone()).collect())
+        .collect()
+}
+
+/// [`partition`] as row indices (to split anything made per row alike).
+pub fn partition_indices(data: &Data, agents: usize) -> Vec<Vec<usize>> {
     let agents = agents.max(1);
-    if data.rows.len() < agents && data.order != DataOrder::Once {
-        return vec![data.rows.clone(); agents];
+    let rows = data.rows.len();
+    if rows < agents && data.order != DataOrder::Once {
+        return vec![(0..rows).collect(); agents];
     }
     (0..agents)
-        .map(|a| data.rows.iter().skip(a).step_by(agents).cloned().collect())
+        .map(|a| (a..rows).step_by(agents).collect())
         .collect()
 }
 

@@ -50,6 +50,50 @@ pub struct ScenarioFile {
     pub routing: Option<String>,
     /// Failover drills: routing changes at given times.
     pub failover: Option<Vec<FailoverSection>>,
+    /// gRPC mode: one unary call, instead of HTTP requests.
+    pub grpc: Option<GrpcSection>,
+}
+
+/// `grpc:`, checked by `super::grpc`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcSection {
+    /// `/package.Service/Method` (with `kserve`: ModelInfer's, the default).
+    pub method: Option<String>,
+    /// The request message, protobuf-encoded, from a file.
+    pub payload_file: Option<String>,
+    /// The request message as JSON (protobuf's JSON mapping), encoded with
+    /// `descriptor_set`.
+    pub json: Option<serde_json::Value>,
+    pub json_file: Option<String>,
+    /// A `FileDescriptorSet` holding the method and its input message.
+    pub descriptor_set: Option<String>,
+    /// A KServe v2 / Triton `ModelInferRequest`.
+    pub kserve: Option<KserveSection>,
+    /// Request metadata (headers).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KserveSection {
+    pub model: String,
+    pub version: Option<String>,
+    pub inputs: Vec<KserveInputSection>,
+    /// Requested outputs by name (default: the model's own choice).
+    pub outputs: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KserveInputSection {
+    pub name: String,
+    /// `BOOL`, `INT8`…`INT64`, `UINT8`…`UINT64`, `FP32`, `FP64` or `BYTES`.
+    pub datatype: String,
+    pub shape: Vec<i64>,
+    /// The elements, flattened in row-major order.
+    pub data: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +228,26 @@ pub struct TargetSection {
     /// multi-region deployment with an endpoint per region).
     #[serde(default)]
     pub region_urls: BTreeMap<String, String>,
+    /// `http1` (default) or `http2`.
+    pub protocol: Option<String>,
+    /// TLS to `https://` targets.
+    pub tls: Option<TlsSection>,
+}
+
+/// `target.tls:`, checked by `super::transport`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM CA bundle trusted instead of the public roots (relative to the
+    /// scenario's folder).
+    pub ca: Option<String>,
+    /// Client certificate chain and key (PEM), both or neither.
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// Name verified (and sent as SNI) instead of the URL's host.
+    pub server_name: Option<String>,
+    /// Skip certificate verification (loudly logged).
+    pub insecure: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,6 +274,8 @@ pub struct LoadSection {
     /// How the load changes over the run; instead of a constant `rate`
     /// (open) or `connections` (closed) for `duration`.
     pub stages: Option<Vec<StageSection>>,
+    /// HTTP/2: concurrent streams per connection (default 1; HTTP/1.1: 1).
+    pub streams_per_connection: Option<i64>,
 }
 
 /// One stage of `load.stages`. Which fields apply depends on `kind`; the
@@ -247,4 +313,21 @@ pub struct RegionSection {
     pub weight: Option<f64>,
     /// Open model: this region's rate, instead of a weighted share.
     pub rate: Option<f64>,
+}
+
+/// The first field that names a file on the submitter's disk (`data`, a
+/// request's `body_file`), if any.
+pub fn local_file_reference(raw: &ScenarioFile) -> Option<String> {
+    if raw.data.is_some() {
+        return Some("data".into());
+    }
+    raw.requests
+        .iter()
+        .flatten()
+        .enumerate()
+        .find_map(|(i, r)| {
+            r.body_file
+                .is_some()
+                .then(|| format!("requests[{i}].body_file"))
+        })
 }

@@ -7,12 +7,14 @@
 
 pub mod data;
 mod file;
+mod grpc;
 mod locate;
 pub mod requests;
 pub mod search;
 pub mod stages;
 pub mod thresholds;
 pub mod topology;
+mod transport;
 mod validate;
 
 pub use data::Data;
@@ -50,6 +52,8 @@ pub struct Scenario {
     pub repeat: u32,
     /// Model-serving mode (OpenAI-compatible responses) and its goodput SLO.
     pub llm: Option<stampede_agent::plan::LlmSpec>,
+    /// gRPC mode: every send is this unary call (payload encoded here).
+    pub grpc: Option<stampede_agent::plan::GrpcSpec>,
     /// A capacity search (`crate::search` runs it); `load` and `regions`
     /// are then its first probe's.
     pub search: Option<SearchSpec>,
@@ -123,6 +127,9 @@ pub struct Target {
     pub timeout: Duration,
     /// Region name → URL for that region's agents (else `url`).
     pub region_urls: BTreeMap<String, url::Url>,
+    /// HTTP version, streams per connection (`load.streams_per_connection`)
+    /// and TLS (`target.tls`, PEM read from its files; `None`: no section).
+    pub transport: stampede_agent::plan::Transport,
 }
 
 impl Target {
@@ -265,15 +272,34 @@ impl Scenario {
             })
             .collect();
         format!(
-            "scenario {:?}: {load}, {} connections, {} in {}s intervals, {} {}, regions {}",
+            "scenario {:?}: {load}, {} connections, {} in {}s intervals, {} {}{}, regions {}",
             self.name,
             self.load.connections,
             humantime::format_duration(self.load.duration),
             self.load.interval.as_secs_f64(),
             self.target.method,
             self.target.url,
+            self.transport_note(),
             regions.join(", ")
         )
+    }
+
+    /// ` (HTTP/2, 10 streams per connection; TLS INSECURE)`, or nothing for
+    /// HTTP/1.1 with verified (or no) TLS.
+    fn transport_note(&self) -> String {
+        let t = &self.target.transport;
+        let mut parts = Vec::new();
+        if t.protocol == stampede_agent::plan::Protocol::Http2 {
+            parts.push(format!("HTTP/2, {} streams per connection", t.streams));
+        }
+        if t.tls.as_ref().is_some_and(|tls| tls.insecure) {
+            parts.push("TLS INSECURE: certificates not verified".to_owned());
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join("; "))
+        }
     }
 
     /// The requests to send: the mix, or the target's own request.
@@ -315,7 +341,7 @@ pub struct ScenarioError {
 
 /// Top-level keys that environment overrides may set. Other `STAMPEDE_*`
 /// variables (the CLI's own settings) are not scenario fields.
-const OVERRIDABLE: [&str; 19] = [
+const OVERRIDABLE: [&str; 20] = [
     "name",
     "target",
     "load",
@@ -332,6 +358,7 @@ const OVERRIDABLE: [&str; 19] = [
     "llm",
     "search",
     "cost",
+    "grpc",
     "endpoints",
     "routing",
     "failover",
@@ -359,31 +386,83 @@ pub fn load_with_env(
         field: field.to_owned(),
         why,
     };
-    let format = match path.extension().and_then(|e| e.to_str()) {
-        Some("yaml" | "yml") => config::FileFormat::Yaml,
-        Some("toml") => config::FileFormat::Toml,
-        _ => {
-            return Err(error(
-                "(file)",
-                "unknown format: use a .yaml, .yml or .toml file".into(),
-            ));
-        }
-    };
+    let format = format_of(path).ok_or_else(|| {
+        error(
+            "(file)",
+            "unknown format: use a .yaml, .yml or .toml file".into(),
+        )
+    })?;
     let size = std::fs::metadata(path)
         .map_err(|e| error("(file)", format!("cannot read: {e}")))?
         .len();
     if size > MAX_SCENARIO_BYTES {
-        return Err(error(
-            "(file)",
-            format!(
-                "{:.1} MiB; a scenario file is at most {} KiB (rows belong in a `data:` file)",
-                size as f64 / (1 << 20) as f64,
-                MAX_SCENARIO_BYTES >> 10
-            ),
-        ));
+        return Err(too_big(&file, size));
     }
     let text =
         std::fs::read_to_string(path).map_err(|e| error("(file)", format!("cannot read: {e}")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&file, &text, format, env, Some(base))
+}
+
+/// Reads a scenario submitted as text (to a standing coordinator): `file`
+/// is the name it had on the client, for its format and for the errors.
+/// No environment overrides apply, and the scenario may not refer to other
+/// files (`data:`, `body_file:`): the server cannot read the client's disk.
+pub fn load_text(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+    let error = |field: &str, why: String| ScenarioError {
+        file: file.to_owned(),
+        line: None,
+        field: field.to_owned(),
+        why,
+    };
+    let format = format_of(Path::new(file)).ok_or_else(|| {
+        error(
+            "(file)",
+            "unknown format: name it .yaml, .yml or .toml".into(),
+        )
+    })?;
+    if text.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(too_big(file, text.len() as u64));
+    }
+    parse(file, text, format, BTreeMap::new(), None)
+}
+
+fn format_of(path: &Path) -> Option<config::FileFormat> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("yaml" | "yml") => Some(config::FileFormat::Yaml),
+        Some("toml") => Some(config::FileFormat::Toml),
+        _ => None,
+    }
+}
+
+fn too_big(file: &str, size: u64) -> ScenarioError {
+    ScenarioError {
+        file: file.to_owned(),
+        line: None,
+        field: "(file)".into(),
+        why: format!(
+            "{:.1} MiB; a scenario file is at most {} KiB (rows belong in a `data:` file)",
+            size as f64 / (1 << 20) as f64,
+            MAX_SCENARIO_BYTES >> 10
+        ),
+    }
+}
+
+/// Parses and validates scenario `text`; `base`: the folder its file
+/// references are relative to, `None` when it may have none.
+fn parse(
+    file: &str,
+    text: &str,
+    format: config::FileFormat,
+    env: BTreeMap<String, String>,
+    base: Option<&Path>,
+) -> Result<Scenario, ScenarioError> {
+    let error = |field: &str, why: String| ScenarioError {
+        file: file.to_owned(),
+        line: None,
+        field: field.to_owned(),
+        why,
+    };
     let overrides: config::Map<String, String> = env
         .into_iter()
         .filter(|(k, _)| {
@@ -393,7 +472,7 @@ pub fn load_with_env(
         })
         .collect();
     let config = config::Config::builder()
-        .add_source(config::File::from_str(&text, format))
+        .add_source(config::File::from_str(text, format))
         .add_source(
             config::Environment::with_prefix("STAMPEDE")
                 .prefix_separator("_")
@@ -404,8 +483,8 @@ pub fn load_with_env(
         .build()
         .map_err(|e| error("(file)", e.to_string()))?;
     let locate = |field: &str| match format {
-        config::FileFormat::Toml => locate::toml_line(&text, field),
-        _ => locate::yaml_line(&text, field),
+        config::FileFormat::Toml => locate::toml_line(text, field),
+        _ => locate::yaml_line(text, field),
     };
     let raw: file::ScenarioFile = serde_path_to_error::deserialize(config).map_err(|e| {
         let path = e.path().to_string();
@@ -419,7 +498,23 @@ pub fn load_with_env(
             ..error(&field, e.into_inner().to_string())
         }
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    let base = match base {
+        Some(base) => base,
+        None => {
+            if let Some(field) = file::local_file_reference(&raw) {
+                return Err(ScenarioError {
+                    line: locate(&field),
+                    ..error(
+                        &field,
+                        "a scenario submitted to a coordinator cannot refer to local files (the coordinator does not \
+                         read the submitter's disk): inline the body with `body:`, or run the scenario with a local \
+                         coordinator".into(),
+                    )
+                });
+            }
+            Path::new(".")
+        }
+    };
     validate(raw, base).map_err(|(field, why)| ScenarioError {
         line: locate(&field),
         ..error(&field, why)

@@ -642,3 +642,18 @@ fn the_fault_policy_is_read_and_checked() {
     assert_eq!(e.field, "late_joiners");
     assert!(e.line.is_some());
 }
+
+#[test]
+fn a_submitted_scenario_may_not_refer_to_local_files() {
+    let text = "name: x\ntarget:\n  url: http://127.0.0.1:1/\nload:\n  model: open\n  rate: 5\n  duration: 1s\nregions:\n  - name: local\nrequests:\n  - name: a\n    body_file: body.json\n";
+    let e = super::load_text("ci/x.yaml", text).expect_err("refused");
+    assert_eq!(e.file, "ci/x.yaml");
+    assert_eq!(e.field, "requests[0].body_file");
+    assert!(e.why.contains("cannot refer to local files"), "{e}");
+    assert!(e.line.is_some(), "{e}");
+    let plain = text.split("requests:").next().expect("head");
+    let scenario = super::load_text("ci/x.yaml", plain).expect("a plain scenario is fine");
+    assert_eq!(scenario.name, "x");
+    let e = super::load_text("ci/x.json", plain).expect_err("format from the name");
+    assert_eq!(e.field, "(file)");
+}

@@ -119,10 +119,10 @@ fn check_region_name(field: &str, name: &str) -> Result<(), FieldError> {
 fn http_url(field: &str, text: &str) -> Result<url::Url, FieldError> {
     let url = url::Url::parse(text)
         .map_err(|e| (field.to_owned(), format!("{text:?} is not a URL ({e})")))?;
-    if url.scheme() != "http" {
+    if !matches!(url.scheme(), "http" | "https") {
         return err(
             field,
-            format!("scheme {:?} is not supported yet (http only)", url.scheme()),
+            format!("scheme {:?} is not supported (http or https)", url.scheme()),
         );
     }
     if url.host_str().is_none_or(str::is_empty) {
@@ -212,6 +212,12 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
         }
         region_urls.insert(region.clone(), http_url(&field, text)?);
     }
+    let any_https = url.scheme() == "https"
+        || region_urls
+            .values()
+            .any(|u: &url::Url| u.scheme() == "https");
+    let transport =
+        super::transport::validate(t, raw.load.streams_per_connection, any_https, base)?;
     let target = Target {
         method,
         url,
@@ -227,6 +233,7 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
             Duration::from_secs(10),
         )?,
         region_urls,
+        transport,
     };
 
     let l = &raw.load;
@@ -552,6 +559,18 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
         }
     }
 
+    let grpc = super::grpc::check(&raw, &target.url, base, data.as_ref())?;
+    if grpc.is_some() {
+        // The gRPC client opens one HTTP/2 connection per `connection`, one
+        // call in flight: more streams would be ignored.
+        if target.transport.streams > 1 {
+            return err(
+                "load.streams_per_connection",
+                "a gRPC connection has one call in flight: raise `load.connections` instead",
+            );
+        }
+    }
+
     let repeat = match raw.repeat {
         None => 1,
         Some(n) if (1..=MAX_REPEAT).contains(&n) => n as u32,
@@ -614,6 +633,12 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
              without stages",
         );
     }
+    if topology.is_some() && grpc.is_some() {
+        return err(
+            "endpoints",
+            "endpoints with gRPC are not supported yet: give each region its URL in `target.region_urls`",
+        );
+    }
 
     let cost = match &raw.cost {
         None => None,
@@ -638,6 +663,7 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
         }
     };
     let scenario = Scenario {
+        grpc,
         cost,
         llm,
         search: None,

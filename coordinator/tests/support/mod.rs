@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod hand;
+pub mod standing;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -112,6 +113,11 @@ impl Proc {
         lines
     }
 
+    /// The process id, while it runs (to send it a signal).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -215,7 +221,8 @@ impl InProcessTarget {
         let target = stampede_target::TargetServer::bind(config)
             .await
             .expect("target binds");
-        let url = url::Url::parse(&format!("http://{}/", target.local_addr())).expect("url");
+        let url = url::Url::parse(&format!("{}://{}/", target.scheme(), target.local_addr()))
+            .expect("url");
         let stats = target.stats();
         let stop = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(target.run(stop.clone()));
@@ -249,6 +256,7 @@ pub fn one_region_scenario(
             body: vec![],
             timeout: Duration::from_secs(5),
             region_urls: Default::default(),
+            transport: Default::default(),
         },
         load,
         regions: vec![RegionSpec {
@@ -265,6 +273,7 @@ pub fn one_region_scenario(
         data: None,
         repeat: 1,
         llm: None,
+        grpc: None,
         search: None,
         cost: None,
     }
@@ -289,6 +298,7 @@ pub fn bench_options(
         arrival,
         threads: 1,
         timeout: Duration::from_secs(5),
+        transport: Default::default(),
     }
 }
 
@@ -361,4 +371,51 @@ pub async fn search_with_agents(
         let _ = agent.await;
     }
     search
+}
+
+/// The built-in KServe v2 gRPC mock running inside the test process.
+pub struct InProcessKserve {
+    pub url: url::Url,
+    pub stats: stampede_target::KserveStats,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), stampede_target::TargetError>>,
+}
+
+impl InProcessKserve {
+    pub async fn start(config: stampede_target::KserveConfig) -> Self {
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let server = stampede_target::KserveServer::bind(config)
+            .await
+            .expect("mock binds");
+        let url = url::Url::parse(&format!("{scheme}://{}/", server.local_addr())).expect("url");
+        let stats = server.stats();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(server.run(stop.clone()));
+        Self {
+            url,
+            stats,
+            stop,
+            task,
+        }
+    }
+
+    /// A mock on loopback, port 0, no delay, nothing refused.
+    pub fn config() -> stampede_target::KserveConfig {
+        stampede_target::KserveConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            default_delay: Default::default(),
+            region_delays: Default::default(),
+            unavailable_share: 0.0,
+            tls: None,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
 }

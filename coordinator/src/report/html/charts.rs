@@ -285,7 +285,7 @@ pub(super) fn distribution(report: &RunReport) -> Result<String, HtmlError> {
 }
 
 /// A chart in a figure, with its legend below it.
-fn figure(chart: &Chart<'_>) -> String {
+pub(super) fn figure(chart: &Chart<'_>) -> String {
     let mut out = format!(
         r#"<figure class="plot"><h3>{}</h3>{}<ul class="legend">"#,
         escape(chart.title),

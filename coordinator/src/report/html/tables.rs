@@ -195,7 +195,7 @@ pub(super) fn regions(report: &RunReport) -> String {
 
 pub(super) fn error_classes(report: &RunReport) -> String {
     let mut out = String::from(
-        r#"<div class="table-scroll"><table><caption>Failed requests by class, and requests cut off by the end of the run (neither successes nor failures)</caption><thead><tr><th class="text">region</th><th>connect</th><th>timeout</th><th>4xx</th><th>5xx</th><th>other</th><th>total failed</th><th>interrupted</th><th class="text">status codes</th></tr></thead><tbody>"#,
+        r#"<div class="table-scroll"><table><caption>Failed requests by class, and requests cut off by the end of the run (neither successes nor failures)</caption><thead><tr><th class="text">region</th><th>connect</th><th>tls</th><th>timeout</th><th>4xx</th><th>5xx</th><th>other</th><th>total failed</th><th>interrupted</th><th class="text">status codes</th></tr></thead><tbody>"#,
     );
     let row = |name: &str, s: &ScopeSummary| {
         let e = &s.errors;
@@ -203,11 +203,13 @@ pub(super) fn error_classes(report: &RunReport) -> String {
             .status_codes
             .iter()
             .map(|(code, n)| format!("{code}: {n}"))
+            .chain(s.grpc_codes.iter().map(|(code, n)| format!("{code}: {n}")))
             .collect();
         format!(
-            r#"<td class="name">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="text">{}</td>"#,
+            r#"<td class="name">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="text">{}</td>"#,
             escape(name),
             e.connect,
+            e.tls,
             e.timeout,
             e.status_4xx,
             e.status_5xx,
@@ -279,7 +281,10 @@ pub(super) fn scenario(report: &RunReport) -> String {
         ));
     }
     rows.push(("interval", format!("{} s", s.interval_s)));
-    rows.push(("request", format!("{} {}", s.method, s.url)));
+    match &s.grpc_method {
+        Some(method) => rows.push(("gRPC call", format!("{method} at {}", s.url))),
+        None => rows.push(("request", format!("{} {}", s.method, s.url))),
+    }
     for (region, url) in &s.region_urls {
         rows.push(("region URL", format!("{region}: {url}")));
     }
