@@ -443,7 +443,7 @@ async fn run_once(
     let mut merge = RunMerge::with_requests(
         roster,
         scenario.load.warmup_intervals(),
-        scenario.effective_requests().len() as u32,
+        scenario.request_slots(),
     );
     let mut deadline = Instant::now()
         + scenario.start_delay

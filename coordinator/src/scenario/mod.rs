@@ -311,6 +311,17 @@ impl Scenario {
         }
     }
 
+    /// Request indices the agents record under: each request of the mix,
+    /// once per endpoint when the scenario has endpoints (endpoint `e`'s
+    /// requests from `e × mix`).
+    pub fn request_slots(&self) -> u32 {
+        let endpoints = self
+            .topology
+            .as_ref()
+            .map_or(1, |t| t.endpoints.len().max(1));
+        (self.effective_requests().len() * endpoints) as u32
+    }
+
     pub fn region(&self, name: &str) -> Option<&RegionSpec> {
         self.regions.iter().find(|r| r.name == name)
     }
