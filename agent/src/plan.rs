@@ -246,6 +246,18 @@ pub struct LoadPlan {
     pub think_time: Option<(Duration, Duration)>,
     /// HTTP version, streams per connection, TLS.
     pub transport: Transport,
+    /// One endpoint's part of an agent's load, when a scenario routes it to
+    /// several endpoints: an agent runs one plan per endpoint.
+    pub leg: Option<Leg>,
+}
+
+/// Which endpoint a plan loads, and where its requests' figures go: request
+/// `i` of this plan is request `request_offset + i` of the agent's
+/// recorder, so each endpoint's figures stay apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leg {
+    pub endpoint: String,
+    pub request_offset: u32,
 }
 
 impl LoadPlan {
@@ -282,6 +294,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             graceful_stop: Duration::from_secs(1),
             think_time: None,
+            leg: None,
             transport: Transport::default(),
         };
         assert_eq!(plan(15_000, 1_000).interval_count(), 15);

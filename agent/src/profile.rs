@@ -159,6 +159,50 @@ impl LevelProfile {
         Self::new(segments).unwrap_or_else(|_| self.scaled(0.0))
     }
 
+    /// The profile multiplied by a step function: `factor` inside each
+    /// window `[from, to)`, 0 outside any. Windows must not overlap. For one
+    /// endpoint's part of a load whose routing changes over time.
+    pub fn windowed(&self, windows: &[(Duration, Duration, f64)]) -> Self {
+        // Cut points: every segment and window boundary.
+        let total = self.duration().as_nanos();
+        let mut cuts: Vec<u128> = self.starts.clone();
+        for &(from, to, _) in windows {
+            cuts.push(from.as_nanos().min(total));
+            cuts.push(to.as_nanos().min(total));
+        }
+        cuts.push(total);
+        cuts.sort_unstable();
+        cuts.dedup();
+        let factor_at = |t: u128| {
+            windows
+                .iter()
+                .find(|(from, to, _)| from.as_nanos() <= t && t < to.as_nanos())
+                .map_or(0.0, |w| w.2)
+        };
+        let level_just_before = |t: u128| {
+            // The level at the end of the piece that ends at `t`.
+            let i = self.starts.partition_point(|&s| s < t).saturating_sub(1);
+            let s = &self.segments[i];
+            let d = s.duration.as_nanos().max(1);
+            let into = (t - self.starts[i]).min(d);
+            s.from + (s.to - s.from) * (into as f64 / d as f64)
+        };
+        let mut segments = Vec::with_capacity(cuts.len());
+        for pair in cuts.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if b <= a {
+                continue;
+            }
+            let f = factor_at(a);
+            segments.push(Segment {
+                duration: Duration::from_nanos((b - a) as u64),
+                from: self.level_at(Duration::from_nanos(a as u64)) * f,
+                to: level_just_before(b) * f,
+            });
+        }
+        Self::new(segments).unwrap_or_else(|_| self.scaled(0.0))
+    }
+
     /// The highest level anywhere in the profile.
     pub fn peak(&self) -> f64 {
         self.segments
@@ -275,6 +319,25 @@ mod tests {
                 .collect(),
         )
         .expect("valid profile")
+    }
+
+    #[test]
+    fn windowed_scales_inside_windows_and_silences_outside() {
+        let p = profile(&[(10.0, 0.0, 100.0), (5.0, 100.0, 100.0)]);
+        let w = p.windowed(&[
+            (Duration::ZERO, secs(4.0), 0.5),
+            (secs(12.0), secs(15.0), 1.0),
+        ]);
+        assert_eq!(w.duration(), p.duration());
+        assert!((w.level_at(secs(2.0)) - 10.0).abs() < 1e-9);
+        assert_eq!(w.level_at(secs(6.0)), 0.0);
+        assert!((w.level_at(secs(13.0)) - 100.0).abs() < 1e-9);
+        // Area: half the ramp to 4 s (0.5 × 80) plus 3 s at 100.
+        assert!((w.area() - 340.0).abs() < 1e-6, "{}", w.area());
+        // Complementary windows add up to the whole.
+        let a = p.windowed(&[(Duration::ZERO, secs(7.0), 1.0)]);
+        let b = p.windowed(&[(secs(7.0), secs(15.0), 1.0)]);
+        assert!((a.area() + b.area() - p.area()).abs() < 1e-6);
     }
 
     #[test]

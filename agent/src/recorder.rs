@@ -163,6 +163,15 @@ impl IntervalRecorder {
 
     /// A recorder for a run with `requests` requests in its mix (figures
     /// per request only when there are several).
+    /// Per-request figures for `requests` requests even when there is one:
+    /// an endpoint's leg records apart from the others' (the coordinator
+    /// reads the cross-region matrix from them).
+    pub fn with_request_figures(requests: usize) -> Self {
+        let mut r = Self::new();
+        r.requests = (0..requests).map(|_| RequestFigures::default()).collect();
+        r
+    }
+
     pub fn for_requests(requests: usize) -> Self {
         let mut r = Self::new();
         if requests > 1 {
@@ -179,7 +188,8 @@ impl IntervalRecorder {
 
     /// A fresh recorder of the same shape (for the next interval).
     pub fn fresh(&self) -> Self {
-        let r = Self::for_requests(self.requests.len());
+        // The same layout: per-request figures exactly when this one has them.
+        let r = Self::with_request_figures(self.requests.len());
         if self.llm.is_some() { r.with_llm() } else { r }
     }
 

@@ -179,8 +179,9 @@ enum State {
     Idle,
     Assigned {
         run_id: String,
-        plan: Box<LoadPlan>,
-        addrs: Vec<SocketAddr>,
+        /// The first plan, and one more per further endpoint.
+        first: Box<engine::Reinforcement>,
+        more: Vec<engine::Reinforcement>,
     },
     Running(Run),
 }
@@ -461,13 +462,16 @@ async fn handle(
                 tx.send(send(msg)).await.map_err(|_| SessionError::Closed)?;
                 return Ok(Flow::Continue);
             }
-            let reply = match accept(a.slice, &config.allowlist).await {
-                Ok((plan, addrs)) => {
-                    info!(run_id = %a.run_id, model = ?plan.model, url = %plan.requests[0].url, requests = plan.requests.len(), "assignment accepted");
+            let accepted = accept_all(a.slice, a.more_slices, &config.allowlist).await;
+            let reply = match accepted {
+                Ok((first, more)) => {
+                    let plan = &first.plan;
+                    info!(run_id = %a.run_id, model = ?plan.model, url = %plan.requests[0].url, requests = plan.requests.len(),
+                        endpoints = 1 + more.len(), "assignment accepted");
                     *state = State::Assigned {
                         run_id: a.run_id.clone(),
-                        plan: Box::new(plan),
-                        addrs,
+                        first: Box::new(first),
+                        more,
                     };
                     agent_message::Kind::AssignmentAccepted(v1::AssignmentAccepted {
                         run_id: a.run_id,
@@ -496,8 +500,8 @@ async fn handle(
             }
             let State::Assigned {
                 run_id,
-                plan,
-                addrs,
+                first,
+                more,
             } = std::mem::replace(state, State::Idle)
             else {
                 return Ok(Flow::Continue);
@@ -508,8 +512,8 @@ async fn handle(
             let (reinforce, reinforcements) = mpsc::unbounded_channel();
             info!(%run_id, starts_in = ?start_at.saturating_duration_since(tokio::time::Instant::now()), "run starting");
             let engine = tokio::spawn(engine::run_reinforced(
-                *plan,
-                addrs,
+                *first,
+                more,
                 config.engine,
                 start_at,
                 stop.clone(),
@@ -584,6 +588,24 @@ async fn handle(
         }
     }
     Ok(Flow::Continue)
+}
+
+/// [`accept`] for an assignment's slices: the first, and one per further
+/// endpoint. Any refused refuses the assignment.
+async fn accept_all(
+    first: Option<v1::LoadSlice>,
+    more: Vec<v1::LoadSlice>,
+    allowlist: &TargetAllowlist,
+) -> Result<(engine::Reinforcement, Vec<engine::Reinforcement>), String> {
+    let (plan, addrs) = accept(first, allowlist).await?;
+    let mut rest = Vec::with_capacity(more.len());
+    for (i, slice) in more.into_iter().enumerate() {
+        let (plan, addrs) = accept(Some(slice), allowlist)
+            .await
+            .map_err(|e| format!("slice {}: {e}", i + 2))?;
+        rest.push(engine::Reinforcement { plan, addrs });
+    }
+    Ok((engine::Reinforcement { plan, addrs }, rest))
 }
 
 /// Checks an assignment and resolves its target (once, here, so that the

@@ -4,7 +4,7 @@
 use crate::engine::IntervalRecord;
 use crate::llm::GoodputSlo;
 use crate::plan::{
-    Arrival, ClosedStages, DataOrder, DataSet, GrpcSpec, LlmSpec, LoadPlan, Protocol,
+    Arrival, ClosedStages, DataOrder, DataSet, GrpcSpec, Leg, LlmSpec, LoadPlan, Protocol,
     RequestTemplate, TargetTls, Transport, WorkloadModel,
 };
 use crate::profile::{LevelProfile, Segment};
@@ -402,6 +402,10 @@ pub fn plan_from_slice(slice: v1::LoadSlice) -> Result<LoadPlan, SliceError> {
             }
             (min, max) => Some((Duration::from_micros(min), Duration::from_micros(max))),
         },
+        leg: (!slice.endpoint.is_empty()).then(|| Leg {
+            endpoint: slice.endpoint.clone(),
+            request_offset: slice.request_offset,
+        }),
         transport,
     })
 }
@@ -543,6 +547,12 @@ pub fn slice_from_plan(plan: &LoadPlan) -> v1::LoadSlice {
         graceful_stop_micros: micros(plan.graceful_stop),
         think_min_micros: plan.think_time.map_or(0, |(min, _)| micros(min)),
         think_max_micros: plan.think_time.map_or(0, |(_, max)| micros(max)),
+        endpoint: plan
+            .leg
+            .as_ref()
+            .map(|l| l.endpoint.clone())
+            .unwrap_or_default(),
+        request_offset: plan.leg.as_ref().map_or(0, |l| l.request_offset),
         transport: Some(transport_to_wire(&plan.transport)),
     }
 }
@@ -688,6 +698,7 @@ mod tests {
             graceful_stop: Duration::from_secs(2),
             transport: Transport::default(),
             think_time: Some((Duration::from_millis(10), Duration::from_millis(30))),
+            leg: None,
         }
     }
 

@@ -66,6 +66,7 @@ pub fn scenario(o: &BenchOptions) -> Scenario {
         start_delay: Duration::from_millis(200),
         agent_wait_timeout: Duration::from_secs(10),
         faults: Default::default(),
+        topology: None,
         thresholds: vec![],
         requests: vec![],
         data: None,

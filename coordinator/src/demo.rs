@@ -98,6 +98,7 @@ pub fn scenario(options: &DemoOptions, target_port: u16) -> Scenario {
         start_delay: Duration::from_secs(1),
         agent_wait_timeout: Duration::from_secs(30),
         faults: Default::default(),
+        topology: None,
         thresholds: vec![],
         requests: vec![],
         data: None,

@@ -23,8 +23,14 @@ pub const REGION_METADATA: &str = "x-stampede-region";
 pub struct AgentAssignment {
     pub agent_id: Uuid,
     pub region: String,
+    /// The agent's whole share of the load.
     pub plan: LoadPlan,
+    /// What it is sent: `plan` itself, or, when the scenario has endpoints,
+    /// one plan per endpoint its region sends to (see [`legs`]).
+    pub legs: Vec<LoadPlan>,
 }
+
+pub mod legs;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
@@ -158,23 +164,16 @@ pub fn plan(
         let ids = &by_region[region.name.as_str()];
         // The mix, resolved against this region's URL.
         let base = scenario.target.url_for(&region.name);
-        let requests = mix
-            .iter()
-            .map(|r| {
-                let raw = r.url.resolve(base);
-                let (url, target) = split_url(&raw).map_err(PlanError::Request)?;
-                Ok(RequestTemplate {
-                    name: r.name.clone(),
-                    weight: r.weight,
-                    method: r.method.clone(),
-                    url,
-                    target,
-                    headers: r.headers.clone(),
-                    body: r.body.clone(),
-                    timeout: r.timeout,
-                })
-            })
-            .collect::<Result<Vec<_>, PlanError>>()?;
+        let requests = resolve_mix(&mix, base)?;
+        // With endpoints: the mix against each endpoint's URL.
+        let endpoint_requests = match &scenario.topology {
+            Some(t) => t
+                .endpoints
+                .iter()
+                .map(|e| resolve_mix(&mix, &e.url))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
         // TLS exactly when this region's URL is https (the public roots when
         // the scenario has no `tls:` section).
         let mut transport = scenario.target.transport.clone();
@@ -206,9 +205,10 @@ pub fn plan(
                     },
                 },
             };
-            out.push(AgentAssignment {
+            let mut assignment = AgentAssignment {
                 agent_id: *id,
                 region: region.name.clone(),
+                legs: Vec::new(),
                 plan: LoadPlan {
                     llm: scenario.llm,
                     // The target learns the caller's region from metadata,
@@ -241,12 +241,49 @@ pub fn plan(
                     timeout: scenario.target.timeout,
                     graceful_stop: scenario.load.graceful_stop,
                     think_time: scenario.load.think_time,
+                    leg: None,
                     transport: transport.clone(),
                 },
-            });
+            };
+            assignment.legs = match &scenario.topology {
+                Some(t) => legs::split(
+                    &assignment.plan,
+                    &region.name,
+                    t,
+                    &scenario.target.transport,
+                    mix.len() as u32,
+                    |e| endpoint_requests[e].clone(),
+                ),
+                None => vec![assignment.plan.clone()],
+            };
+            out.push(assignment);
         }
     }
     Ok(out)
+}
+
+/// The mix's requests, resolved against `base` (the region's or an
+/// endpoint's URL).
+fn resolve_mix(
+    mix: &[crate::scenario::NamedRequest],
+    base: &url::Url,
+) -> Result<Vec<RequestTemplate>, PlanError> {
+    mix.iter()
+        .map(|r| {
+            let raw = r.url.resolve(base);
+            let (url, target) = split_url(&raw).map_err(PlanError::Request)?;
+            Ok(RequestTemplate {
+                name: r.name.clone(),
+                weight: r.weight,
+                method: r.method.clone(),
+                url,
+                target,
+                headers: r.headers.clone(),
+                body: r.body.clone(),
+                timeout: r.timeout,
+            })
+        })
+        .collect()
 }
 
 /// Deals the cluster's connection slots `0..sum(counts)` to agents so that
@@ -385,6 +422,7 @@ mod tests {
             start_delay: Duration::from_secs(1),
             agent_wait_timeout: Duration::from_secs(1),
             faults: Default::default(),
+            topology: None,
             thresholds: vec![],
             requests: vec![],
             data: None,

@@ -342,11 +342,7 @@ async fn run_once(
     let assignments = plan::plan(scenario, &roster)?;
     for a in &assignments {
         if let Some(m) = members.iter().find(|m| m.id == a.agent_id) {
-            let slice = stampede_agent::wire::slice_from_plan(&a.plan);
-            let assignment = v1::Assignment {
-                run_id: run_id.clone(),
-                slice: Some(slice),
-            };
+            let assignment = assignment_of(&run_id, &a.legs);
             let _ = m
                 .outbound
                 .send(msg(coordinator_message::Kind::Assignment(assignment)))
@@ -408,9 +404,9 @@ async fn run_once(
         .collect();
     let mut faults = FaultLog::default();
     faults.started(start_unix_nanos);
-    let plans: HashMap<Uuid, LoadPlan> = assignments
+    let plans: HashMap<Uuid, Vec<LoadPlan>> = assignments
         .into_iter()
-        .map(|a| (a.agent_id, a.plan))
+        .map(|a| (a.agent_id, a.legs))
         .collect();
     let loss_ctx = LossContext {
         scenario,
@@ -447,7 +443,7 @@ async fn run_once(
     let mut merge = RunMerge::with_requests(
         roster,
         scenario.load.warmup_intervals(),
-        scenario.effective_requests().len() as u32,
+        scenario.request_slots(),
     );
     let mut deadline = Instant::now()
         + scenario.start_delay
@@ -994,8 +990,9 @@ struct LossContext<'a> {
     scenario: &'a Scenario,
     run_id: &'a str,
     start_unix_nanos: i64,
-    /// Each agent's slice of the run, as assigned.
-    plans: &'a HashMap<Uuid, LoadPlan>,
+    /// Each agent's slice of the run, as assigned (one plan per endpoint
+    /// it sends to).
+    plans: &'a HashMap<Uuid, Vec<LoadPlan>>,
 }
 
 /// How far ahead of the loss a takeover begins: time for the message to
@@ -1061,7 +1058,7 @@ async fn take_over(
     agent: Uuid,
     region: &str,
 ) -> bool {
-    let Some(lost) = ctx.plans.get(&agent) else {
+    let Some(lost) = ctx.plans.get(&agent).filter(|legs| !legs.is_empty()) else {
         faults.not_redistributed(agent, region, "it had no assignment");
         return false;
     };
@@ -1074,27 +1071,50 @@ async fn take_over(
         return false;
     }
     let elapsed = (build::unix_nanos_now() - ctx.start_unix_nanos).max(0) as u128;
-    let interval = lost.interval.as_nanos().max(1);
+    let interval = lost[0].interval.as_nanos().max(1);
     let begin_nanos = (elapsed + TAKEOVER_LEAD.as_nanos()).div_ceil(interval) * interval;
     let begin = Duration::from_nanos(u64::try_from(begin_nanos).unwrap_or(u64::MAX));
-    let parts = redistribute::takeover(lost, begin, survivors.len());
-    if parts.is_empty() {
+    // Each leg (endpoint) of the lost agent's load, split among the survivors.
+    let per_leg: Vec<Vec<LoadPlan>> = lost
+        .iter()
+        .map(|leg| redistribute::takeover(leg, begin, survivors.len()))
+        .collect();
+    let parts = per_leg.iter().map(Vec::len).max().unwrap_or(0);
+    if parts == 0 {
         faults.not_redistributed(agent, region, "the run ends before a takeover could begin");
         return false;
     }
-    for (m, plan) in survivors.iter().zip(&parts) {
-        let reinforce = v1::Reinforce {
-            run_id: ctx.run_id.to_owned(),
-            slice: Some(stampede_agent::wire::slice_from_plan(plan)),
-            reason: format!("agent {agent} ({region}) was lost"),
-        };
-        let _ = m
-            .outbound
-            .send(msg(coordinator_message::Kind::Reinforce(reinforce)))
-            .await;
+    for (i, m) in survivors.iter().enumerate() {
+        for plan in per_leg.iter().filter_map(|parts| parts.get(i)) {
+            let reinforce = v1::Reinforce {
+                run_id: ctx.run_id.to_owned(),
+                slice: Some(stampede_agent::wire::slice_from_plan(plan)),
+                reason: format!("agent {agent} ({region}) was lost"),
+            };
+            let _ = m
+                .outbound
+                .send(msg(coordinator_message::Kind::Reinforce(reinforce)))
+                .await;
+        }
     }
-    faults.redistributed(agent, region, begin.as_secs_f64(), parts.len());
+    faults.redistributed(
+        agent,
+        region,
+        begin.as_secs_f64(),
+        parts.min(survivors.len()),
+    );
     true
+}
+
+/// An agent's assignment: its first plan as the slice, any others (one per
+/// further endpoint) after it.
+fn assignment_of(run_id: &str, legs: &[LoadPlan]) -> v1::Assignment {
+    let mut slices = legs.iter().map(stampede_agent::wire::slice_from_plan);
+    v1::Assignment {
+        run_id: run_id.to_owned(),
+        slice: slices.next(),
+        more_slices: slices.collect(),
+    }
 }
 
 /// Releases the agents from the run; `more_runs`: the series goes on, so

@@ -43,6 +43,11 @@ pub(crate) struct RunContext {
     pub addrs: Vec<SocketAddr>,
     /// Start of interval 0.
     pub start: Instant,
+    /// Where this plan's requests record in the worker's recorder (an
+    /// endpoint's leg records apart from the others).
+    pub request_offset: usize,
+    /// Requests the recorder keeps figures for, across every plan of the run.
+    pub request_slots: usize,
     /// Opens connections (TCP, TLS).
     pub connector: Connector,
     /// HTTP/2 runs: the requests in HTTP/2 form.
@@ -390,7 +395,7 @@ impl ConnectionLoop {
         let index = self.picker.request(requests);
         let Ok(row) = self.picker.row(requests) else {
             let none = Sent {
-                request: index,
+                request: index + self.ctx.request_offset,
                 bytes: 0,
             };
             return (Exchange::NoData, none);
@@ -400,7 +405,7 @@ impl ConnectionLoop {
         let expects_body = requests.expects_body(index);
         let bytes = requests.bytes(index, row, &mut self.buf, &mut self.scratch);
         let what = Sent {
-            request: index,
+            request: index + self.ctx.request_offset,
             bytes: bytes.len() as u64,
         };
         let addr = self.addr;

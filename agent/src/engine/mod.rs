@@ -110,23 +110,33 @@ pub async fn run(
     out: mpsc::Sender<IntervalRecord>,
 ) -> Result<EngineSummary, EngineError> {
     let (_none, reinforcements) = mpsc::unbounded_channel();
-    run_reinforced(plan, addrs, options, start, cancel, out, reinforcements).await
+    let run = Reinforcement { plan, addrs };
+    run_reinforced(run, Vec::new(), options, start, cancel, out, reinforcements).await
 }
 
-/// [`run`], taking on [`Reinforcement`]s while it goes.
+/// [`run`] for an agent whose load is several plans side by side (one per
+/// endpoint: `first` and `more`), taking on [`Reinforcement`]s while it
+/// goes. Every plan shares the first one's clock and intervals.
 pub async fn run_reinforced(
-    plan: LoadPlan,
-    addrs: Vec<SocketAddr>,
+    first: Reinforcement,
+    more: Vec<Reinforcement>,
     options: EngineOptions,
     start: Instant,
     cancel: CancellationToken,
     out: mpsc::Sender<IntervalRecord>,
     mut reinforcements: mpsc::UnboundedReceiver<Reinforcement>,
 ) -> Result<EngineSummary, EngineError> {
+    let Reinforcement { plan, addrs } = first;
+    // The recorder keeps figures for every plan's requests.
+    let request_slots = std::iter::once(&plan)
+        .chain(more.iter().map(|r| &r.plan))
+        .map(|p| offset_of(p) + p.requests.len())
+        .max()
+        .unwrap_or(0);
     let connections = plan.model.connections().max(1);
     let threads = options.threads.clamp(1, connections as usize);
     let interval = plan.interval;
-    let ctx = Arc::new(context(plan, addrs, start)?);
+    let ctx = Arc::new(context(plan, addrs, start, request_slots)?);
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut handles = Vec::with_capacity(threads);
@@ -148,6 +158,9 @@ pub async fn run_reinforced(
     }
     drop(tx);
 
+    for r in more {
+        reinforce(&ctx, r, &extra_tx);
+    }
     let mut aggregator = Aggregator::new(threads);
     let mut summary = EngineSummary::default();
     let mut reinforcing = true;
@@ -199,6 +212,7 @@ fn context(
     plan: LoadPlan,
     addrs: Vec<SocketAddr>,
     start: Instant,
+    request_slots: usize,
 ) -> Result<RunContext, EngineError> {
     if addrs.is_empty() {
         return Err(EngineError::NoAddress);
@@ -229,6 +243,8 @@ fn context(
         None => None,
     };
     Ok(RunContext {
+        request_offset: offset_of(&plan),
+        request_slots,
         plan,
         requests,
         addrs,
@@ -239,22 +255,23 @@ fn context(
     })
 }
 
-/// Deals a reinforcement's connections to the workers. One whose requests
-/// differ from the run's is refused: the workers' recorders are laid out
-/// for the run's requests.
+/// Deals a plan's connections to the workers, beside the run's own. One
+/// whose requests do not fit the run's recorders is refused: they are laid
+/// out when the run starts.
 fn reinforce(
     run: &RunContext,
     r: Reinforcement,
     workers: &[mpsc::UnboundedSender<ExtraConnections>],
 ) {
-    if r.plan.requests.len() != run.plan.requests.len()
+    let request_offset = offset_of(&r.plan);
+    if request_offset + r.plan.requests.len() > run.request_slots
         || r.plan.llm.is_some() != run.plan.llm.is_some()
     {
-        tracing::warn!("a reinforcement whose requests differ from the run's; refused");
+        tracing::warn!("a plan whose requests do not fit the run's recorders; refused");
         return;
     }
     let connections = r.plan.model.connections();
-    let ctx = match context(r.plan, r.addrs, run.start) {
+    let ctx = match context(r.plan, r.addrs, run.start, run.request_slots) {
         Ok(ctx) => Arc::new(ctx),
         Err(e) => {
             tracing::warn!(error = %e, "cannot prepare a reinforcement; refused");
@@ -270,6 +287,11 @@ fn reinforce(
             });
         }
     }
+}
+
+/// Where a plan's requests record (its endpoint leg's offset, else 0).
+fn offset_of(plan: &LoadPlan) -> usize {
+    plan.leg.as_ref().map_or(0, |l| l.request_offset as usize)
 }
 
 /// Splits `0..n` into `parts` contiguous ranges whose sizes differ by at most one.

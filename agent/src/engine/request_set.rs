@@ -354,6 +354,7 @@ mod tests {
             timeout: Duration::from_secs(3),
             graceful_stop: Duration::from_secs(1),
             think_time: None,
+            leg: None,
             transport: Default::default(),
         }
     }

@@ -68,7 +68,11 @@ async fn worker_loop(
     cancel: CancellationToken,
     out: UnboundedSender<WorkerInterval>,
 ) {
-    let mut first = IntervalRecorder::for_requests(ctx.requests.len());
+    let mut first = if ctx.plan.leg.is_some() {
+        IntervalRecorder::with_request_figures(ctx.request_slots)
+    } else {
+        IntervalRecorder::for_requests(ctx.request_slots)
+    };
     if ctx.plan.llm.is_some() {
         first = first.with_llm();
     }

@@ -195,6 +195,7 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
         },
         thresholds: Vec::new(),
         requests: request_reports(scenario, merge, total_rate, duration),
+        matrix: matrix(scenario, merge, duration),
         series,
         start_skew_bound_ms: {
             let samples: Vec<_> = agents.values().filter_map(|m| m.clock).collect();
@@ -276,6 +277,11 @@ fn request_reports(
 ) -> Vec<RequestReport> {
     let weights: f64 = scenario.requests.iter().map(|r| r.weight).sum();
     let fractions = crate::plan::region_fractions(scenario);
+    let mix = scenario.effective_requests().len();
+    let endpoints = scenario
+        .topology
+        .as_ref()
+        .map_or(1, |t| t.endpoints.len().max(1));
     scenario
         .requests
         .iter()
@@ -285,11 +291,16 @@ fn request_reports(
             let mut global = Totals::default();
             let mut regions = BTreeMap::new();
             for region in &scenario.regions {
-                let totals = merge
-                    .requests
-                    .get(&(region.name.clone(), index as u32))
-                    .map(|t| t.to_totals())
-                    .unwrap_or_default();
+                // With endpoints, the request is recorded once per endpoint.
+                let mut totals = Totals::default();
+                for e in 0..endpoints {
+                    if let Some(t) = merge
+                        .requests
+                        .get(&(region.name.clone(), (e * mix + index) as u32))
+                    {
+                        totals.add(&t.to_totals());
+                    }
+                }
                 global.add(&totals);
                 let fraction = fractions.get(&region.name).copied().unwrap_or(0.0);
                 let target = total_rate.map(|rate| rate * fraction * share);
@@ -313,6 +324,46 @@ fn request_reports(
             }
         })
         .collect()
+}
+
+/// The cross-region matrix: per agent region and endpoint, the sum of that
+/// endpoint's requests (recorded from `endpoint × mix`). Cells with no
+/// request are left out (home routing sends each region to one endpoint).
+fn matrix(scenario: &Scenario, merge: &RunMerge, duration: f64) -> Vec<MatrixCell> {
+    let Some(topology) = &scenario.topology else {
+        return Vec::new();
+    };
+    let mix = scenario.effective_requests().len();
+    let mut cells = Vec::new();
+    for region in &scenario.regions {
+        for (e, endpoint) in topology.endpoints.iter().enumerate() {
+            let mut totals = Totals::default();
+            if mix * topology.endpoints.len() == 1 {
+                // One request slot: agents keep no per-request figures, and
+                // the region's totals are the one cell.
+                if let Some(t) = merge.regions.get(&region.name) {
+                    totals.add(t);
+                }
+            }
+            for r in 0..mix {
+                if let Some(t) = merge
+                    .requests
+                    .get(&(region.name.clone(), (e * mix + r) as u32))
+                {
+                    totals.add(&t.to_totals());
+                }
+            }
+            if totals.outcomes.completed() + totals.outcomes.interrupted == 0 {
+                continue;
+            }
+            cells.push(MatrixCell {
+                region: region.name.clone(),
+                endpoint: endpoint.name.clone(),
+                summary: scope_summary(&totals, None, duration),
+            });
+        }
+    }
+    cells
 }
 
 /// Each phase's figures: the sum of the intervals it spans (phases start

@@ -178,6 +178,7 @@ pub fn report(regions: &[(&str, Vec<Slice>)]) -> RunReport {
         stages: vec![],
         thresholds: vec![],
         requests: vec![],
+        matrix: vec![],
         series: None,
         start_skew_bound_ms: None,
         warnings: vec![],

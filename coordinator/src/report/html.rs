@@ -65,6 +65,7 @@ pub fn render_with_trend(
         ("stages", sections::stages(report)),
         ("requests", sections::requests(report)),
         ("llm", sections::llm(report)),
+        ("matrix", sections::matrix(report)),
         ("regions", tables::regions(report)),
         ("error_classes", tables::error_classes(report)),
         ("agents", tables::agents(report)),

@@ -50,6 +50,11 @@ pub struct RunReport {
     /// per region (warm-up excluded). Empty without a mix.
     #[serde(default)]
     pub requests: Vec<RequestReport>,
+    /// A scenario with `endpoints:`: one cell per agent region and endpoint
+    /// it sent to, from the merged histograms of that pair (warm-up
+    /// excluded). A region's cells add up to its figures.
+    #[serde(default)]
+    pub matrix: Vec<MatrixCell>,
     /// A run of a series (`repeat: N`): which one. `null` for a single run.
     #[serde(default)]
     pub series: Option<SeriesInfo>,
@@ -90,6 +95,16 @@ pub struct SeriesInfo {
 }
 
 /// One request of the mix over the whole run.
+/// What one agent region saw of one endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MatrixCell {
+    /// The agents' region.
+    pub region: String,
+    pub endpoint: String,
+    #[serde(flatten)]
+    pub summary: ScopeSummary,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RequestReport {
     pub name: String,

@@ -78,6 +78,10 @@ pub fn render(report: &RunReport) -> String {
     ));
     write_table(&mut out, &rows, true);
 
+    if !report.matrix.is_empty() {
+        write_matrix(&mut out, report);
+    }
+
     if report.global.llm.is_some() {
         let _ = writeln!(
             out,
@@ -325,6 +329,44 @@ fn trim_float(x: f64) -> String {
     } else {
         format!("{x:.1}")
     }
+}
+
+/// The cross-region matrix, compactly: a row per agent region, a column per
+/// endpoint, each cell `p50 / p99 (errors)`.
+fn write_matrix(out: &mut String, report: &RunReport) {
+    let mut endpoints: Vec<&str> = Vec::new();
+    for c in &report.matrix {
+        if !endpoints.contains(&c.endpoint.as_str()) {
+            endpoints.push(&c.endpoint);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\ncross-region matrix (agent region → endpoint: p50 / p99, errors):"
+    );
+    let mut header = vec!["region → endpoint".to_owned()];
+    header.extend(endpoints.iter().map(|e| (*e).to_owned()));
+    let mut rows = vec![header];
+    for region in &report.regions {
+        let mut row = vec![region.name.clone()];
+        for endpoint in &endpoints {
+            let cell = report
+                .matrix
+                .iter()
+                .find(|c| c.region == region.name && c.endpoint == *endpoint);
+            row.push(match cell {
+                Some(c) => format!(
+                    "{} / {}, {}",
+                    micros(c.summary.latency_us.p50),
+                    micros(c.summary.latency_us.p99),
+                    c.summary.errors.total
+                ),
+                None => "-".to_owned(),
+            });
+        }
+        rows.push(row);
+    }
+    write_table(out, &rows, false);
 }
 
 #[cfg(test)]

@@ -61,21 +61,22 @@ impl LateJoins {
                 continue;
             };
             let (lost, region) = self.open.remove(pos);
-            let Some(plan) = ctx.plans.get(&lost) else {
+            let Some(legs) = ctx.plans.get(&lost).filter(|legs| !legs.is_empty()) else {
                 continue;
             };
             let elapsed = (build::unix_nanos_now() - ctx.start_unix_nanos).max(0) as u128;
-            let interval = plan.interval.as_nanos().max(1);
+            let interval = legs[0].interval.as_nanos().max(1);
             let begin_nanos = (elapsed + JOIN_LEAD.as_nanos()).div_ceil(interval) * interval;
             let begin = Duration::from_nanos(u64::try_from(begin_nanos).unwrap_or(u64::MAX));
-            let Some(share) = redistribute::takeover(plan, begin, 1).pop() else {
+            let share: Vec<_> = legs
+                .iter()
+                .filter_map(|leg| redistribute::takeover(leg, begin, 1).pop())
+                .collect();
+            if share.is_empty() {
                 info!(agent = %m.id, %region, "a late agent cannot take over a share: the run ends too soon");
                 continue;
-            };
-            let assignment = v1::Assignment {
-                run_id: ctx.run_id.to_owned(),
-                slice: Some(stampede_agent::wire::slice_from_plan(&share)),
-            };
+            }
+            let assignment = super::assignment_of(ctx.run_id, &share);
             info!(agent = %m.id, %region, %lost, "offering a late agent a lost agent's share");
             let _ = m
                 .outbound

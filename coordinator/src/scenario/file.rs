@@ -43,6 +43,13 @@ pub struct ScenarioFile {
     pub search: Option<SearchSection>,
     /// What the target costs, to report $/request and $/1M tokens.
     pub cost: Option<CostSection>,
+    /// Named endpoints (a deployment per region, say), instead of one URL.
+    pub endpoints: Option<Vec<EndpointSection>>,
+    /// `home` (default: each agent region to the endpoint of its name) or
+    /// `matrix` (every agent region to every endpoint, by weight).
+    pub routing: Option<String>,
+    /// Failover drills: routing changes at given times.
+    pub failover: Option<Vec<FailoverSection>>,
     /// gRPC mode: one unary call, instead of HTTP requests.
     pub grpc: Option<GrpcSection>,
 }
@@ -87,6 +94,30 @@ pub struct KserveInputSection {
     pub shape: Vec<i64>,
     /// The elements, flattened in row-major order.
     pub data: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSection {
+    pub name: String,
+    pub url: String,
+    /// Share in matrix routing, and of a down endpoint's traffic (default 1).
+    pub weight: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverSection {
+    /// When, from the run's start.
+    pub at: String,
+    /// Switch this agent region's traffic…
+    pub region: Option<String>,
+    /// …to this endpoint.
+    pub to: Option<String>,
+    /// Or: this endpoint goes down…
+    pub endpoint: Option<String>,
+    /// …(`true`): its traffic goes to the other endpoints by weight.
+    pub down: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

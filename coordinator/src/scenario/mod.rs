@@ -13,6 +13,7 @@ pub mod requests;
 pub mod search;
 pub mod stages;
 pub mod thresholds;
+pub mod topology;
 mod transport;
 mod validate;
 
@@ -38,6 +39,9 @@ pub struct Scenario {
     pub agent_wait_timeout: Duration,
     /// What happens when an agent goes missing mid-run.
     pub faults: FaultPolicy,
+    /// Named endpoints, routing and failovers; `None`: one URL for all (or
+    /// `target.region_urls`).
+    pub topology: Option<topology::Topology>,
     /// The run fails (non-zero exit) when one of these does not hold.
     pub thresholds: Vec<Threshold>,
     /// A weighted mix of named requests; empty: the target's own request.
@@ -307,6 +311,17 @@ impl Scenario {
         }
     }
 
+    /// Request indices the agents record under: each request of the mix,
+    /// once per endpoint when the scenario has endpoints (endpoint `e`'s
+    /// requests from `e × mix`).
+    pub fn request_slots(&self) -> u32 {
+        let endpoints = self
+            .topology
+            .as_ref()
+            .map_or(1, |t| t.endpoints.len().max(1));
+        (self.effective_requests().len() * endpoints) as u32
+    }
+
     pub fn region(&self, name: &str) -> Option<&RegionSpec> {
         self.regions.iter().find(|r| r.name == name)
     }
@@ -337,7 +352,7 @@ pub struct ScenarioError {
 
 /// Top-level keys that environment overrides may set. Other `STAMPEDE_*`
 /// variables (the CLI's own settings) are not scenario fields.
-const OVERRIDABLE: [&str; 17] = [
+const OVERRIDABLE: [&str; 20] = [
     "name",
     "target",
     "load",
@@ -355,6 +370,9 @@ const OVERRIDABLE: [&str; 17] = [
     "search",
     "cost",
     "grpc",
+    "endpoints",
+    "routing",
+    "failover",
 ];
 
 /// Largest scenario file read: scenarios are short; bulk belongs in data

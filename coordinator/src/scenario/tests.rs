@@ -657,3 +657,56 @@ fn a_submitted_scenario_may_not_refer_to_local_files() {
     let e = super::load_text("ci/x.json", plain).expect_err("format from the name");
     assert_eq!(e.field, "(file)");
 }
+
+#[test]
+fn endpoints_routing_and_failovers_are_read_and_checked() {
+    const BASE: &str = "name: t\ntarget:\n  url: http://127.0.0.1:1/\nload:\n  model: open\n  rate: 10\n  duration: 10s\nregions:\n  - name: us\n  - name: eu\n";
+    let endpoints = "endpoints:\n  - name: us\n    url: http://127.0.0.1:2/\n  - name: eu\n    url: http://127.0.0.1:3/\n    weight: 3\n";
+    let s = load_text(&format!(
+        "{BASE}{endpoints}routing: matrix\nfailover:\n  - at: 4s\n    endpoint: eu\n    down: true\n"
+    ))
+    .expect("valid");
+    let t = s.topology.expect("a topology");
+    assert_eq!(t.routing, topology::Routing::Matrix);
+    assert_eq!(t.endpoints[1].weight, 3.0);
+    assert_eq!(t.periods("us", s.load.duration).len(), 2);
+
+    let cases: &[(&str, &str, &str)] = &[
+        ("routing: matrix\n", "routing", "needs `endpoints`"),
+        (
+            "endpoints:\n  - name: us\n    url: http://127.0.0.1:2/\n",
+            "endpoints",
+            "region \"eu\" has none",
+        ),
+        (
+            &format!("{endpoints}failover:\n  - at: 4s\n    region: eu\n    to: ap\n"),
+            "failover[0].to",
+            "unknown endpoint \"ap\"",
+        ),
+        (
+            &format!("{endpoints}failover:\n  - at: 12s\n    region: eu\n    to: us\n"),
+            "failover[0].at",
+            "inside the run",
+        ),
+        (
+            &format!("{endpoints}failover:\n  - at: 2s\n    region: eu\n"),
+            "failover[0]",
+            "either `region` and `to`",
+        ),
+        (
+            &format!("{endpoints}routing: star\n"),
+            "routing",
+            "`matrix`",
+        ),
+        (
+            "endpoints:\n  - name: US\n    url: http://127.0.0.1:2/\n",
+            "endpoints[0].name",
+            "lowercase",
+        ),
+    ];
+    for (extra, field, why) in cases {
+        let e = load_text(&format!("{BASE}{extra}")).expect_err(extra);
+        assert_eq!(e.field, *field, "{extra}: {e}");
+        assert!(e.why.contains(why), "{extra}: {e}");
+    }
+}

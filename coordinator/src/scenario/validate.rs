@@ -611,6 +611,35 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
         }
     };
 
+    if raw.endpoints.is_some() && !target.region_urls.is_empty() {
+        return err(
+            "endpoints",
+            "give endpoints either as `endpoints` or as `target.region_urls`, not both",
+        );
+    }
+    let region_names: Vec<&str> = regions.iter().map(|r| r.name.as_str()).collect();
+    let topology = super::topology::validate(
+        raw.endpoints.as_deref(),
+        raw.routing.as_deref(),
+        raw.failover.as_deref(),
+        &region_names,
+        load.duration,
+        http_url,
+    )?;
+    if topology.is_some() && load.model == Model::Closed && load.staged {
+        return err(
+            "endpoints",
+            "endpoints with closed-model stages are not supported: use the open model, or a closed model \
+             without stages",
+        );
+    }
+    if topology.is_some() && grpc.is_some() {
+        return err(
+            "endpoints",
+            "endpoints with gRPC are not supported yet: give each region its URL in `target.region_urls`",
+        );
+    }
+
     let cost = match &raw.cost {
         None => None,
         Some(c) => {
@@ -657,6 +686,7 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
             Duration::from_secs(60),
         )?,
         faults: fault_policy(&raw)?,
+        topology,
     };
     Ok(match search {
         None => scenario,

@@ -267,6 +267,7 @@ pub fn one_region_scenario(
         start_delay: Duration::from_millis(300),
         agent_wait_timeout: Duration::from_secs(10),
         faults: Default::default(),
+        topology: None,
         thresholds: vec![],
         requests: vec![],
         data: None,

@@ -171,6 +171,53 @@ pub(super) fn requests(report: &RunReport) -> String {
     out
 }
 
+/// A scenario with endpoints: the cross-region matrix, a row per agent
+/// region and a column per endpoint.
+pub(super) fn matrix(report: &RunReport) -> String {
+    if report.matrix.is_empty() {
+        return String::new();
+    }
+    let mut endpoints: Vec<&str> = Vec::new();
+    for c in &report.matrix {
+        if !endpoints.contains(&c.endpoint.as_str()) {
+            endpoints.push(&c.endpoint);
+        }
+    }
+    let mut out = String::from(
+        r#"<section id="matrix"><h2>Cross-region matrix</h2><p class="hint">What each agent region saw of each endpoint: p50 / p99 latency, throughput and errors, from the merged histograms of the pair (warm-up excluded). A region's cells add up to its row in the regions table.</p><div class="table-scroll"><table><thead><tr><th class="text">agent region → endpoint</th>"#,
+    );
+    for e in &endpoints {
+        let _ = write!(out, "<th>{}</th>", escape(e));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for region in &report.regions {
+        let _ = write!(out, r#"<tr><td class="text">{}</td>"#, escape(&region.name));
+        for e in &endpoints {
+            match report
+                .matrix
+                .iter()
+                .find(|c| c.region == region.name && c.endpoint == *e)
+            {
+                Some(c) => {
+                    let s = &c.summary;
+                    let _ = write!(
+                        out,
+                        "<td>{} / {}<br><small>{} · {} errors</small></td>",
+                        micros(s.latency_us.p50),
+                        micros(s.latency_us.p99),
+                        rate(s.achieved_rps),
+                        s.errors.total
+                    );
+                }
+                None => out.push_str("<td>–</td>"),
+            }
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></div></section>");
+    out
+}
+
 /// Model-serving runs: TTFT, TPOT, ITL, tokens and goodput per region and
 /// globally, with the definitions the figures follow.
 pub(super) fn llm(report: &RunReport) -> String {
