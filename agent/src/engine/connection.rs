@@ -36,6 +36,10 @@ const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What all connections of one agent share, read-only.
 pub(crate) struct RunContext {
+    /// Seeds the connections' draws (request of the mix, data row, think
+    /// time): random per plan, so that agents — which may share a process
+    /// id, like pods that are all pid 1 — never draw the same sequence.
+    pub seed: u64,
     /// gRPC mode: the unary call every send makes.
     pub grpc: Option<Arc<super::grpc::PreparedCall>>,
     pub plan: LoadPlan,
@@ -150,6 +154,7 @@ impl ConnectionLoop {
         let addr = ctx.addrs[place.connection as usize % ctx.addrs.len()];
         let hard_stop = timing::hard_stop(&ctx);
         let slots = ctx.slots();
+        let seed = ctx.seed;
         let index = place.connection * ctx.streams() + place.stream;
         let llm = ctx.plan.llm.is_some();
         let link = match place.group {
@@ -165,8 +170,8 @@ impl ConnectionLoop {
             waits: Waits::new(cancel, pacer, hard_stop),
             timeout: Box::pin(sleep_until(hard_stop)),
             hard_stop: Box::pin(sleep_until(hard_stop)),
-            rng: SplitMix64(u64::from(index) ^ std::process::id().rotate_left(16) as u64),
-            picker: Picker::new(u64::from(std::process::id()), index, slots),
+            rng: SplitMix64(u64::from(index) ^ seed.rotate_left(16)),
+            picker: Picker::new(seed, index, slots),
             buf: Vec::new(),
             scratch: Vec::new(),
             llm: llm.then(LlmObserver::default),

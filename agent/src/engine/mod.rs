@@ -243,6 +243,7 @@ fn context(
         None => None,
     };
     Ok(RunContext {
+        seed: uuid::Uuid::new_v4().as_u64_pair().0,
         request_offset: offset_of(&plan),
         request_slots,
         plan,

@@ -143,6 +143,7 @@ impl GrpcLoop {
         pacer: Option<Rc<Pacer>>,
     ) -> Self {
         let addr = ctx.addrs[index as usize % ctx.addrs.len()];
+        let seed = ctx.seed;
         let hard_stop = timing::hard_stop(&ctx);
         let connections = ctx.plan.model.connections();
         Self {
@@ -156,8 +157,8 @@ impl GrpcLoop {
             waits: Waits::new(cancel, pacer, hard_stop),
             timeout: Box::pin(sleep_until(hard_stop)),
             hard_stop: Box::pin(sleep_until(hard_stop)),
-            rng: SplitMix64(u64::from(index) ^ std::process::id().rotate_left(16) as u64),
-            picker: Picker::new(u64::from(std::process::id()), index, connections),
+            rng: SplitMix64(u64::from(index) ^ seed.rotate_left(16)),
+            picker: Picker::new(seed, index, connections),
         }
     }
 
