@@ -40,14 +40,22 @@ async fn run_against(delay_ms: u64) -> RunReport {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slower_target_is_flagged_and_a_rerun_of_the_same_is_not() {
-    let base = run_against(10).await;
-    let again = run_against(10).await;
-    let slower = run_against(12).await;
+    // Delays of 40–60 ms: the target's 1 ms timer can shift a whole run by
+    // up to a tick, which must stay well under the gate's 3%.
+    let base = run_against(40).await;
+    let again = run_against(40).await;
+    let slower = run_against(48).await;
 
+    // The gate's decision, not the statistic alone: on a shared machine two
+    // runs of the same target can differ measurably (the load on the machine
+    // moves the timer), and the 3% size threshold keeps such a shift out.
     let same = compare(&base, &again, Some(3.0));
     let shift = same.scopes[0].latency_shift.expect("samples");
-    assert!(!shift.significant, "same target: {shift:?}");
-    assert!(same.regressions.is_empty(), "{:?}", same.regressions);
+    assert!(
+        same.regressions.is_empty(),
+        "same target flagged: {:?} ({shift:?})",
+        same.regressions
+    );
 
     let worse = compare(&base, &slower, Some(3.0));
     let shift = worse.scopes[0].latency_shift.expect("samples");
