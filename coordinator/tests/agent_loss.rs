@@ -236,23 +236,9 @@ fn killing_the_coordinator_stops_the_load_and_agents_rejoin_a_new_one() {
 
     let killed_at = Instant::now();
     first.stop();
-    // The load stops at the target: poll its count until it has not moved
-    // for 2 s (bounded), and note when it last moved.
-    let mut last = served(target_addr)["served"].as_u64().unwrap_or(0);
-    let mut last_change = Instant::now();
-    while last_change.elapsed() < Duration::from_secs(2) {
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(30),
-            "the load never stopped"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-        let now = served(target_addr)["served"].as_u64().unwrap_or(0);
-        if now != last {
-            last = now;
-            last_change = Instant::now();
-        }
-    }
-    let stopped_after = last_change.saturating_duration_since(killed_at);
+    // The load stops at the target.
+    let stopped_after =
+        support::load_stopped_after(target_addr, killed_at, Duration::from_secs(30));
     eprintln!("load stopped {stopped_after:?} after the coordinator was killed");
     assert!(
         stopped_after <= Duration::from_secs(5),

@@ -207,22 +207,8 @@ fn a_link_cut_in_a_network_namespace_stops_the_agent_and_loses_it() {
     let cut_at = Instant::now();
 
     // The target still answers the agent: only the agent's own decision
-    // stops the load. Poll until the count has not moved for 2 s.
-    let mut last = served(target_addr)["served"].as_u64().unwrap_or(0);
-    let mut last_change = Instant::now();
-    while last_change.elapsed() < Duration::from_secs(2) {
-        assert!(
-            cut_at.elapsed() < Duration::from_secs(40),
-            "the load never stopped"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-        let now = served(target_addr)["served"].as_u64().unwrap_or(0);
-        if now != last {
-            last = now;
-            last_change = Instant::now();
-        }
-    }
-    let stopped_after = last_change.saturating_duration_since(cut_at);
+    // stops the load.
+    let stopped_after = support::load_stopped_after(target_addr, cut_at, Duration::from_secs(40));
     eprintln!("load stopped {stopped_after:?} after the cut");
     assert!(
         stopped_after <= Duration::from_secs(6),

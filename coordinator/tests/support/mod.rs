@@ -419,3 +419,26 @@ impl InProcessKserve {
         let _ = self.task.await;
     }
 }
+
+/// How long after `since` the target's served count last moved: polls it
+/// until it has stood still for 2 s (bounded by `within`). The agents'
+/// own decision to stop, measured where the load lands.
+pub fn load_stopped_after(
+    target: SocketAddr,
+    since: std::time::Instant,
+    within: Duration,
+) -> Duration {
+    let count = || served(target)["served"].as_u64().unwrap_or(0);
+    let mut last = count();
+    let mut last_change = std::time::Instant::now();
+    while last_change.elapsed() < Duration::from_secs(2) {
+        assert!(since.elapsed() < within, "the load never stopped");
+        std::thread::sleep(Duration::from_millis(100));
+        let now = count();
+        if now != last {
+            last = now;
+            last_change = std::time::Instant::now();
+        }
+    }
+    last_change.saturating_duration_since(since)
+}
