@@ -10,16 +10,20 @@
 //! - [`llm`]: OpenAI-compatible responses and their TTFT, ITL, TPOT, tokens/s.
 //! - [`profile`]: a load level over time (stages: ramps, steps, spikes).
 //! - [`template`]: `{{column}}` placeholders filled from data rows.
-//! - [`recorder`]: where latencies are recorded.
+//! - [`recorder`]: where latencies are recorded; [`phases`]: request phase
+//!   timings (DNS, connect, TLS, wait, transfer).
+//! - [`resolver`]: the target's addresses, resolved per agent and refreshed.
 //! - [`plan`]: the engine's view of an assignment; [`wire`] converts to and
 //!   from the protocol's types.
 
 pub mod allowlist;
 pub mod engine;
 pub mod llm;
+pub mod phases;
 pub mod plan;
 pub mod profile;
 pub mod recorder;
+pub mod resolver;
 pub mod schedule;
 pub mod session;
 pub mod template;

@@ -174,15 +174,23 @@ pub struct Transport {
     pub streams: u32,
     /// TLS settings; `Some` exactly when the target URL is `https`.
     pub tls: Option<TargetTls>,
+    /// A new connection for every request (HTTP/1.1 `Connection: close`):
+    /// measures the cold path, handshakes included.
+    pub new_connection_per_request: bool,
+    /// Re-resolve the target's name this often; `None`: once, at the start.
+    pub dns_refresh: Option<Duration>,
 }
 
 impl Default for Transport {
-    /// HTTP/1.1, one request at a time per connection, no TLS.
+    /// HTTP/1.1, one request at a time per connection, no TLS, keep-alive,
+    /// the name resolved once.
     fn default() -> Self {
         Self {
             protocol: Protocol::Http1,
             streams: 1,
             tls: None,
+            new_connection_per_request: false,
+            dns_refresh: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! agent's aggregator, which adds the workers' recorders together.
 
 use crate::llm::LlmFigures;
+use crate::phases::PhaseFigures;
 use hdrhistogram::Histogram;
 use stampede_proto::histogram::{HIGHEST_MICROS, LOWEST_MICROS, new_latency_histogram};
 use std::time::Duration;
@@ -111,6 +112,8 @@ pub struct IntervalRecorder {
     pub requests: Vec<RequestFigures>,
     /// Model-serving runs: TTFT, ITL, TPOT, tokens, goodput.
     pub llm: Option<Box<LlmFigures>>,
+    /// DNS, connect, TLS, time to first byte, transfer; connections opened.
+    pub phases: Box<PhaseFigures>,
 }
 
 /// One request of a mix, for one interval.
@@ -158,6 +161,7 @@ impl IntervalRecorder {
             bytes_sent: 0,
             requests: Vec::new(),
             llm: None,
+            phases: Box::default(),
         }
     }
 
@@ -316,6 +320,7 @@ impl IntervalRecorder {
         if let Some(theirs) = &other.llm {
             self.llm.get_or_insert_with(Box::default).merge(theirs);
         }
+        self.phases.merge(&other.phases);
     }
 }
 

@@ -8,6 +8,7 @@
 use crate::allowlist::TargetAllowlist;
 use crate::engine::{self, EngineError, EngineOptions, EngineSummary, IntervalRecord};
 use crate::plan::LoadPlan;
+use crate::resolver::{ResolvedTarget, Resolver};
 use crate::tls::ClientTls;
 use crate::wire;
 use stampede_proto::histogram::Encoding;
@@ -15,7 +16,6 @@ use stampede_proto::security::{SharedToken, TOKEN_METADATA_KEY};
 use stampede_proto::v1::{
     self, agent_message, agent_session_client::AgentSessionClient, coordinator_message,
 };
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -543,10 +543,10 @@ async fn handle(
             // The same checks as an assignment: the allowlist holds for
             // load taken over too.
             match accept(r.slice, &config.allowlist).await {
-                Ok((plan, addrs)) => {
+                Ok((plan, target)) => {
                     info!(run_id = %r.run_id, reason = %r.reason, connections = plan.model.connections(),
                         "taking over part of a lost agent's load");
-                    let _ = run.reinforce.send(engine::Reinforcement { plan, addrs });
+                    let _ = run.reinforce.send(engine::Reinforcement { plan, target });
                 }
                 Err(reason) => {
                     warn!(run_id = %r.run_id, %reason, "more load refused")
@@ -597,24 +597,25 @@ async fn accept_all(
     more: Vec<v1::LoadSlice>,
     allowlist: &TargetAllowlist,
 ) -> Result<(engine::Reinforcement, Vec<engine::Reinforcement>), String> {
-    let (plan, addrs) = accept(first, allowlist).await?;
+    let (plan, target) = accept(first, allowlist).await?;
     let mut rest = Vec::with_capacity(more.len());
     for (i, slice) in more.into_iter().enumerate() {
-        let (plan, addrs) = accept(Some(slice), allowlist)
+        let (plan, target) = accept(Some(slice), allowlist)
             .await
             .map_err(|e| format!("slice {}: {e}", i + 2))?;
-        rest.push(engine::Reinforcement { plan, addrs });
+        rest.push(engine::Reinforcement { plan, target });
     }
-    Ok((engine::Reinforcement { plan, addrs }, rest))
+    Ok((engine::Reinforcement { plan, target }, rest))
 }
 
-/// Checks an assignment and resolves its target (once, here, so that the
-/// request loop never waits on DNS), then checks the target against the
-/// allowlist: the addresses checked are the ones the engine will dial.
+/// Checks an assignment and resolves its target (here, so that the request
+/// loop never waits on DNS; the engine refreshes it), then checks the target
+/// against the allowlist: the addresses checked are the ones the engine will
+/// dial.
 async fn accept(
     slice: Option<v1::LoadSlice>,
     allowlist: &TargetAllowlist,
-) -> Result<(LoadPlan, Vec<SocketAddr>), String> {
+) -> Result<(LoadPlan, ResolvedTarget), String> {
     let slice = slice.ok_or("assignment has no slice")?;
     let plan = wire::plan_from_slice(slice).map_err(|e| e.to_string())?;
     // Every request of a mix goes to the same host and port (checked).
@@ -623,16 +624,8 @@ async fn accept(
     let port = url
         .port_or_known_default()
         .ok_or("target URL has no port")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(format!("{host} resolves to no address"));
-    }
-    allowlist.check(host, &addrs)?;
-    Ok((plan, addrs))
+    let target = ResolvedTarget::resolve(Resolver::new(host, port, allowlist.clone())).await?;
+    Ok((plan, target))
 }
 
 async fn recv_or_pending(

@@ -3,6 +3,7 @@
 
 use crate::engine::IntervalRecord;
 use crate::llm::GoodputSlo;
+use crate::phases::PhaseFigures;
 use crate::plan::{
     Arrival, ClosedStages, DataOrder, DataSet, GrpcSpec, Leg, LlmSpec, LoadPlan, Protocol,
     RequestTemplate, TargetTls, Transport, WorkloadModel,
@@ -171,6 +172,10 @@ fn request_to_wire(r: &RequestTemplate) -> v1::RequestSpec {
 /// Most streams per connection a peer may ask for.
 const MAX_STREAMS: u32 = 1_000;
 
+/// Shortest DNS refresh a peer may ask for (1 s): more often is a resolver
+/// load test, not a target's.
+const MIN_DNS_REFRESH_MICROS: u64 = 1_000_000;
+
 /// The transport from the wire; `https` decides whether TLS is used.
 fn transport_from_wire(
     t: Option<v1::TargetTransport>,
@@ -220,10 +225,28 @@ fn transport_from_wire(
             })
         }
     };
+    if t.new_connection_per_request && protocol != Protocol::Http1 {
+        return Err(invalid(
+            "transport.new_connection_per_request",
+            "applies to HTTP/1.1 only",
+        ));
+    }
+    let dns_refresh = match t.dns_refresh_micros {
+        0 => None,
+        us if us < MIN_DNS_REFRESH_MICROS => {
+            return Err(invalid(
+                "transport.dns_refresh_micros",
+                format!("{us} µs (at least {MIN_DNS_REFRESH_MICROS})"),
+            ));
+        }
+        us => Some(Duration::from_micros(us)),
+    };
     Ok(Transport {
         protocol,
         streams,
         tls,
+        new_connection_per_request: t.new_connection_per_request,
+        dns_refresh,
     })
 }
 
@@ -241,6 +264,10 @@ fn transport_to_wire(t: &Transport) -> v1::TargetTransport {
             server_name: tls.server_name.clone().unwrap_or_default(),
             insecure: tls.insecure,
         }),
+        new_connection_per_request: t.new_connection_per_request,
+        dns_refresh_micros: t
+            .dns_refresh
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
     }
 }
 
@@ -630,6 +657,38 @@ pub fn interval_report(
                 truncated: l.truncated,
             }),
         },
+        phases: Some(phases_to_wire(&data.phases, encoding)?),
+    })
+}
+
+/// Phase timings; empty histograms travel as empty bytes (with keep-alive
+/// the connect and TLS ones usually are).
+fn phases_to_wire(
+    p: &PhaseFigures,
+    encoding: Encoding,
+) -> Result<v1::PhaseFigures, histogram::HistogramCodecError> {
+    let encode = |h: &hdrhistogram::Histogram<u64>| {
+        if h.is_empty() {
+            Ok(Vec::new())
+        } else {
+            histogram::encode(h, encoding)
+        }
+    };
+    Ok(v1::PhaseFigures {
+        dns_histogram: encode(&p.dns)?,
+        connect_histogram: encode(&p.connect)?,
+        tls_histogram: encode(&p.tls)?,
+        wait_histogram: encode(&p.wait)?,
+        transfer_histogram: encode(&p.transfer)?,
+        new_connections: p.new_connections,
+        addresses: p
+            .addresses
+            .iter()
+            .map(|(addr, n)| v1::AddressUse {
+                address: addr.to_string(),
+                connections: *n,
+            })
+            .collect(),
     })
 }
 

@@ -9,8 +9,9 @@
 //! Runs the real `stampede coordinator` as its own process (on CPU 0 when the
 //! machine has two), and simulates agents in this process: each one dials
 //! over its own gRPC connection, registers, accepts, and at every interval
-//! boundary sends a real interval report — three serialized histograms
-//! (latency of ~20k requests, errors, schedule lag) plus counts — then its
+//! boundary sends a real interval report — five serialized histograms
+//! (latency of ~20k requests, errors, schedule lag, and the wait and
+//! transfer phases) plus counts — then its
 //! final report. No load is sent anywhere.
 //!
 //! Measures the coordinator's CPU (from /proc, as a share of one core), its
@@ -55,7 +56,11 @@ fn options() -> Options {
 }
 
 /// A realistic interval's histograms: log-normal latencies (median 20 ms).
-fn sample_histograms(seed: u64, encoding: Encoding) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+/// The encoded histograms of one interval report: latency, errors, schedule
+/// lag, and the two request phases every request records (wait, transfer).
+type ReportHistograms = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+
+fn sample_histograms(seed: u64, encoding: Encoding) -> ReportHistograms {
     let mut state = seed | 1;
     let mut uniform = move || {
         state ^= state >> 12;
@@ -77,8 +82,16 @@ fn sample_histograms(seed: u64, encoding: Encoding) -> (Vec<u8>, Vec<u8>, Vec<u8
     let latency = fill(20_000, 20_000.0, 0.6);
     let errors = fill(200, 50_000.0, 1.0);
     let lag = fill(20_000, 30.0, 1.0);
+    let wait = fill(20_000, 19_000.0, 0.6);
+    let transfer = fill(20_000, 15.0, 0.5);
     let enc = |h: &Histogram<u64>| encode(h, encoding).expect("encodes");
-    (enc(&latency), enc(&errors), enc(&lag))
+    (
+        enc(&latency),
+        enc(&errors),
+        enc(&lag),
+        enc(&wait),
+        enc(&transfer),
+    )
 }
 
 fn unix_nanos() -> i64 {
@@ -88,11 +101,7 @@ fn unix_nanos() -> i64 {
 }
 
 /// One simulated agent: register, accept, report every interval, finish.
-async fn agent(
-    url: String,
-    region: String,
-    histograms: (Vec<u8>, Vec<u8>, Vec<u8>),
-) -> Result<usize, String> {
+async fn agent(url: String, region: String, histograms: ReportHistograms) -> Result<usize, String> {
     let channel = tonic::transport::Endpoint::from_shared(url)
         .map_err(|e| e.to_string())?
         .connect()
@@ -178,6 +187,11 @@ async fn agent(
                         llm: None,
                         cpu_micros: 0,
                         worker_threads: 0,
+                        phases: Some(v1::PhaseFigures {
+                            wait_histogram: histograms.3.clone(),
+                            transfer_histogram: histograms.4.clone(),
+                            ..Default::default()
+                        }),
                     };
                     bytes = prost::Message::encoded_len(&report);
                     tx.send(send(agent_message::Kind::IntervalReport(report)))

@@ -209,6 +209,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 })
             })
             .transpose()?,
+        ..Default::default()
     };
     if args.connections == 0 {
         bail!("-c/--connections must be at least 1");

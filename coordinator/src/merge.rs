@@ -34,6 +34,8 @@ pub struct Totals {
     pub grpc_codes: BTreeMap<u8, u64>,
     pub bytes_received: u64,
     pub bytes_sent: u64,
+    /// Connections the agents opened to the target.
+    pub new_connections: u64,
 }
 
 impl Default for Totals {
@@ -47,6 +49,7 @@ impl Default for Totals {
             grpc_codes: BTreeMap::new(),
             bytes_received: 0,
             bytes_sent: 0,
+            new_connections: 0,
         }
     }
 }
@@ -66,6 +69,7 @@ impl Totals {
         }
         self.bytes_received += r.bytes_received;
         self.bytes_sent += r.bytes_sent;
+        self.new_connections += r.new_connections();
     }
 
     /// Adds `other` into `self`. Both hold histograms of the agreed shape
@@ -83,6 +87,7 @@ impl Totals {
         }
         self.bytes_received += other.bytes_received;
         self.bytes_sent += other.bytes_sent;
+        self.new_connections += other.new_connections;
     }
 }
 
@@ -108,10 +113,48 @@ pub struct AgentInterval {
     pub requests: Vec<RequestInterval>,
     /// Model-serving runs: TTFT, ITL, TPOT and tokens.
     pub llm: Option<LlmInterval>,
+    /// Request phase timings and connections opened (absent from agents
+    /// that predate them).
+    pub phases: Option<PhaseInterval>,
     /// Generator health: the agent's CPU time in this interval, and its
     /// worker threads.
     pub cpu_micros: u64,
     pub worker_threads: u32,
+}
+
+impl AgentInterval {
+    /// Connections this agent opened in the interval.
+    pub fn new_connections(&self) -> u64 {
+        self.phases.as_ref().map_or(0, |p| p.new_connections)
+    }
+}
+
+/// An agent interval's request phase timings (see `agent::phases`).
+#[derive(Debug, Clone, Default)]
+pub struct PhaseInterval {
+    pub dns: SparseHistogram,
+    pub connect: SparseHistogram,
+    pub tls: SparseHistogram,
+    pub wait: SparseHistogram,
+    pub transfer: SparseHistogram,
+    pub new_connections: u64,
+    /// Connections opened per target address ("ip:port").
+    pub addresses: BTreeMap<String, u64>,
+}
+
+impl PhaseInterval {
+    /// Adds another's figures (cumulative totals are kept in this form).
+    pub fn add(&mut self, o: &PhaseInterval) {
+        self.dns.merge(&o.dns);
+        self.connect.merge(&o.connect);
+        self.tls.merge(&o.tls);
+        self.wait.merge(&o.wait);
+        self.transfer.merge(&o.transfer);
+        self.new_connections += o.new_connections;
+        for (address, n) in &o.addresses {
+            *self.addresses.entry(address.clone()).or_default() += n;
+        }
+    }
 }
 
 /// An agent interval's model-serving figures.
@@ -213,6 +256,7 @@ pub struct SealedTotals {
     grpc_codes: BTreeMap<u8, u64>,
     bytes_received: u64,
     bytes_sent: u64,
+    new_connections: u64,
 }
 
 impl SealedTotals {
@@ -228,6 +272,7 @@ impl SealedTotals {
             grpc_codes: t.grpc_codes.clone(),
             bytes_received: t.bytes_received,
             bytes_sent: t.bytes_sent,
+            new_connections: t.new_connections,
         }
     }
 
@@ -243,6 +288,7 @@ impl SealedTotals {
             grpc_codes: self.grpc_codes.clone(),
             bytes_received: self.bytes_received,
             bytes_sent: self.bytes_sent,
+            new_connections: self.new_connections,
         }
     }
 
@@ -305,6 +351,7 @@ pub struct Accumulated<B> {
     pub grpc_codes: BTreeMap<u8, u64>,
     pub bytes_received: u64,
     pub bytes_sent: u64,
+    pub new_connections: u64,
 }
 
 impl<B: Buckets> Accumulated<B> {
@@ -321,6 +368,7 @@ impl<B: Buckets> Accumulated<B> {
         }
         self.bytes_received += r.bytes_received;
         self.bytes_sent += r.bytes_sent;
+        self.new_connections += r.new_connections();
     }
 
     /// Full totals, for reports and sealing.
@@ -334,6 +382,7 @@ impl<B: Buckets> Accumulated<B> {
             grpc_codes: self.grpc_codes.clone(),
             bytes_received: self.bytes_received,
             bytes_sent: self.bytes_sent,
+            new_connections: self.new_connections,
         }
     }
 }
@@ -395,6 +444,8 @@ pub struct RunMerge {
     pub requests: BTreeMap<(String, u32), RequestTotals>,
     /// Per region: cumulative model-serving figures (warm-up excluded).
     pub llm: BTreeMap<String, LlmInterval>,
+    /// Per region: cumulative request phase timings (warm-up excluded).
+    pub phases: BTreeMap<String, PhaseInterval>,
     /// Requests in the scenario's mix (reports naming others are refused).
     request_count: u32,
 }
@@ -457,6 +508,7 @@ impl RunMerge {
             warmup: warmup_intervals,
             requests: BTreeMap::new(),
             llm: BTreeMap::new(),
+            phases: BTreeMap::new(),
             request_count: requests,
         }
     }
@@ -524,6 +576,12 @@ impl RunMerge {
             }
             if let Some(llm) = &report.llm {
                 self.llm.entry(agent.region.clone()).or_default().add(llm);
+            }
+            if let Some(phases) = &report.phases {
+                self.phases
+                    .entry(agent.region.clone())
+                    .or_default()
+                    .add(phases);
             }
         }
         if report.last {

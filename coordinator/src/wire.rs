@@ -1,9 +1,12 @@
 //! Conversions between the protocol's types and the coordinator's own, at
 //! the edge. Everything arriving here comes from a peer and is checked.
 
-use crate::merge::{AgentInterval, LlmCounts, LlmInterval, Outcomes, RequestInterval};
+use crate::merge::{
+    AgentInterval, LlmCounts, LlmInterval, Outcomes, PhaseInterval, RequestInterval,
+};
 use stampede_proto::histogram::{self, HistogramCodecError};
 use stampede_proto::v1;
+use std::net::SocketAddr;
 use uuid::Uuid;
 
 /// Most distinct status codes one interval report may carry.
@@ -11,6 +14,8 @@ const MAX_STATUS_CODES: usize = 600;
 /// Most per-request figures one interval report may carry (the agent's
 /// limit on a mix).
 const MAX_REQUESTS: usize = 256;
+/// Most target addresses one interval report may list (the agent's limit).
+const MAX_ADDRESSES: usize = stampede_agent::phases::MAX_ADDRESSES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -31,6 +36,10 @@ pub enum ReportError {
     Backwards,
     #[error("{0} per-request figures in one report (at most {MAX_REQUESTS})")]
     TooManyRequests(usize),
+    #[error("{0} target addresses in one report (at most {MAX_ADDRESSES})")]
+    TooManyAddresses(usize),
+    #[error("target address {0:?} is not ip:port")]
+    Address(String),
 }
 
 /// Decodes an interval report from an agent.
@@ -92,8 +101,34 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
             },
         }),
     };
+    let phases = match &report.phases {
+        None => None,
+        Some(p) => {
+            if p.addresses.len() > MAX_ADDRESSES {
+                return Err(ReportError::TooManyAddresses(p.addresses.len()));
+            }
+            let mut addresses = std::collections::BTreeMap::new();
+            for a in &p.addresses {
+                let address: SocketAddr = a
+                    .address
+                    .parse()
+                    .map_err(|_| ReportError::Address(a.address.clone()))?;
+                *addresses.entry(address.to_string()).or_default() += a.connections;
+            }
+            Some(PhaseInterval {
+                dns: decode("dns", &p.dns_histogram)?,
+                connect: decode("connect", &p.connect_histogram)?,
+                tls: decode("tls", &p.tls_histogram)?,
+                wait: decode("wait", &p.wait_histogram)?,
+                transfer: decode("transfer", &p.transfer_histogram)?,
+                new_connections: p.new_connections,
+                addresses,
+            })
+        }
+    };
     let o = report.outcomes.unwrap_or_default();
     Ok(AgentInterval {
+        phases,
         cpu_micros: report.cpu_micros,
         worker_threads: report.worker_threads,
         llm,

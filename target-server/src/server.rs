@@ -147,6 +147,7 @@ impl TargetServer {
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        handler.stats().record_connection();
                         let task = accept(stream, peer, tls.clone(), builder.clone(), Arc::clone(&handler), cancel.clone());
                         connections.spawn(task);
                     }

@@ -40,6 +40,8 @@ pub struct TargetStats {
 #[derive(Debug)]
 struct Inner {
     served: AtomicU64,
+    /// TCP connections accepted (load path and admin alike).
+    accepted: AtomicU64,
     unnamed: AtomicU64,
     /// Configured regions, in config order; the index is the `RegionSlot::Known` value.
     known: Vec<(Box<str>, AtomicU64)>,
@@ -73,6 +75,7 @@ impl TargetStats {
         TargetStats {
             inner: Arc::new(Inner {
                 served: AtomicU64::new(0),
+                accepted: AtomicU64::new(0),
                 unnamed: AtomicU64::new(0),
                 known,
                 known_index,
@@ -121,6 +124,17 @@ impl TargetStats {
             }
         }
         self.inner.served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one accepted TCP connection.
+    pub(crate) fn record_connection(&self) {
+        self.inner.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// TCP connections accepted so far (a client's connection reuse, seen
+    /// from the server).
+    pub fn connections_accepted(&self) -> u64 {
+        self.inner.accepted.load(Ordering::Relaxed)
     }
 
     /// Load-path requests answered so far (admin endpoints excluded).

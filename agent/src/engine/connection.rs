@@ -18,8 +18,10 @@ use super::request_set::{Picker, RequestSet};
 use super::timing::{self, Waits};
 use super::transport::{ConnectFailure, Connector};
 use crate::llm::{LlmFault, LlmObserver};
+use crate::phases::ConnectTimings;
 use crate::plan::{LoadPlan, WorkloadModel};
 use crate::recorder::{FailureClass, IntervalRecorder};
+use crate::resolver::AddressBook;
 use crate::schedule::{ArrivalSchedule, SplitMix64};
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -44,7 +46,8 @@ pub(crate) struct RunContext {
     pub grpc: Option<Arc<super::grpc::PreparedCall>>,
     pub plan: LoadPlan,
     pub requests: RequestSet,
-    pub addrs: Vec<SocketAddr>,
+    /// The target's addresses: read when a connection is opened.
+    pub addresses: AddressBook,
     /// Start of interval 0.
     pub start: Instant,
     /// Where this plan's requests record in the worker's recorder (an
@@ -77,6 +80,14 @@ enum Link {
 }
 
 impl Link {
+    /// The next send opens a connection.
+    fn needs_connection(&self) -> bool {
+        match self {
+            Link::Http1(conn) => conn.is_none(),
+            Link::Http2(slot) => !slot.is_connected(),
+        }
+    }
+
     /// Drops the connection after a failure: HTTP/1.1 closes it (its state
     /// is unknown); an HTTP/2 slot lets go of its view (the stream was
     /// reset; the connection stays up for the other slots).
@@ -105,7 +116,16 @@ pub(crate) struct ConnectionLoop {
     /// Global index of this slot among the agent's slots
     /// (`connection × streams + stream`).
     index: u32,
+    /// Global index of its connection.
+    connection: u32,
+    /// Where its connection goes: picked again before each new connection
+    /// (the target may have been re-resolved).
     addr: SocketAddr,
+    /// When the exchange in progress had a connection to send on (its
+    /// start, or the end of the connect it needed): the wait phase's start.
+    ready: Instant,
+    /// Set by an exchange that opened a connection: how, and when done.
+    opened: Option<(ConnectTimings, Instant)>,
     link: Link,
     /// The start, think times, back-off and send times; cancellation.
     waits: Waits,
@@ -151,8 +171,9 @@ impl ConnectionLoop {
         cancel: CancellationToken,
         pacer: Option<Rc<Pacer>>,
     ) -> Self {
-        let addr = ctx.addrs[place.connection as usize % ctx.addrs.len()];
+        let addr = ctx.addresses.pick(place.connection);
         let hard_stop = timing::hard_stop(&ctx);
+        let ctx_start = ctx.start;
         let slots = ctx.slots();
         let seed = ctx.seed;
         let index = place.connection * ctx.streams() + place.stream;
@@ -165,7 +186,10 @@ impl ConnectionLoop {
             ctx,
             recorder,
             index,
+            connection: place.connection,
             addr,
+            ready: ctx_start,
+            opened: None,
             link,
             waits: Waits::new(cancel, pacer, hard_stop),
             timeout: Box::pin(sleep_until(hard_stop)),
@@ -215,18 +239,20 @@ impl ConnectionLoop {
             return;
         }
         let (connector, addr) = (&self.ctx.connector, self.addr);
+        let recorder = &self.recorder;
         let connect = async {
-            match &mut self.link {
-                Link::Http1(conn) => {
-                    *conn = connector
-                        .connect(addr)
-                        .await
-                        .ok()
-                        .map(Http1Connection::over);
-                }
-                Link::Http2(slot) => {
-                    let _ = slot.ready(connector, addr).await;
-                }
+            let opened = match &mut self.link {
+                Link::Http1(conn) => match connector.connect(addr).await {
+                    Ok((stream, timings)) => {
+                        *conn = Some(Http1Connection::over(stream));
+                        Some(timings)
+                    }
+                    Err(_) => None,
+                },
+                Link::Http2(slot) => slot.ready(connector, addr).await.ok().flatten(),
+            };
+            if let Some(timings) = opened {
+                recorder.borrow_mut().phases.record_connect(&timings);
             }
         };
         tokio::select! {
@@ -326,6 +352,10 @@ impl ConnectionLoop {
                 let latency = now - origin;
                 let mut recorder = self.recorder.borrow_mut();
                 recorder.record_bytes(what.bytes, info.bytes_received);
+                recorder.phases.record_response(
+                    info.first_byte.saturating_duration_since(self.ready),
+                    now.saturating_duration_since(info.first_byte),
+                );
                 let status = Some(info.status);
                 let class = match info.status {
                     400..=499 => Some(FailureClass::Status4xx),
@@ -413,16 +443,23 @@ impl ConnectionLoop {
             request: index + self.ctx.request_offset,
             bytes: bytes.len() as u64,
         };
+        if self.link.needs_connection() {
+            // Not per request: only when a connection is to be opened.
+            self.addr = self.ctx.addresses.pick(self.connection);
+        }
         let addr = self.addr;
         let ctx: &RunContext = &self.ctx;
         let link = &mut self.link;
         let observer = self.llm.as_mut();
+        let opened = &mut self.opened;
         let attempt = async move {
             match link {
                 Link::Http1(slot) => {
-                    exchange_http1(slot, &ctx.connector, addr, bytes, expects_body, observer).await
+                    exchange_http1(slot, ctx, addr, bytes, expects_body, observer, opened).await
                 }
-                Link::Http2(slot) => exchange_http2(slot, ctx, addr, index, bytes, observer).await,
+                Link::Http2(slot) => {
+                    exchange_http2(slot, ctx, addr, index, bytes, observer, opened).await
+                }
             }
         };
         let outcome = tokio::select! {
@@ -435,6 +472,12 @@ impl ConnectionLoop {
             _ = self.timeout.as_mut() => Exchange::Failed(FailureClass::Timeout),
             _ = self.hard_stop.as_mut() => Exchange::Interrupted,
         };
+        self.ready = sent;
+        if let Some((timings, done)) = self.opened.take() {
+            // The connection counts even if the exchange then failed.
+            self.recorder.borrow_mut().phases.record_connect(&timings);
+            self.ready = done;
+        }
         if !matches!(outcome, Exchange::Response(_)) {
             // Whatever was in flight is abandoned with the connection.
             self.link.drop_connection();
@@ -459,6 +502,7 @@ async fn exchange_http2(
     index: usize,
     rendered: &[u8],
     observer: Option<&mut LlmObserver>,
+    opened: &mut Option<(ConnectTimings, Instant)>,
 ) -> Result<ResponseInfo, Exchange> {
     let Some(h2) = &ctx.h2 else {
         return Err(Exchange::Failed(FailureClass::Other));
@@ -476,12 +520,18 @@ async fn exchange_http2(
         Some(observer) => {
             observer.reset();
             let result = slot
-                .send(&ctx.connector, addr, request, &mut *observer)
+                .send(&ctx.connector, addr, request, &mut *observer, opened)
                 .await;
             result.map_err(|f| (f, observer.is_stream()))
         }
         None => slot
-            .send(&ctx.connector, addr, request, &mut super::http1::Discard)
+            .send(
+                &ctx.connector,
+                addr,
+                request,
+                &mut super::http1::Discard,
+                opened,
+            )
             .await
             .map_err(|f| (f, false)),
     };
@@ -493,19 +543,24 @@ async fn exchange_http2(
     })
 }
 
-/// One HTTP/1.1 exchange on the slot's connection (opened first if needed).
+/// One HTTP/1.1 exchange on the slot's connection (opened first if needed:
+/// then `opened` says how, and when it was ready).
 async fn exchange_http1(
     slot: &mut Option<Http1Connection>,
-    connector: &Connector,
+    ctx: &RunContext,
     addr: SocketAddr,
     bytes: &[u8],
     expects_body: bool,
     observer: Option<&mut LlmObserver>,
+    opened: &mut Option<(ConnectTimings, Instant)>,
 ) -> Result<ResponseInfo, Exchange> {
     let conn = match slot {
         Some(conn) => conn,
-        None => match connector.connect(addr).await {
-            Ok(stream) => slot.insert(Http1Connection::over(stream)),
+        None => match ctx.connector.connect(addr).await {
+            Ok((stream, timings)) => {
+                *opened = Some((timings, Instant::now()));
+                slot.insert(Http1Connection::over(stream))
+            }
             Err(failure) => return Err(Exchange::Failed(connect_class(failure))),
         },
     };
@@ -522,7 +577,7 @@ async fn exchange_http1(
     };
     match result {
         Ok(info) => {
-            if !info.keep_alive {
+            if !info.keep_alive || ctx.plan.transport.new_connection_per_request {
                 *slot = None;
             }
             Ok(info)

@@ -12,6 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// Read buffer size per connection; a response head must fit in it.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
@@ -207,6 +208,8 @@ pub struct ResponseInfo {
     pub bytes_received: u64,
     /// False when the server asked to close, or framed the body by closing.
     pub keep_alive: bool,
+    /// When the response's first byte was read (time to first byte).
+    pub first_byte: Instant,
 }
 
 /// How the body of the response being read is delimited.
@@ -266,6 +269,8 @@ impl Http1Connection {
         self.stream.write_all(request).await?;
         self.filled = 0;
         let mut received = 0u64;
+        self.fill(&mut received).await?;
+        let first_byte = Instant::now();
         loop {
             let (status, head_len, framing, keep_alive, event_stream) =
                 self.read_head(&mut received).await?;
@@ -295,6 +300,7 @@ impl Http1Connection {
                 status,
                 bytes_received: received,
                 keep_alive,
+                first_byte,
             });
         }
     }

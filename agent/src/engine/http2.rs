@@ -17,6 +17,7 @@
 use super::http1::{BodyObserver, ResponseInfo};
 use super::request_set::RequestSet;
 use super::transport::{ConnectFailure, Connector};
+use crate::phases::ConnectTimings;
 use bytes::Bytes;
 use h2::client::SendRequest;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -26,6 +27,7 @@ use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use tokio::time::Instant;
 
 /// Most request headers parsed from a rendered request.
 const MAX_HEADERS: usize = 64;
@@ -230,13 +232,14 @@ impl H2Slot {
 
     /// A live connection for this slot: its own, the group's current one,
     /// or a new one this slot opens for the group.
+    /// Gives the connection's timings when this slot opened it.
     pub(crate) async fn ready(
         &mut self,
         connector: &Connector,
         addr: SocketAddr,
-    ) -> Result<(), ConnectFailure> {
-        if self.handle.as_ref().is_some_and(|h| h.alive.get()) {
-            return Ok(());
+    ) -> Result<Option<ConnectTimings>, ConnectFailure> {
+        if self.is_connected() {
+            return Ok(None);
         }
         self.handle = None;
         let group = self.group.clone();
@@ -247,30 +250,41 @@ impl H2Slot {
             .as_ref()
             .filter(|h| h.alive.get())
             .cloned();
-        let handle = match current {
-            Some(handle) => handle,
+        let (handle, opened) = match current {
+            Some(handle) => (handle, None),
             None => {
-                let handle = open(connector, addr).await?;
+                let (handle, timings) = open(connector, addr).await?;
                 *group.current.borrow_mut() = Some(handle.clone());
-                handle
+                (handle, Some(timings))
             }
         };
         self.handle = Some(handle);
-        Ok(())
+        Ok(opened)
+    }
+
+    /// This slot holds a live connection (the next send opens none).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.handle.as_ref().is_some_and(|h| h.alive.get())
     }
 
     /// Sends `request` on a stream and reads the whole response, showing it
-    /// to `observer` as it arrives.
+    /// to `observer` as it arrives. When this slot opened the connection,
+    /// `opened` says how (and when it was ready).
     pub(crate) async fn send<O: BodyObserver>(
         &mut self,
         connector: &Connector,
         addr: SocketAddr,
         request: &H2Request,
         observer: &mut O,
+        opened: &mut Option<(ConnectTimings, Instant)>,
     ) -> Result<ResponseInfo, H2Failure> {
-        self.ready(connector, addr)
+        if let Some(timings) = self
+            .ready(connector, addr)
             .await
-            .map_err(H2Failure::Connect)?;
+            .map_err(H2Failure::Connect)?
+        {
+            *opened = Some((timings, Instant::now()));
+        }
         let Some(handle) = self.handle.as_mut() else {
             return Err(H2Failure::Connect(ConnectFailure::Tcp));
         };
@@ -290,8 +304,11 @@ impl H2Slot {
 
 /// Opens a connection (TLS with ALPN h2, or h2c with prior knowledge) and
 /// starts its driver task on this worker thread.
-async fn open(connector: &Connector, addr: SocketAddr) -> Result<H2Handle, ConnectFailure> {
-    let stream = connector.connect(addr).await?;
+async fn open(
+    connector: &Connector,
+    addr: SocketAddr,
+) -> Result<(H2Handle, ConnectTimings), ConnectFailure> {
+    let (stream, timings) = connector.connect(addr).await?;
     let (sender, connection) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -309,7 +326,7 @@ async fn open(connector: &Connector, addr: SocketAddr) -> Result<H2Handle, Conne
         }
         flag.set(false);
     });
-    Ok(H2Handle { sender, alive })
+    Ok((H2Handle { sender, alive }, timings))
 }
 
 /// One request/response on a new stream. The error says whether the
@@ -331,6 +348,7 @@ async fn exchange<O: BodyObserver>(
         stream.send_data(body, true).map_err(|e| (e, false))?;
     }
     let response = response.await.map_err(|e| (e, false))?;
+    let first_byte = Instant::now();
     let status = response.status().as_u16();
     let event_stream = response
         .headers()
@@ -357,6 +375,7 @@ async fn exchange<O: BodyObserver>(
         status,
         bytes_received: received,
         keep_alive: true,
+        first_byte,
     })
 }
 
@@ -436,7 +455,10 @@ mod tests {
                 .expect("valid");
                 let group = Rc::new(H2Group::default());
                 let mut slot = H2Slot::new(group);
-                let info = match slot.send(&connector, addr, &request, &mut Discard).await {
+                let info = match slot
+                    .send(&connector, addr, &request, &mut Discard, &mut None)
+                    .await
+                {
                     Ok(info) => info,
                     Err(_) => panic!("the first request succeeds"),
                 };
@@ -447,7 +469,10 @@ mod tests {
                 let mut failures = 0;
                 let mut ok = false;
                 for _ in 0..3 {
-                    match slot.send(&connector, addr, &request, &mut Discard).await {
+                    match slot
+                        .send(&connector, addr, &request, &mut Discard, &mut None)
+                        .await
+                    {
                         Ok(info) => {
                             assert_eq!(info.status, 200);
                             ok = true;

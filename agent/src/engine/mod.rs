@@ -22,6 +22,7 @@ mod worker;
 
 use crate::plan::{LoadPlan, Protocol};
 use crate::recorder::{IntervalRecorder, OutcomeCounts};
+use crate::resolver::{self, AddressBook, ResolvedTarget};
 use aggregate::Aggregator;
 use connection::RunContext;
 pub use http2::H2RequestError;
@@ -78,7 +79,7 @@ pub struct EngineSummary {
 #[derive(Debug)]
 pub struct Reinforcement {
     pub plan: LoadPlan,
-    pub addrs: Vec<SocketAddr>,
+    pub target: ResolvedTarget,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +111,10 @@ pub async fn run(
     out: mpsc::Sender<IntervalRecord>,
 ) -> Result<EngineSummary, EngineError> {
     let (_none, reinforcements) = mpsc::unbounded_channel();
-    let run = Reinforcement { plan, addrs };
+    let run = Reinforcement {
+        plan,
+        target: addrs.into(),
+    };
     run_reinforced(run, Vec::new(), options, start, cancel, out, reinforcements).await
 }
 
@@ -126,7 +130,7 @@ pub async fn run_reinforced(
     out: mpsc::Sender<IntervalRecord>,
     mut reinforcements: mpsc::UnboundedReceiver<Reinforcement>,
 ) -> Result<EngineSummary, EngineError> {
-    let Reinforcement { plan, addrs } = first;
+    let Reinforcement { plan, target } = first;
     // The recorder keeps figures for every plan's requests.
     let request_slots = std::iter::once(&plan)
         .chain(more.iter().map(|r| &r.plan))
@@ -136,7 +140,16 @@ pub async fn run_reinforced(
     let connections = plan.model.connections().max(1);
     let threads = options.threads.clamp(1, connections as usize);
     let interval = plan.interval;
-    let ctx = Arc::new(context(plan, addrs, start, request_slots)?);
+    // DNS lookups (the first, then refreshes) land in the next interval out.
+    let (lookups, mut lookup_rx) = mpsc::unbounded_channel();
+    // Refresh tasks end with the run, however it ends.
+    let refresh_stop = cancel.child_token();
+    let _stop_refreshing = refresh_stop.clone().drop_guard();
+    let dns = Dns {
+        lookups: &lookups,
+        stop: &refresh_stop,
+    };
+    let ctx = Arc::new(context(plan, target, start, request_slots, &dns)?);
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut handles = Vec::with_capacity(threads);
@@ -159,24 +172,32 @@ pub async fn run_reinforced(
     drop(tx);
 
     for r in more {
-        reinforce(&ctx, r, &extra_tx);
+        reinforce(&ctx, r, &extra_tx, &dns);
     }
     let mut aggregator = Aggregator::new(threads);
     let mut summary = EngineSummary::default();
     let mut reinforcing = true;
+    let mut pending_lookups = Vec::new();
     loop {
         let piece = tokio::select! {
             piece = rx.recv() => piece,
             r = reinforcements.recv(), if reinforcing => {
                 match r {
-                    Some(r) => reinforce(&ctx, r, &extra_tx),
+                    Some(r) => reinforce(&ctx, r, &extra_tx, &dns),
                     None => reinforcing = false,
                 }
                 continue;
             }
+            Some(took) = lookup_rx.recv() => {
+                pending_lookups.push(took);
+                continue;
+            }
         };
         let Some(piece) = piece else { break };
-        for (index, data, last, closed_at) in aggregator.add(piece) {
+        for (index, mut data, last, closed_at) in aggregator.add(piece) {
+            for took in pending_lookups.drain(..) {
+                data.phases.record_dns(took);
+            }
             summary.intervals += 1;
             summary.outcomes.add(&data.outcomes);
             let record = IntervalRecord {
@@ -206,16 +227,33 @@ pub async fn run_reinforced(
     Ok(summary)
 }
 
+/// Where a run's DNS lookups go, and when its refresh tasks stop.
+struct Dns<'a> {
+    lookups: &'a mpsc::UnboundedSender<Duration>,
+    stop: &'a CancellationToken,
+}
+
 /// What every connection of one plan shares: its prepared requests, the
-/// target's addresses, TLS and protocol.
+/// target's addresses, TLS and protocol. Starts the plan's DNS refresh.
 fn context(
     plan: LoadPlan,
-    addrs: Vec<SocketAddr>,
+    target: ResolvedTarget,
     start: Instant,
     request_slots: usize,
+    dns: &Dns<'_>,
 ) -> Result<RunContext, EngineError> {
-    if addrs.is_empty() {
-        return Err(EngineError::NoAddress);
+    let (addresses, updater) = AddressBook::new(target.addrs).ok_or(EngineError::NoAddress)?;
+    if let Some((took, resolver)) = target.resolved {
+        let _ = dns.lookups.send(took);
+        if let Some(every) = plan.transport.dns_refresh {
+            resolver::spawn_refresh(
+                resolver,
+                every,
+                updater,
+                dns.lookups.clone(),
+                dns.stop.clone(),
+            );
+        }
     }
     let requests = RequestSet::new(&plan)?;
     let url = &plan.requests[0].url;
@@ -248,7 +286,7 @@ fn context(
         request_slots,
         plan,
         requests,
-        addrs,
+        addresses,
         start,
         connector,
         h2,
@@ -263,6 +301,7 @@ fn reinforce(
     run: &RunContext,
     r: Reinforcement,
     workers: &[mpsc::UnboundedSender<ExtraConnections>],
+    dns: &Dns<'_>,
 ) {
     let request_offset = offset_of(&r.plan);
     if request_offset + r.plan.requests.len() > run.request_slots
@@ -272,7 +311,7 @@ fn reinforce(
         return;
     }
     let connections = r.plan.model.connections();
-    let ctx = match context(r.plan, r.addrs, run.start, run.request_slots) {
+    let ctx = match context(r.plan, r.target, run.start, run.request_slots, dns) {
         Ok(ctx) => Arc::new(ctx),
         Err(e) => {
             tracing::warn!(error = %e, "cannot prepare a reinforcement; refused");

@@ -3,12 +3,14 @@
 //! apart from a refused TCP connection (its own failure class).
 
 use super::target_tls::TlsSetup;
+use crate::phases::ConnectTimings;
 use crate::plan::Protocol;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -41,13 +43,25 @@ impl Connector {
         }
     }
 
-    pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<TargetStream, ConnectFailure> {
+    /// Opens a connection: TCP, then the TLS handshake for `https`. Gives
+    /// how long each took (request phase timings).
+    pub(crate) async fn connect(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(TargetStream, ConnectTimings), ConnectFailure> {
+        let started = Instant::now();
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|_| ConnectFailure::Tcp)?;
         tcp.set_nodelay(true).map_err(|_| ConnectFailure::Tcp)?;
+        let connected = Instant::now();
+        let mut timings = ConnectTimings {
+            addr,
+            tcp: connected - started,
+            tls: None,
+        };
         let Some(tls) = &self.tls else {
-            return Ok(TargetStream::Plain(tcp));
+            return Ok((TargetStream::Plain(tcp), timings));
         };
         let stream = match tls.connector.connect(tls.server_name.clone(), tcp).await {
             Ok(stream) => stream,
@@ -56,13 +70,14 @@ impl Connector {
                 return Err(ConnectFailure::Tls);
             }
         };
+        timings.tls = Some(connected.elapsed());
         if self.protocol == Protocol::Http2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
             self.log_tls_failure(&format!(
                 "{addr} did not choose HTTP/2 by ALPN (protocol: http2 needs a server offering h2)"
             ));
             return Err(ConnectFailure::Tls);
         }
-        Ok(TargetStream::Tls(Box::new(stream)))
+        Ok((TargetStream::Tls(Box::new(stream)), timings))
     }
 
     fn log_tls_failure(&self, what: &str) {

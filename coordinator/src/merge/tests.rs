@@ -45,6 +45,16 @@ fn wire_report(
         llm: None,
         cpu_micros: 0,
         worker_threads: 0,
+        // The same samples as the wait phase, from one new connection.
+        phases: Some(v1::PhaseFigures {
+            wait_histogram: encode(&h, encoding).expect("encodes"),
+            new_connections: 1,
+            addresses: vec![v1::AddressUse {
+                address: "127.0.0.1:80".into(),
+                connections: 1,
+            }],
+            ..Default::default()
+        }),
     }
 }
 
@@ -105,7 +115,13 @@ proptest! {
         assert_same_distribution(&merge.global().schedule_lag, &reference);
         for (name, h) in &region_reference {
             assert_same_distribution(&merge.regions[*name].latency, h);
+            // Phase histograms merge just as exactly, per region.
+            assert_same_distribution(&merge.phases[*name].wait.to_histogram(), h);
         }
+        // One connection per agent interval: 9 agents × 8 intervals.
+        prop_assert_eq!(merge.global().new_connections, 72);
+        let per_address: u64 = merge.phases.values().map(|p| p.addresses["127.0.0.1:80"]).sum();
+        prop_assert_eq!(per_address, 72);
         prop_assert_eq!(merge.global().outcomes.success, samples.len() as u64);
         prop_assert_eq!(merge.global().status_codes.get(&200).copied(), Some(samples.len() as u64));
 

@@ -1,7 +1,7 @@
 //! Builds the [`RunReport`] from the merged state of a run.
 
 use super::model::*;
-use crate::merge::{LlmInterval, Outcomes, RunMerge, Totals};
+use crate::merge::{LlmInterval, Outcomes, PhaseInterval, RunMerge, Totals};
 use crate::scenario::{Arrival, Model, PhaseKind, RequestUrl, Scenario};
 use base64::Engine;
 use hdrhistogram::Histogram;
@@ -88,6 +88,9 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
                 if scenario.llm.is_some() {
                     let llm = merge.llm.get(&spec.name).cloned().unwrap_or_default();
                     summary.llm = Some(llm_summary(&llm, summary.requests, duration));
+                }
+                if let Some(phases) = merge.phases.get(&spec.name) {
+                    summary.phases = Some(phase_summary(phases, summary.requests, duration));
                 }
                 summary
             },
@@ -182,6 +185,13 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
                     all.add(l);
                 }
                 global.llm = Some(llm_summary(&all, global.requests, duration));
+            }
+            if !merge.phases.is_empty() {
+                let mut all = PhaseInterval::default();
+                for p in merge.phases.values() {
+                    all.add(p);
+                }
+                global.phases = Some(phase_summary(&all, global.requests, duration));
             }
             global
         },
@@ -530,6 +540,7 @@ pub fn scope_summary(t: &Totals, target_rps: Option<f64>, duration_s: f64) -> Sc
         error_histogram: encode_base64(&t.errors),
         schedule_lag_histogram: encode_base64(&t.schedule_lag),
         llm: None,
+        phases: None,
     }
 }
 
@@ -555,6 +566,48 @@ pub fn grpc_code_name(code: u8) -> &'static str {
         "UNAUTHENTICATED",
     ];
     NAMES.get(usize::from(code)).copied().unwrap_or("UNKNOWN")
+}
+
+/// A scope's request phase timings from its merged phase histograms.
+pub fn phase_summary(p: &PhaseInterval, completed: u64, duration_s: f64) -> PhaseSummary {
+    let h = |s: &stampede_proto::histogram::SparseHistogram| s.to_histogram();
+    let (dns, connect, tls, wait, transfer) = (
+        h(&p.dns),
+        h(&p.connect),
+        h(&p.tls),
+        h(&p.wait),
+        h(&p.transfer),
+    );
+    let mut addresses: Vec<AddressUse> = p
+        .addresses
+        .iter()
+        .map(|(address, n)| AddressUse {
+            address: address.clone(),
+            connections: *n,
+        })
+        .collect();
+    addresses.sort_by_key(|a| std::cmp::Reverse(a.connections));
+    PhaseSummary {
+        dns_us: latency_summary(&dns),
+        connect_us: latency_summary(&connect),
+        tls_us: latency_summary(&tls),
+        wait_us: latency_summary(&wait),
+        transfer_us: latency_summary(&transfer),
+        new_connections: p.new_connections,
+        new_connections_per_second: if duration_s > 0.0 {
+            p.new_connections as f64 / duration_s
+        } else {
+            0.0
+        },
+        requests_per_connection: (p.new_connections > 0)
+            .then(|| completed as f64 / p.new_connections as f64),
+        addresses,
+        dns_histogram: encode_base64(&dns),
+        connect_histogram: encode_base64(&connect),
+        tls_histogram: encode_base64(&tls),
+        wait_histogram: encode_base64(&wait),
+        transfer_histogram: encode_base64(&transfer),
+    }
 }
 
 /// A scope's model-serving figures from its merged LLM histograms.
@@ -631,6 +684,7 @@ fn interval_figures(t: &Totals, seconds: f64) -> IntervalFigures {
         successes: t.outcomes.success,
         errors: t.outcomes.failed(),
         rps: t.outcomes.completed() as f64 / seconds,
+        new_connections_per_second: t.new_connections as f64 / seconds,
         latency_us: latency_summary(&t.latency),
         latency_histogram: encode_base64(&t.latency),
         error_histogram: encode_base64(&t.errors),

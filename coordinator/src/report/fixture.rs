@@ -56,11 +56,13 @@ fn summary(latency: &Histogram<u64>, errors: u64, seconds: f64) -> ScopeSummary 
         error_histogram: empty.clone(),
         schedule_lag_histogram: empty,
         llm: None,
+        phases: None,
     }
 }
 
 fn figures(latency: &Histogram<u64>, errors: u64) -> IntervalFigures {
     IntervalFigures {
+        new_connections_per_second: 0.0,
         requests: latency.len() + errors,
         successes: latency.len(),
         errors,

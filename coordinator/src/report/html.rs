@@ -66,6 +66,7 @@ pub fn render_with_trend(
         ("requests", sections::requests(report)),
         ("llm", sections::llm(report)),
         ("matrix", sections::matrix(report)),
+        ("phases", sections::phases(report)),
         ("regions", tables::regions(report)),
         ("error_classes", tables::error_classes(report)),
         ("agents", tables::agents(report)),
@@ -156,6 +157,36 @@ mod tests {
             &[("a", "{{b}}".into()), ("b", "B".into())],
         );
         assert_eq!(out, "<p>{{b}} B {{unknown}} {{unclosed");
+    }
+
+    #[test]
+    fn phase_timings_get_their_section() {
+        let mut r = three_regions();
+        assert!(!render(&r).expect("renders").contains("Request phases"));
+        let phases = super::super::model::PhaseSummary {
+            connect_us: super::super::model::LatencySummary {
+                count: 4,
+                p50: 1_500,
+                p99: 2_500,
+                ..Default::default()
+            },
+            new_connections: 4,
+            new_connections_per_second: 0.4,
+            requests_per_connection: Some(250.0),
+            addresses: vec![super::super::model::AddressUse {
+                address: "127.0.0.1:8080".into(),
+                connections: 4,
+            }],
+            ..Default::default()
+        };
+        r.global.phases = Some(phases.clone());
+        r.regions[0].summary.phases = Some(phases);
+        let page = render(&r).expect("renders");
+        assert!(page.contains("<h2>Request phases</h2>"));
+        assert!(page.contains("1.50ms / 2.50ms"), "connect p50 / p99");
+        assert!(page.contains("127.0.0.1:8080 (4)"));
+        assert!(page.contains("250.0"));
+        assert!(!page.contains("{{"));
     }
 
     #[test]

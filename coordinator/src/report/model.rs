@@ -310,6 +310,48 @@ pub struct ScopeSummary {
     /// otherwise, and for agents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmSummary>,
+    /// Where the requests' time went: DNS, connect, TLS, time to first
+    /// byte, transfer; connections opened and where to (absent for agents,
+    /// and in reports from before phase timings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<PhaseSummary>,
+}
+
+/// Request phase timings of a scope, as k6 splits a request. `wait_us` and
+/// `transfer_us` count responses; `connect_us` and `tls_us` count new
+/// connections (a keep-alive request has no connect phase at all); `dns_us`
+/// counts lookups, made apart from requests (at the start and on every
+/// `target.dns_refresh`). For one request on a new connection, connect +
+/// TLS + wait + transfer is its latency (less the time it waited for its
+/// send slot, in the open model).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PhaseSummary {
+    pub dns_us: LatencySummary,
+    pub connect_us: LatencySummary,
+    pub tls_us: LatencySummary,
+    /// Time to first byte: request written to the response's first byte.
+    pub wait_us: LatencySummary,
+    /// The response's first byte to its last.
+    pub transfer_us: LatencySummary,
+    pub new_connections: u64,
+    /// Connections opened per second of the measured duration.
+    pub new_connections_per_second: f64,
+    /// Completed requests per connection opened (`null` when none was).
+    pub requests_per_connection: Option<f64>,
+    /// The target addresses connections went to, most used first.
+    pub addresses: Vec<AddressUse>,
+    pub dns_histogram: String,
+    pub connect_histogram: String,
+    pub tls_histogram: String,
+    pub wait_histogram: String,
+    pub transfer_histogram: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddressUse {
+    /// `ip:port`.
+    pub address: String,
+    pub connections: u64,
 }
 
 /// Model-serving figures of a scope. Definitions (as vLLM's `bench serve`):
@@ -445,6 +487,10 @@ pub struct IntervalFigures {
     pub errors: u64,
     /// Completed requests per second of this interval.
     pub rps: f64,
+    /// Connections opened per second of this interval (0 in reports from
+    /// before phase timings).
+    #[serde(default)]
+    pub new_connections_per_second: f64,
     pub latency_us: LatencySummary,
     pub latency_histogram: String,
     pub error_histogram: String,

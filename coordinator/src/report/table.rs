@@ -82,6 +82,10 @@ pub fn render(report: &RunReport) -> String {
         write_matrix(&mut out, report);
     }
 
+    if report.global.phases.is_some() {
+        write_phases(&mut out, report);
+    }
+
     if report.global.llm.is_some() {
         let _ = writeln!(
             out,
@@ -328,6 +332,84 @@ fn trim_float(x: f64) -> String {
         format!("{x:.0}")
     } else {
         format!("{x:.1}")
+    }
+}
+
+/// Request phase timings per region (p50 / p99 each), connection reuse and
+/// the addresses the connections went to.
+fn write_phases(out: &mut String, report: &RunReport) {
+    let _ = writeln!(
+        out,
+        "\nrequest phases (p50 / p99; connect and TLS per new connection, DNS per lookup):"
+    );
+    let mut rows: Vec<Vec<String>> = vec![
+        [
+            "region",
+            "new conn/s",
+            "req/conn",
+            "DNS",
+            "connect",
+            "TLS",
+            "wait (TTFB)",
+            "transfer",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    let pair = |l: &super::model::LatencySummary| {
+        if l.count == 0 {
+            "-".to_owned()
+        } else {
+            format!("{} / {}", micros(l.p50), micros(l.p99))
+        }
+    };
+    let phase_row = |name: &str, p: &super::model::PhaseSummary| {
+        vec![
+            name.to_owned(),
+            format!("{:.1}", p.new_connections_per_second),
+            p.requests_per_connection
+                .map_or_else(|| "-".to_owned(), |r| format!("{r:.1}")),
+            pair(&p.dns_us),
+            pair(&p.connect_us),
+            pair(&p.tls_us),
+            pair(&p.wait_us),
+            pair(&p.transfer_us),
+        ]
+    };
+    for region in &report.regions {
+        if let Some(p) = &region.summary.phases {
+            rows.push(phase_row(&region.name, p));
+        }
+    }
+    if let Some(p) = &report.global.phases {
+        rows.push(phase_row("global", p));
+    }
+    write_table(out, &rows, true);
+    for region in &report.regions {
+        let Some(p) = &region.summary.phases else {
+            continue;
+        };
+        if p.addresses.is_empty() {
+            continue;
+        }
+        let shown: Vec<String> = p
+            .addresses
+            .iter()
+            .take(4)
+            .map(|a| format!("{} ({})", a.address, a.connections))
+            .collect();
+        let more = p.addresses.len().saturating_sub(shown.len());
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  {} connected to {}{more}",
+            region.name,
+            shown.join(", ")
+        );
     }
 }
 

@@ -232,6 +232,11 @@ pub struct TargetSection {
     pub protocol: Option<String>,
     /// TLS to `https://` targets.
     pub tls: Option<TlsSection>,
+    /// `false`: a new connection for every request (the cold path).
+    pub keep_alive: Option<bool>,
+    /// How often agents re-resolve the target's name (`5m` unless given;
+    /// `never`: once, at the start).
+    pub dns_refresh: Option<String>,
 }
 
 /// `target.tls:`, checked by `super::transport`.

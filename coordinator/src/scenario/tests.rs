@@ -710,3 +710,37 @@ fn endpoints_routing_and_failovers_are_read_and_checked() {
         assert!(e.why.contains(why), "{extra}: {e}");
     }
 }
+
+#[test]
+fn keep_alive_and_dns_refresh() {
+    let s = load_text(GOOD).expect("valid");
+    let t = &s.target.transport;
+    assert!(!t.new_connection_per_request);
+    assert_eq!(
+        t.dns_refresh,
+        Some(Duration::from_secs(300)),
+        "k6's default"
+    );
+    let s = load_text(&GOOD.replacen(
+        "  headers:",
+        "  keep_alive: false\n  dns_refresh: 30s\n  headers:",
+        1,
+    ))
+    .expect("valid");
+    let t = &s.target.transport;
+    assert!(t.new_connection_per_request);
+    assert_eq!(t.dns_refresh, Some(Duration::from_secs(30)));
+    let s = load_text(&GOOD.replacen("  headers:", "  dns_refresh: never\n  headers:", 1))
+        .expect("valid");
+    assert_eq!(s.target.transport.dns_refresh, None);
+    for (line, why) in [
+        ("dns_refresh: 100ms", "at least 1s"),
+        ("dns_refresh: soon", "not a duration"),
+        ("protocol: http2\n  keep_alive: false", "HTTP/1.1"),
+    ] {
+        let e = load_text(&GOOD.replacen("  headers:", &format!("  {line}\n  headers:"), 1))
+            .expect_err(line);
+        assert!(e.field.starts_with("target."), "{line}: {e}");
+        assert!(e.why.contains(why), "{line}: {e}");
+    }
+}

@@ -1,5 +1,6 @@
-//! `target.protocol`, `load.streams_per_connection` and `target.tls`: how
-//! agents connect to the target. TLS files are read here, at validation, so
+//! `target.protocol`, `load.streams_per_connection`, `target.tls`,
+//! `target.keep_alive` and `target.dns_refresh`: how agents connect to the
+//! target. TLS files are read here, at validation, so
 //! a bad file is named before the run; their bytes travel to the agents in
 //! the assignment.
 
@@ -7,9 +8,14 @@ use super::file::TargetSection;
 use super::validate::FieldError;
 use stampede_agent::plan::{Protocol, TargetTls, Transport};
 use std::path::Path;
+use std::time::Duration;
 
 /// Most streams per connection.
 const MAX_STREAMS: i64 = 1_000;
+/// How often agents re-resolve the target's name unless told: k6's default
+/// DNS TTL.
+const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(300);
+const MIN_DNS_REFRESH: Duration = Duration::from_secs(1);
 
 fn err<T>(field: &str, why: impl Into<String>) -> Result<T, FieldError> {
     Err((field.to_owned(), why.into()))
@@ -113,9 +119,40 @@ pub fn validate(
             })
         }
     };
+    let new_connection_per_request = match (t.keep_alive, protocol) {
+        (None | Some(true), _) => false,
+        (Some(false), Protocol::Http1) => true,
+        (Some(false), Protocol::Http2) => {
+            return err(
+                "target.keep_alive",
+                "false applies to HTTP/1.1 (a connection per request); HTTP/2 multiplexes \
+                 its streams on one connection",
+            );
+        }
+    };
+    let dns_refresh = match t.dns_refresh.as_deref().map(str::trim) {
+        None => Some(DEFAULT_DNS_REFRESH),
+        Some("never") => None,
+        Some(text) => {
+            let every =
+                super::parse_duration(text).map_err(|e| ("target.dns_refresh".to_owned(), e))?;
+            if every.is_zero() {
+                None
+            } else if every < MIN_DNS_REFRESH {
+                return err(
+                    "target.dns_refresh",
+                    format!("{text}: at least 1s (or `never` to resolve once, at the start)"),
+                );
+            } else {
+                Some(every)
+            }
+        }
+    };
     Ok(Transport {
         protocol,
         streams,
         tls,
+        new_connection_per_request,
+        dns_refresh,
     })
 }

@@ -21,6 +21,7 @@ use super::pacer::Pacer;
 use super::request_set::Picker;
 use super::timing::{self, Waits};
 use super::transport::{ConnectFailure, TargetStream};
+use crate::phases::ConnectTimings;
 use crate::plan::{GrpcSpec, WorkloadModel};
 use crate::recorder::{FailureClass, IntervalRecorder};
 use crate::schedule::{ArrivalSchedule, SplitMix64};
@@ -117,9 +118,10 @@ pub(crate) struct GrpcLoop {
     call: Arc<PreparedCall>,
     recorder: Rc<RefCell<IntervalRecorder>>,
     index: u32,
-    /// Where a (re)connect dials; made once.
+    /// The channel's settings; made once.
     endpoint: Endpoint,
-    /// The target address this connection dials (TLS dials it itself).
+    /// The target address this connection dials; picked again before each
+    /// reconnect (the target may have been re-resolved).
     addr: SocketAddr,
     client: Option<Grpc<Channel>>,
     waits: Waits,
@@ -142,7 +144,7 @@ impl GrpcLoop {
         cancel: CancellationToken,
         pacer: Option<Rc<Pacer>>,
     ) -> Self {
-        let addr = ctx.addrs[index as usize % ctx.addrs.len()];
+        let addr = ctx.addresses.pick(index);
         let seed = ctx.seed;
         let hard_stop = timing::hard_stop(&ctx);
         let connections = ctx.plan.model.connections();
@@ -203,7 +205,12 @@ impl GrpcLoop {
         tokio::select! {
             biased;
             _ = self.waits.cancelled() => {}
-            channel = connect(&self.ctx, &self.endpoint, self.addr) => self.client = channel.ok().map(client),
+            opened = connect(&self.ctx, &self.endpoint, self.addr) => {
+                if let Ok((channel, timings)) = opened {
+                    self.recorder.borrow_mut().phases.record_connect(&timings);
+                    self.client = Some(client(channel));
+                }
+            }
             _ = sleep_until(start) => {}
         }
     }
@@ -319,13 +326,21 @@ impl GrpcLoop {
         let bytes = payload.len() as u64;
         let timeout = self.ctx.plan.timeout;
         self.timeout.as_mut().reset(sent + timeout);
+        if self.client.is_none() {
+            // The target may have been re-resolved since the last connect.
+            self.addr = self.ctx.addresses.pick(self.index);
+        }
         let (ctx, endpoint, addr) = (&self.ctx, &self.endpoint, self.addr);
         let slot = &mut self.client;
+        let recorder = &self.recorder;
         let attempt = async move {
             let client = match slot {
                 Some(client) => client,
                 None => match connect(ctx, endpoint, addr).await {
-                    Ok(channel) => slot.insert(client(channel)),
+                    Ok((channel, timings)) => {
+                        recorder.borrow_mut().phases.record_connect(&timings);
+                        slot.insert(client(channel))
+                    }
                     Err(class) => return Call::Failed(class),
                 },
             };
@@ -371,25 +386,23 @@ impl GrpcLoop {
     }
 }
 
-/// Opens one HTTP/2 connection: plain (h2c) through tonic, or over TLS
-/// through the run's connector (the same rustls settings and failure class
-/// as HTTP targets), handed to tonic as an established stream.
+/// Opens one HTTP/2 connection through the run's connector (plain h2c, or
+/// TLS with the same rustls settings and failure class as HTTP targets),
+/// handed to tonic as an established stream; gives the connect's timings.
 async fn connect(
     ctx: &RunContext,
     endpoint: &Endpoint,
     addr: SocketAddr,
-) -> Result<Channel, FailureClass> {
-    if ctx.connector.tls.is_none() {
-        return endpoint.connect().await.map_err(|_| FailureClass::Connect);
-    }
-    let stream = ctx.connector.connect(addr).await.map_err(|e| match e {
+) -> Result<(Channel, ConnectTimings), FailureClass> {
+    let (stream, timings) = ctx.connector.connect(addr).await.map_err(|e| match e {
         ConnectFailure::Tcp => FailureClass::Connect,
         ConnectFailure::Tls => FailureClass::Tls,
     })?;
-    endpoint
+    let channel = endpoint
         .connect_with_connector(Established(Some(stream)))
         .await
-        .map_err(|_| FailureClass::Connect)
+        .map_err(|_| FailureClass::Connect)?;
+    Ok((channel, timings))
 }
 
 /// A connector that yields one stream already connected (and through its
@@ -424,8 +437,9 @@ impl tonic::codegen::Service<Uri> for Established {
     }
 }
 
-/// Where a connection dials: the resolved, allowlist-checked address, with
-/// the scenario's host as `:authority`.
+/// The channel's settings: the scenario's host as `:authority`. The stream
+/// itself comes from the run's connector, dialling the resolved,
+/// allowlist-checked address (the URI's own address is only a label).
 fn endpoint(addr: SocketAddr, origin: &Uri) -> Endpoint {
     let uri = Uri::builder()
         .scheme("http")

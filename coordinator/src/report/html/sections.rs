@@ -218,6 +218,53 @@ pub(super) fn matrix(report: &RunReport) -> String {
     out
 }
 
+/// Request phase timings per region and globally: where the time went
+/// (DNS, connect, TLS, time to first byte, transfer), connection reuse, and
+/// the addresses the connections went to.
+pub(super) fn phases(report: &RunReport) -> String {
+    let Some(global) = &report.global.phases else {
+        return String::new();
+    };
+    let mut out = String::from(
+        r#"<section id="phases"><h2>Request phases</h2><p class="hint">p50 / p99 of each phase, merged from every agent's histograms (warm-up excluded). Wait (time to first byte): from the request written on a ready connection to the response's first byte. Transfer: first byte to last. Connect and TLS are per new connection (a keep-alive request has none); DNS is per lookup, made apart from requests (at the start and on every <code>target.dns_refresh</code>).</p><div class="table-scroll"><table><thead><tr><th class="text">region</th><th>new connections/s</th><th>requests per connection</th><th>DNS</th><th>connect</th><th>TLS</th><th>wait (TTFB)</th><th>transfer</th><th class="text">addresses (connections)</th></tr></thead><tbody>"#,
+    );
+    let pair = |l: &crate::report::model::LatencySummary| {
+        if l.count == 0 {
+            "–".to_owned()
+        } else {
+            format!("{} / {}", micros(l.p50), micros(l.p99))
+        }
+    };
+    let row = |name: &str, p: &crate::report::model::PhaseSummary| {
+        let addresses: Vec<String> = p
+            .addresses
+            .iter()
+            .map(|a| format!("{} ({})", escape(&a.address), a.connections))
+            .collect();
+        format!(
+            r#"<tr><td class="text">{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="text">{}</td></tr>"#,
+            escape(name),
+            p.new_connections_per_second,
+            p.requests_per_connection
+                .map_or_else(|| "–".to_owned(), |r| format!("{r:.1}")),
+            pair(&p.dns_us),
+            pair(&p.connect_us),
+            pair(&p.tls_us),
+            pair(&p.wait_us),
+            pair(&p.transfer_us),
+            addresses.join("<br>"),
+        )
+    };
+    for region in &report.regions {
+        if let Some(p) = &region.summary.phases {
+            out.push_str(&row(&region.name, p));
+        }
+    }
+    out.push_str(&row("global", global));
+    out.push_str("</tbody></table></div></section>");
+    out
+}
+
 /// Model-serving runs: TTFT, TPOT, ITL, tokens and goodput per region and
 /// globally, with the definitions the figures follow.
 pub(super) fn llm(report: &RunReport) -> String {
