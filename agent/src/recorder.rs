@@ -254,9 +254,16 @@ impl IntervalRecorder {
 
     /// One gRPC call that ended with status `code`: a success, or a
     /// failure of `failure`'s class. No HTTP status is counted (gRPC answers
-    /// are HTTP 200 whatever happened).
+    /// are HTTP 200 whatever happened). `request`: the call's index in the
+    /// agent's requests (its endpoint leg's offset), as for HTTP.
     #[inline]
-    pub fn record_grpc(&mut self, latency: Duration, code: u8, failure: Option<FailureClass>) {
+    pub fn record_grpc(
+        &mut self,
+        latency: Duration,
+        code: u8,
+        failure: Option<FailureClass>,
+        request: usize,
+    ) {
         let slot = if usize::from(code) < GRPC_CODES {
             code
         } else {
@@ -264,14 +271,23 @@ impl IntervalRecorder {
         };
         self.grpc_codes[usize::from(slot)] += 1;
         let us = micros(latency);
+        let request = self.requests.get_mut(request);
         match failure {
             None => {
                 self.latency.saturating_record(us);
                 self.outcomes.success += 1;
+                if let Some(r) = request {
+                    r.latency.saturating_record(us);
+                    r.outcomes.success += 1;
+                }
             }
             Some(class) => {
                 self.errors.saturating_record(us);
                 self.outcomes.count_failure(class);
+                if let Some(r) = request {
+                    r.errors.saturating_record(us);
+                    r.outcomes.count_failure(class);
+                }
             }
         }
     }
@@ -392,5 +408,26 @@ mod mix_tests {
         assert_eq!(total.requests[1].outcomes.timeout, 1);
         assert_eq!(total.requests[1].latency.max(), total.latency.max());
         assert!(IntervalRecorder::for_requests(1).requests.is_empty());
+    }
+
+    #[test]
+    fn grpc_calls_record_under_their_request_index() {
+        // An endpoint leg at offset 1 of two request slots.
+        let mut r = IntervalRecorder::with_request_figures(2);
+        r.record_grpc(Duration::from_millis(4), 0, None, 1);
+        r.record_grpc(
+            Duration::from_millis(6),
+            14,
+            Some(FailureClass::Status5xx),
+            1,
+        );
+        assert_eq!(r.requests[0].outcomes.completed(), 0);
+        assert_eq!(r.requests[1].outcomes.success, 1);
+        assert_eq!(r.requests[1].outcomes.status_5xx, 1);
+        assert_eq!(r.requests[1].latency.len(), 1);
+        assert_eq!(r.requests[1].errors.len(), 1);
+        // The totals count both, with their codes.
+        assert_eq!(r.outcomes.completed(), 2);
+        assert_eq!(r.grpc_codes().collect::<Vec<_>>(), vec![(0, 1), (14, 1)]);
     }
 }

@@ -91,32 +91,44 @@ pub fn takeover(lost: &LoadPlan, begin: Duration, survivors: usize) -> Vec<LoadP
     models
         .into_iter()
         .enumerate()
-        .map(|(i, model)| LoadPlan {
-            model,
-            data: lost.data.as_ref().map(|d| rows_for(d, i, parts)),
-            ..lost.clone()
+        .map(|(i, model)| {
+            let rows = lost.data.as_ref().map(|d| rows_for(d, i, parts));
+            LoadPlan {
+                model,
+                data: lost
+                    .data
+                    .as_ref()
+                    .zip(rows.as_ref())
+                    .map(|(d, rows)| DataSet {
+                        columns: d.columns.clone(),
+                        rows: rows.iter().map(|&r| d.rows[r].clone()).collect(),
+                        order: d.order,
+                    }),
+                // gRPC messages made from rows go with their rows.
+                grpc: lost.grpc.as_ref().map(|g| {
+                    let mut g = g.clone();
+                    if let Some(rows) = rows.as_ref().filter(|_| !g.row_payloads.is_empty()) {
+                        g.row_payloads = rows
+                            .iter()
+                            .filter_map(|&r| g.row_payloads.get(r).cloned())
+                            .collect();
+                    }
+                    g
+                }),
+                ..lost.clone()
+            }
         })
         .collect()
 }
 
-/// Survivor `i` of `n` takes every `n`-th of the lost agent's rows (all of
-/// them when there are too few to go round).
-fn rows_for(data: &DataSet, i: usize, n: usize) -> DataSet {
-    let rows: Vec<Vec<String>> = data
-        .rows
-        .iter()
-        .skip(i)
-        .step_by(n.max(1))
-        .cloned()
-        .collect();
-    DataSet {
-        columns: data.columns.clone(),
-        rows: if rows.is_empty() {
-            data.rows.clone()
-        } else {
-            rows
-        },
-        order: data.order,
+/// The rows (indices) survivor `i` of `n` takes: every `n`-th of the lost
+/// agent's (all of them when there are too few to go round).
+fn rows_for(data: &DataSet, i: usize, n: usize) -> Vec<usize> {
+    let rows: Vec<usize> = (0..data.rows.len()).skip(i).step_by(n.max(1)).collect();
+    if rows.is_empty() {
+        (0..data.rows.len()).collect()
+    } else {
+        rows
     }
 }
 
@@ -226,5 +238,40 @@ mod tests {
         });
         assert!(takeover(&lost, Duration::from_secs(10), 2).is_empty());
         assert!(takeover(&lost, Duration::from_secs(1), 0).is_empty());
+    }
+
+    #[test]
+    fn grpc_messages_made_from_rows_go_with_their_rows() {
+        let mut lost = plan(WorkloadModel::Closed {
+            connections: 4,
+            stages: None,
+        });
+        lost.data = Some(DataSet {
+            columns: vec!["id".into()],
+            rows: (0..5).map(|i| vec![i.to_string()]).collect(),
+            order: stampede_agent::plan::DataOrder::Sequential,
+        });
+        lost.grpc = Some(stampede_agent::plan::GrpcSpec {
+            path: "/p.S/M".into(),
+            payload: bytes::Bytes::from_static(b"row 0"),
+            row_payloads: (0..5)
+                .map(|i| bytes::Bytes::from(format!("row {i}")))
+                .collect(),
+            metadata: vec![],
+        });
+        let parts = takeover(&lost, Duration::from_secs(3), 2);
+        assert_eq!(parts.len(), 2);
+        let mut seen = 0;
+        for p in &parts {
+            let rows = &p.data.as_ref().expect("rows").rows;
+            let payloads = &p.grpc.as_ref().expect("grpc").row_payloads;
+            // The agent refuses a plan whose messages and rows differ in number.
+            assert_eq!(payloads.len(), rows.len());
+            for (row, payload) in rows.iter().zip(payloads) {
+                assert_eq!(payload.as_ref(), format!("row {}", row[0]).as_bytes());
+            }
+            seen += rows.len();
+        }
+        assert_eq!(seen, 5);
     }
 }

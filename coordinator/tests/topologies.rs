@@ -1,6 +1,7 @@
 //! Multi-region topologies against real targets on loopback: three agent
 //! regions × three endpoints (each endpoint a built-in target with its own
-//! delay), and a failover drill that moves one region's traffic mid-run.
+//! delay), and a failover drill that moves one region's traffic mid-run;
+//! then the same for gRPC, each endpoint a KServe mock with its own delay.
 
 mod support;
 
@@ -10,7 +11,7 @@ use stampede_target::{DelaySpec, TargetConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-use support::{InProcessTarget, run_with_agents};
+use support::{InProcessKserve, InProcessTarget, run_with_agents};
 
 async fn target(delay_ms: u64) -> InProcessTarget {
     InProcessTarget::start(TargetConfig {
@@ -159,4 +160,144 @@ async fn a_failover_moves_a_regions_traffic_at_the_configured_second() {
     assert_eq!(far_t.stats.served(), 150);
     near_t.stop().await;
     far_t.stop().await;
+}
+
+async fn kserve(delay_ms: u64) -> InProcessKserve {
+    let mut config = InProcessKserve::config();
+    config.default_delay = DelaySpec::Fixed(Duration::from_millis(delay_ms));
+    InProcessKserve::start(config).await
+}
+
+/// A ModelInfer call, for scenarios whose endpoints are KServe mocks.
+const KSERVE_CALL: &str = "grpc:\n  kserve:\n    model: echo\n    inputs:\n      - name: INPUT0\n        \
+                           datatype: INT64\n        shape: [2]\n        data: [7, -7]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_every_region_measures_every_endpoint_in_a_matrix() {
+    const ENDPOINTS: [(&str, u64); 2] = [("near", 5), ("far", 40)];
+    let mut mocks = Vec::new();
+    for (_, delay) in ENDPOINTS {
+        mocks.push(kserve(delay).await);
+    }
+    let mut yaml = format!(
+        "name: grpc-matrix\ntarget:\n  url: {}\n{KSERVE_CALL}routing: matrix\nendpoints:\n",
+        mocks[0].url
+    );
+    for ((name, _), m) in ENDPOINTS.iter().zip(&mocks) {
+        yaml.push_str(&format!("  - name: {name}\n    url: {}\n", m.url));
+    }
+    yaml.push_str(
+        "load:\n  model: open\n  rate: 180\n  connections: 30\n  duration: 3s\n\
+         regions:\n  - name: r1\n  - name: r2\n  - name: r3\nstart_delay: 500ms\n",
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let report = run_in(dir.path(), &yaml, &["r1", "r2", "r3"]).await;
+    let served: Vec<u64> = mocks.iter().map(|m| m.stats.served_total()).collect();
+    for m in mocks {
+        m.stop().await;
+    }
+
+    assert_eq!(report.global.errors.total, 0, "{:?}", report.global.errors);
+    assert_eq!(report.global.interrupted, 0);
+    assert_eq!(report.matrix.len(), 6, "3 regions × 2 endpoints");
+    for cell in &report.matrix {
+        let delay = ENDPOINTS
+            .iter()
+            .find(|(n, _)| *n == cell.endpoint)
+            .map(|(_, d)| *d)
+            .expect("known endpoint");
+        assert!(
+            near(cell.summary.latency_us.p50, delay),
+            "{} → {}: p50 {} µs vs {delay} ms",
+            cell.region,
+            cell.endpoint,
+            cell.summary.latency_us.p50
+        );
+        // 60 calls/s per region, split evenly: 30/s for 3 s.
+        assert_eq!(
+            cell.summary.requests, 90,
+            "{} → {}",
+            cell.region, cell.endpoint
+        );
+        assert_eq!(
+            cell.summary.successes, 90,
+            "{} → {}",
+            cell.region, cell.endpoint
+        );
+    }
+    // Rows add up to the regions (and their status codes), columns to each
+    // mock's own count.
+    for region in &report.regions {
+        let row: u64 = report
+            .matrix
+            .iter()
+            .filter(|c| c.region == region.name)
+            .map(|c| c.summary.requests)
+            .sum();
+        assert_eq!(row, region.summary.requests, "{}", region.name);
+        assert_eq!(
+            region.summary.grpc_codes.get("OK"),
+            Some(&row),
+            "{}",
+            region.name
+        );
+    }
+    for ((name, _), served) in ENDPOINTS.iter().zip(&served) {
+        let column: u64 = report
+            .matrix
+            .iter()
+            .filter(|c| c.endpoint == *name)
+            .map(|c| c.summary.requests)
+            .sum();
+        assert_eq!(column, *served, "{name}: report vs mock");
+    }
+    assert_eq!(report.global.requests, served.iter().sum::<u64>());
+    assert_eq!(
+        report.global.grpc_codes.get("OK"),
+        Some(&report.global.requests)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_a_down_endpoints_traffic_moves_at_the_configured_second() {
+    let (near_m, far_m) = (kserve(5).await, kserve(60).await);
+    let yaml = format!(
+        "name: grpc-failover\ntarget:\n  url: {near}\n{KSERVE_CALL}\
+         endpoints:\n  - name: us\n    url: {near}\n  - name: eu\n    url: {far}\n\
+         failover:\n  - at: 2s\n    endpoint: eu\n    down: true\n\
+         load:\n  model: open\n  rate: 100\n  connections: 40\n  duration: 4s\n  interval: 1s\n\
+         regions:\n  - name: us\n  - name: eu\nstart_delay: 500ms\n",
+        near = near_m.url,
+        far = far_m.url
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let report = run_in(dir.path(), &yaml, &["us", "eu"]).await;
+    let (near_served, far_served) = (near_m.stats.served_total(), far_m.stats.served_total());
+    near_m.stop().await;
+    far_m.stop().await;
+    assert_eq!(report.global.errors.total, 0, "{:?}", report.global.errors);
+
+    // eu's series: its own endpoint (60 ms) for 2 s, then us's (5 ms).
+    for i in report.intervals.iter().filter(|i| i.end_s <= 4.0 + 1e-6) {
+        let eu = &i.regions["eu"];
+        let want = if i.start_s < 2.0 { 60 } else { 5 };
+        assert!(
+            near(eu.latency_us.p50, want),
+            "interval {} (from {:.1}s): eu p50 {} µs, want {want} ms",
+            i.index,
+            i.start_s,
+            eu.latency_us.p50
+        );
+    }
+    let cells: Vec<(&str, &str, u64)> = report
+        .matrix
+        .iter()
+        .map(|c| (c.region.as_str(), c.endpoint.as_str(), c.summary.requests))
+        .collect();
+    // 50 calls/s per region: eu's first 2 s at eu, the rest at us.
+    assert!(cells.contains(&("eu", "eu", 100)), "{cells:?}");
+    assert!(cells.contains(&("eu", "us", 100)), "{cells:?}");
+    assert!(cells.contains(&("us", "us", 200)), "{cells:?}");
+    assert_eq!(far_served, 100);
+    assert_eq!(near_served, 300);
 }

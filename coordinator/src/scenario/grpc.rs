@@ -51,14 +51,7 @@ pub fn check(
         };
         return err(*field, format!("cannot be used with grpc: {hint}"));
     }
-    if !matches!(url.path(), "" | "/") || url.query().is_some() {
-        return err(
-            "target.url",
-            format!(
-                "{url}: a gRPC target is scheme, host and port only (the method is grpc.method)"
-            ),
-        );
-    }
+    check_origin("target.url", url)?;
     let metadata = metadata(g)?;
     let sources = [
         ("grpc.payload_file", g.payload_file.is_some()),
@@ -184,6 +177,21 @@ pub fn check(
         row_payloads,
         metadata,
     }))
+}
+
+/// A gRPC target's URL (`target.url`, a region's or an endpoint's) is
+/// where calls go, nothing more: a path would be silently dropped, since the
+/// method is `grpc.method`.
+pub fn check_origin(field: &str, url: &url::Url) -> Result<(), FieldError> {
+    if !matches!(url.path(), "" | "/") || url.query().is_some() {
+        return err(
+            field,
+            format!(
+                "{url}: a gRPC target is scheme, host and port only (the method is grpc.method)"
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// What a call's message is made from.

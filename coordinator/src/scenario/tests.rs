@@ -744,3 +744,36 @@ fn keep_alive_and_dns_refresh() {
         assert!(e.why.contains(why), "{line}: {e}");
     }
 }
+
+#[test]
+fn grpc_scenarios_take_endpoints_whose_urls_are_origins() {
+    const BASE: &str = "name: t\ntarget:\n  url: http://127.0.0.1:1/\ngrpc:\n  kserve:\n    model: echo\n    inputs:\n      - name: x\n        datatype: INT64\n        shape: [1]\n        data: [1]\nload:\n  model: open\n  rate: 10\n  duration: 10s\nregions:\n  - name: us\n  - name: eu\nrouting: matrix\n";
+    let s = load_text(&format!(
+        "{BASE}endpoints:\n  - name: us\n    url: http://127.0.0.1:2/\n  - name: eu\n    url: http://127.0.0.1:3\n"
+    ))
+    .expect("gRPC with endpoints is valid");
+    assert!(s.grpc.is_some());
+    assert_eq!(s.topology.expect("a topology").endpoints.len(), 2);
+
+    // A path would be dropped (the method is grpc.method): refused by name.
+    let e = load_text(&format!(
+        "{BASE}endpoints:\n  - name: us\n    url: http://127.0.0.1:2/\n  - name: eu\n    url: http://127.0.0.1:3/v2/infer\n"
+    ))
+    .expect_err("a path");
+    assert_eq!(e.field, "endpoints[1].url", "{e}");
+    assert!(e.why.contains("scheme, host and port only"), "{e}");
+
+    // `target.tls` serves the https endpoints, even when target.url is http.
+    let s = load_text(&format!(
+        "{BASE}endpoints:\n  - name: us\n    url: https://127.0.0.1:2/\n  - name: eu\n    url: http://127.0.0.1:3/\n"
+    ).replace("  url: http://127.0.0.1:1/\n", "  url: http://127.0.0.1:1/\n  tls:\n    server_name: us.example\n"))
+    .expect("tls for an https endpoint");
+    assert_eq!(
+        s.target
+            .transport
+            .tls
+            .and_then(|t| t.server_name)
+            .as_deref(),
+        Some("us.example")
+    );
+}

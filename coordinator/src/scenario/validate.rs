@@ -212,7 +212,14 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
         }
         region_urls.insert(region.clone(), http_url(&field, text)?);
     }
+    // Endpoints are checked later; an https one is enough for `target.tls`.
+    let https_endpoint = raw
+        .endpoints
+        .iter()
+        .flatten()
+        .any(|e| url::Url::parse(&e.url).is_ok_and(|u| u.scheme() == "https"));
     let any_https = url.scheme() == "https"
+        || https_endpoint
         || region_urls
             .values()
             .any(|u: &url::Url| u.scheme() == "https");
@@ -633,11 +640,14 @@ pub fn validate(raw: ScenarioFile, base: &std::path::Path) -> Result<Scenario, F
              without stages",
         );
     }
-    if topology.is_some() && grpc.is_some() {
-        return err(
-            "endpoints",
-            "endpoints with gRPC are not supported yet: give each region its URL in `target.region_urls`",
-        );
+    if grpc.is_some() {
+        // Each endpoint's (or region's) URL is where its calls go.
+        for (region, url) in &target.region_urls {
+            super::grpc::check_origin(&format!("target.region_urls.{region}"), url)?;
+        }
+        for (i, e) in topology.iter().flat_map(|t| &t.endpoints).enumerate() {
+            super::grpc::check_origin(&format!("endpoints[{i}].url"), &e.url)?;
+        }
     }
 
     let cost = match &raw.cost {

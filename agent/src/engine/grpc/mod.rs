@@ -289,18 +289,21 @@ impl GrpcLoop {
     /// `sent`: the request message's size.
     fn record(&self, outcome: Call, origin: Instant, sent: u64) {
         let latency = Instant::now() - origin;
+        // The call is the plan's one request: it records at the plan's
+        // offset (its endpoint's slot, so the cross-region matrix has it).
+        let request = self.ctx.request_offset;
         let mut recorder = self.recorder.borrow_mut();
         match outcome {
             Call::Status { code, received } => {
                 recorder.record_bytes(sent, received);
                 let failure = (code != tonic::Code::Ok).then(|| status::failure_class(code));
-                recorder.record_grpc(latency, code as u8, failure);
+                recorder.record_grpc(latency, code as u8, failure, request);
             }
             Call::Failed(class) => {
                 if class != FailureClass::Connect {
                     recorder.record_bytes(sent, 0);
                 }
-                recorder.record_failure(class, latency, None, 0);
+                recorder.record_failure(class, latency, None, request);
             }
             Call::Interrupted => recorder.record_interrupted(1),
             Call::NoData => {}
