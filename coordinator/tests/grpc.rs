@@ -147,6 +147,21 @@ start_delay: 300ms
             "{region}: p50 {p50} µs for a {ms} ms delay"
         );
         assert_eq!(r.summary.requests, 40, "{region}");
+        // The phases: the delay is in the wait (to the response headers),
+        // a call per response; the connections were opened once each.
+        let phases = r.summary.phases.as_ref().expect("phases");
+        assert_eq!(phases.wait_us.count, 40, "{region}");
+        assert_eq!(phases.transfer_us.count, 40, "{region}");
+        let wait = phases.wait_us.p50;
+        assert!(
+            wait >= delay * 999 / 1000 && wait <= p50,
+            "{region}: wait p50 {wait} µs, latency p50 {p50} µs, delay {ms} ms"
+        );
+        assert_eq!(
+            phases.new_connections, 4,
+            "{region}: 12 connections over 3 regions"
+        );
+        assert_eq!(phases.connect_us.count, 4, "{region}");
     }
     assert_schema_valid(&report);
     // What the mock decoded is what the scenario described.

@@ -100,10 +100,13 @@ impl PreparedCall {
 
 /// How one call ended.
 enum Call {
-    /// The target's status: OK or not, with the response message's length.
+    /// The target's status: OK or not, with the response message's length
+    /// and, when response headers came, when the call was ready to go (its
+    /// connection open) and when they came: the wait and transfer phases.
     Status {
         code: tonic::Code,
         received: u64,
+        timed: Option<(Instant, Instant)>,
     },
     Failed(FailureClass),
     /// Cancelled or past the hard stop while in flight.
@@ -288,14 +291,25 @@ impl GrpcLoop {
 
     /// `sent`: the request message's size.
     fn record(&self, outcome: Call, origin: Instant, sent: u64) {
-        let latency = Instant::now() - origin;
+        let now = Instant::now();
+        let latency = now - origin;
         // The call is the plan's one request: it records at the plan's
         // offset (its endpoint's slot, so the cross-region matrix has it).
         let request = self.ctx.request_offset;
         let mut recorder = self.recorder.borrow_mut();
         match outcome {
-            Call::Status { code, received } => {
+            Call::Status {
+                code,
+                received,
+                timed,
+            } => {
                 recorder.record_bytes(sent, received);
+                if let Some((ready, first_byte)) = timed {
+                    recorder.phases.record_response(
+                        first_byte.saturating_duration_since(ready),
+                        now.saturating_duration_since(first_byte),
+                    );
+                }
                 let failure = (code != tonic::Code::Ok).then(|| status::failure_class(code));
                 recorder.record_grpc(latency, code as u8, failure, request);
             }
@@ -355,19 +369,50 @@ impl GrpcLoop {
             *request.metadata_mut() = prepared.metadata.clone();
             // The target learns the deadline (grpc-timeout) too.
             request.set_timeout(timeout);
-            match client.unary(request, prepared.path.clone(), RawCodec).await {
-                Ok(response) => Call::Status {
-                    code: tonic::Code::Ok,
-                    received: response.into_inner(),
-                },
+            let ready = Instant::now();
+            // A unary call read as a stream, so the response headers' arrival
+            // (time to first byte) is seen apart from the message's end.
+            let response = client
+                .server_streaming(request, prepared.path.clone(), RawCodec)
+                .await;
+            let mut stream = match response {
+                Ok(response) => response.into_inner(),
                 Err(s) if status::is_transport(&s) => {
                     *slot = None;
-                    Call::Failed(FailureClass::Other)
+                    return Call::Failed(FailureClass::Other);
                 }
-                Err(s) => Call::Status {
-                    code: s.code(),
-                    received: 0,
-                },
+                // Trailers only: the status came with the headers.
+                Err(s) => {
+                    return Call::Status {
+                        code: s.code(),
+                        received: 0,
+                        timed: Some((ready, Instant::now())),
+                    };
+                }
+            };
+            let first_byte = Instant::now();
+            let (mut received, mut messages) = (0, 0u32);
+            let code = loop {
+                match stream.message().await {
+                    Ok(Some(len)) => {
+                        received += len;
+                        messages += 1;
+                    }
+                    // As tonic's unary call: an OK without its message is
+                    // an INTERNAL error.
+                    Ok(None) if messages == 0 => break tonic::Code::Internal,
+                    Ok(None) => break tonic::Code::Ok,
+                    Err(s) if status::is_transport(&s) => {
+                        *slot = None;
+                        return Call::Failed(FailureClass::Other);
+                    }
+                    Err(s) => break s.code(),
+                }
+            };
+            Call::Status {
+                code,
+                received,
+                timed: Some((ready, first_byte)),
             }
         };
         let outcome = tokio::select! {
