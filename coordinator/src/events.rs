@@ -199,6 +199,8 @@ pub struct ScopeFigures {
     pub rps: f64,
     /// Latency of successful requests, µs, from the merged histogram.
     pub latency: LatencySummary,
+    /// Connections the agents opened to the target.
+    pub new_connections: u64,
 }
 
 impl ScopeFigures {
@@ -211,6 +213,7 @@ impl ScopeFigures {
             errors: error_counts(o),
             rps: o.completed() as f64 / seconds,
             latency: latency_summary(&t.latency),
+            new_connections: t.new_connections,
         }
     }
 }

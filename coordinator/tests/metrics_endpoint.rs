@@ -447,6 +447,11 @@ thresholds:
             s.requests as f64,
             "{region:?}"
         );
+        assert_eq!(
+            final_page.value("stampede_connections_opened_total", &labels),
+            s.phases.as_ref().map_or(0, |p| p.new_connections) as f64,
+            "{region:?}"
+        );
         let mut timeouts = labels.clone();
         timeouts.push(("class", "timeout"));
         assert_eq!(

@@ -61,7 +61,7 @@ fn slowed(report: &RunReport, factor: f64) -> RunReport {
 fn check_csv(report: &RunReport, lines: &[String]) {
     assert_eq!(
         lines[0],
-        "interval,start_s,end_s,scope,requests,successes,errors,rps,p50_us,p90_us,p99_us,p99_9_us,max_us"
+        "interval,start_s,end_s,scope,requests,successes,errors,rps,p50_us,p90_us,p99_us,p99_9_us,max_us,new_connections_per_s"
     );
     let rows: Vec<Vec<&str>> = lines[1..].iter().map(|l| l.split(',').collect()).collect();
     assert_eq!(
@@ -78,6 +78,11 @@ fn check_csv(report: &RunReport, lines: &[String]) {
         };
         assert_eq!(row[4], figures.requests.to_string(), "{row:?}");
         assert_eq!(row[10], figures.latency_us.p99.to_string(), "{row:?}");
+        assert_eq!(
+            row[13],
+            format!("{:.3}", figures.new_connections_per_second),
+            "{row:?}"
+        );
     }
 }
 

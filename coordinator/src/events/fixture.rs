@@ -48,6 +48,7 @@ pub fn start() -> Arc<RunStart> {
 /// One scope's interval: `requests` completed, `timeouts` of them failed.
 pub fn figures(requests: u64, timeouts: u64, p50_us: u64, p99_us: u64) -> ScopeFigures {
     ScopeFigures {
+        new_connections: 0,
         requests,
         successes: requests - timeouts,
         errors: ErrorCounts {

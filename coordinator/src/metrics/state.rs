@@ -79,11 +79,13 @@ impl Scope {
 struct Counts {
     requests: u64,
     errors: ErrorCounts,
+    new_connections: u64,
 }
 
 impl Counts {
     fn add(&mut self, f: &ScopeFigures) {
         self.requests += f.requests;
+        self.new_connections += f.new_connections;
         let (e, more) = (&mut self.errors, &f.errors);
         e.total += more.total;
         e.connect += more.connect;
@@ -98,6 +100,7 @@ impl Counts {
         Self {
             requests: s.requests,
             errors: s.errors,
+            new_connections: s.phases.as_ref().map_or(0, |p| p.new_connections),
         }
     }
 }
@@ -356,6 +359,14 @@ impl MetricsState {
             for (class, pick) in CLASSES {
                 e.sample(&scope.labels(&[("class", class)]), pick(&c.errors) as f64);
             }
+        }
+        e.family(
+            "stampede_connections_opened_total",
+            Kind::Counter,
+            "Connections the agents opened to the target in the current run, warm-up excluded (with keep-alive, about one per connection slot; with keep_alive: false, one per request).",
+        );
+        for (scope, c) in &self.counts {
+            e.sample(&scope.labels(&[]), c.new_connections as f64);
         }
     }
 

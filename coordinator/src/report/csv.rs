@@ -5,7 +5,7 @@
 use super::model::{IntervalFigures, RunReport};
 use std::fmt::Write;
 
-pub const HEADER: [&str; 13] = [
+pub const HEADER: [&str; 14] = [
     "interval",
     "start_s",
     "end_s",
@@ -19,6 +19,9 @@ pub const HEADER: [&str; 13] = [
     "p99_us",
     "p99_9_us",
     "max_us",
+    // Appended last, so scripts reading the columns before it by position
+    // keep working.
+    "new_connections_per_s",
 ];
 
 /// Renders the series. Within an interval the global row comes first, then
@@ -71,6 +74,7 @@ fn figure_cells(figures: Option<&IntervalFigures>) -> Vec<String> {
         let mut cells = vec!["0".to_owned(); 3];
         cells.push(format!("{:.3}", 0.0));
         cells.extend(std::iter::repeat_n(String::new(), 5));
+        cells.push(format!("{:.3}", 0.0));
         return cells;
     };
     let l = &f.latency_us;
@@ -91,6 +95,7 @@ fn figure_cells(figures: Option<&IntervalFigures>) -> Vec<String> {
         latency(l.p99),
         latency(l.p99_9),
         latency(l.max),
+        format!("{:.3}", f.new_connections_per_second),
     ]
 }
 
@@ -191,7 +196,10 @@ mod tests {
             r.intervals[0].global.latency_us.max.to_string()
         );
         // eu-west reported nothing in interval 1: zero counts, no latency.
-        assert_eq!(rows[6][4..], ["0", "0", "0", "0.000", "", "", "", "", ""]);
+        assert_eq!(
+            rows[6][4..],
+            ["0", "0", "0", "0.000", "", "", "", "", "", "0.000"]
+        );
     }
 
     #[test]

@@ -96,6 +96,8 @@ pub struct WireFigures {
     pub errors: ErrorCounts,
     pub rps: f64,
     pub latency_us: LatencySummary,
+    #[serde(default)]
+    pub new_connections: u64,
 }
 
 impl From<&ScopeFigures> for WireFigures {
@@ -106,6 +108,7 @@ impl From<&ScopeFigures> for WireFigures {
             errors: f.errors,
             rps: f.rps,
             latency_us: f.latency,
+            new_connections: f.new_connections,
         }
     }
 }
@@ -118,6 +121,7 @@ impl From<WireFigures> for ScopeFigures {
             errors: f.errors,
             rps: f.rps,
             latency: f.latency_us,
+            new_connections: f.new_connections,
         }
     }
 }
