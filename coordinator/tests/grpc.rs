@@ -23,24 +23,6 @@ async fn run_in(dir: &Path, yaml: &str, regions: &[&str]) -> RunReport {
     run_with_agents(scenario, regions).await
 }
 
-/// The report, as JSON, matches docs/report.schema.json.
-fn assert_schema_valid(report: &RunReport) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/report.schema.json");
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("schema")).expect("JSON");
-    let validator = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft202012)
-        .should_validate_formats(true)
-        .build(&schema)
-        .expect("schema compiles");
-    let instance = serde_json::to_value(report).expect("report serializes");
-    let errors: Vec<String> = validator
-        .iter_errors(&instance)
-        .map(|e| format!("at {}: {e}", e.instance_path().as_str()))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
-}
-
 fn fixed(ms: u64) -> DelaySpec {
     DelaySpec::Fixed(Duration::from_millis(ms))
 }
@@ -163,7 +145,7 @@ start_delay: 300ms
         );
         assert_eq!(phases.connect_us.count, 4, "{region}");
     }
-    assert_schema_valid(&report);
+    support::assert_schema_valid(&report);
     // What the mock decoded is what the scenario described.
     assert_eq!(last.model_name, "echo");
     assert_eq!(last.model_version, "1");

@@ -121,6 +121,9 @@ start_delay: 300ms
     let scenario = load_with_env(&path, BTreeMap::new()).expect("valid scenario");
     let report = support::run_with_agents(scenario, &["near", "far"]).await;
 
+    support::assert_schema_valid(&report);
+    assert!(!report.scenario.keep_alive);
+    assert_eq!(report.scenario.dns_refresh_s, Some(1.0));
     let global = report.global.phases.as_ref().expect("global phases");
     assert_phases_add_up("global", &report.global, global);
     for region in &report.regions {

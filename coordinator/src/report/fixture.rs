@@ -158,6 +158,8 @@ pub fn report(regions: &[(&str, Vec<Slice>)]) -> RunReport {
             warmup_s: 0.0,
             protocol: "http1".into(),
             streams_per_connection: 1,
+            keep_alive: true,
+            dns_refresh_s: Some(300.0),
             tls: None,
             data_file: None,
             data_order: None,

@@ -235,6 +235,13 @@ pub struct ScenarioEcho {
     /// Concurrent requests per connection (HTTP/2 streams).
     #[serde(default = "one")]
     pub streams_per_connection: u32,
+    /// False with `target.keep_alive: false`: a new connection per request.
+    #[serde(default = "yes")]
+    pub keep_alive: bool,
+    /// How often agents re-resolved the target's name, seconds; `null`:
+    /// once, at the start.
+    #[serde(default)]
+    pub dns_refresh_s: Option<f64>,
     /// TLS to the target, when its URL is https and the scenario has a
     /// `tls:` section.
     #[serde(default)]
@@ -250,6 +257,10 @@ fn http1() -> String {
 
 fn one() -> u32 {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The scenario's `target.tls` (no key material).

@@ -285,12 +285,15 @@ impl Scenario {
     }
 
     /// ` (HTTP/2, 10 streams per connection; TLS INSECURE)`, or nothing for
-    /// HTTP/1.1 with verified (or no) TLS.
+    /// HTTP/1.1 keep-alive with verified (or no) TLS.
     fn transport_note(&self) -> String {
         let t = &self.target.transport;
         let mut parts = Vec::new();
         if t.protocol == stampede_agent::plan::Protocol::Http2 {
             parts.push(format!("HTTP/2, {} streams per connection", t.streams));
+        }
+        if t.new_connection_per_request {
+            parts.push("a new connection per request".to_owned());
         }
         if t.tls.as_ref().is_some_and(|tls| tls.insecure) {
             parts.push("TLS INSECURE: certificates not verified".to_owned());

@@ -442,3 +442,21 @@ pub fn load_stopped_after(
     }
     last_change.saturating_duration_since(since)
 }
+
+/// The report, as JSON, matches docs/report.schema.json.
+pub fn assert_schema_valid(report: &stampede_coordinator::report::model::RunReport) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/report.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("schema")).expect("JSON");
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("schema compiles");
+    let instance = serde_json::to_value(report).expect("report serializes");
+    let errors: Vec<String> = validator
+        .iter_errors(&instance)
+        .map(|e| format!("at {}: {e}", e.instance_path().as_str()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
