@@ -23,6 +23,17 @@ pub struct Resolver {
     host: String,
     port: u16,
     allowlist: TargetAllowlist,
+    lookup: Lookup,
+}
+
+/// Where answers come from.
+#[derive(Debug)]
+enum Lookup {
+    /// The system's resolver (getaddrinfo, on tokio's blocking pool).
+    System,
+    /// Tests: these answers in turn, the last one for ever after.
+    #[cfg(test)]
+    Scripted(std::sync::Mutex<std::collections::VecDeque<Vec<SocketAddr>>>),
 }
 
 /// One answer: the addresses and how long the lookup took.
@@ -40,6 +51,16 @@ impl Resolver {
             host: host.to_owned(),
             port,
             allowlist,
+            lookup: Lookup::System,
+        }
+    }
+
+    /// A resolver whose name answers `answers` in turn (tests).
+    #[cfg(test)]
+    pub(crate) fn scripted(host: &str, answers: Vec<Vec<SocketAddr>>) -> Self {
+        Self {
+            lookup: Lookup::Scripted(std::sync::Mutex::new(answers.into())),
+            ..Self::new(host, 0, TargetAllowlist::Any)
         }
     }
 
@@ -50,10 +71,23 @@ impl Resolver {
     /// Resolves the name and checks every address against the allowlist.
     pub async fn resolve(&self) -> Result<Resolution, String> {
         let started = Instant::now();
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| format!("cannot resolve {}: {e}", self.host))?
-            .collect();
+        let addrs: Vec<SocketAddr> = match &self.lookup {
+            Lookup::System => tokio::net::lookup_host((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| format!("cannot resolve {}: {e}", self.host))?
+                .collect(),
+            #[cfg(test)]
+            Lookup::Scripted(answers) => {
+                let mut answers = answers
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if answers.len() > 1 {
+                    answers.pop_front().unwrap_or_default()
+                } else {
+                    answers.front().cloned().unwrap_or_default()
+                }
+            }
+        };
         let took = started.elapsed();
         if addrs.is_empty() {
             return Err(format!("{} resolves to no address", self.host));

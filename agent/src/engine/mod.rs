@@ -353,6 +353,114 @@ fn split_range(n: u32, parts: usize) -> Vec<std::ops::Range<u32>> {
 mod tests {
     use super::*;
 
+    use crate::plan::{RequestTemplate, Transport, WorkloadModel};
+    use crate::resolver::Resolver;
+    use stampede_target::{TargetConfig, TargetServer, TargetStats};
+
+    /// A built-in target on loopback; it stops with `stop`.
+    async fn target(stop: &CancellationToken) -> (SocketAddr, TargetStats) {
+        let server = TargetServer::bind(TargetConfig::default())
+            .await
+            .expect("bind");
+        let (addr, stats) = (server.local_addr(), server.stats());
+        tokio::spawn(server.run(stop.clone()));
+        (addr, stats)
+    }
+
+    /// The target's name re-resolves to another address mid-run: new
+    /// connections follow it, the intervals say which address each
+    /// connection went to, and every lookup is in the DNS phase.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn new_connections_follow_the_refreshed_addresses() {
+        let stop = CancellationToken::new();
+        let (a, a_stats) = target(&stop).await;
+        let (b, b_stats) = target(&stop).await;
+        let resolver = Resolver::scripted("target.test", vec![vec![a], vec![b]]);
+        let target_addrs = ResolvedTarget::resolve(resolver).await.expect("resolves");
+        assert_eq!(target_addrs.addrs, vec![a]);
+        let plan = LoadPlan {
+            requests: vec![RequestTemplate::new(
+                "GET",
+                url::Url::parse("http://target.test/").expect("url"),
+            )],
+            data: None,
+            llm: None,
+            grpc: None,
+            model: WorkloadModel::Closed {
+                connections: 1,
+                stages: None,
+            },
+            duration: Duration::from_millis(2_500),
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_secs(2),
+            graceful_stop: Duration::from_secs(1),
+            think_time: Some((Duration::from_millis(5), Duration::from_millis(5))),
+            leg: None,
+            transport: Transport {
+                // Every request opens a connection: each one picks the
+                // address anew.
+                new_connection_per_request: true,
+                dns_refresh: Some(Duration::from_secs(1)),
+                ..Transport::default()
+            },
+        };
+        let (out, mut records) = mpsc::channel(64);
+        let (_more, reinforcements) = mpsc::unbounded_channel();
+        let run = tokio::spawn(run_reinforced(
+            Reinforcement {
+                plan,
+                target: target_addrs,
+            },
+            Vec::new(),
+            EngineOptions { threads: 1 },
+            Instant::now() + Duration::from_millis(50),
+            CancellationToken::new(),
+            out,
+            reinforcements,
+        ));
+        let mut intervals = Vec::new();
+        while let Some(record) = records.recv().await {
+            intervals.push(record);
+        }
+        run.await.expect("joins").expect("runs");
+        stop.cancel();
+
+        let used = |r: &IntervalRecord, addr: SocketAddr| {
+            r.data
+                .phases
+                .addresses
+                .iter()
+                .find(|(x, _)| *x == addr)
+                .map_or(0, |(_, n)| *n)
+        };
+        let first = intervals.first().expect("an interval");
+        let last = intervals.last().expect("an interval");
+        assert!(
+            used(first, a) > 0 && used(first, b) == 0,
+            "{:?}",
+            first.data.phases.addresses
+        );
+        assert!(
+            used(last, b) > 0 && used(last, a) == 0,
+            "{:?}",
+            last.data.phases.addresses
+        );
+        let connections: u64 = intervals
+            .iter()
+            .map(|r| r.data.phases.new_connections)
+            .sum();
+        let requests: u64 = intervals.iter().map(|r| r.data.outcomes.completed()).sum();
+        assert_eq!(connections, requests, "a connection per request");
+        assert_eq!(a_stats.served() + b_stats.served(), requests);
+        assert_eq!(
+            a_stats.connections_accepted() + b_stats.connections_accepted(),
+            connections
+        );
+        // The first lookup, then one a second over a 2.5 s run.
+        let lookups: u64 = intervals.iter().map(|r| r.data.phases.dns.len()).sum();
+        assert!((2..=4).contains(&lookups), "{lookups} lookups");
+    }
+
     #[test]
     fn splits_connections_evenly() {
         assert_eq!(split_range(10, 3), vec![0..4, 4..7, 7..10]);
