@@ -250,7 +250,9 @@ impl H2Slot {
         let handle = match current {
             Some(handle) => handle,
             None => {
-                let handle = open(connector, addr).await?;
+                // Boxed: the handshake's state is large, and unboxed it
+                // would be part of (and moved with) every send's future.
+                let handle = Box::pin(open(connector, addr)).await?;
                 *group.current.borrow_mut() = Some(handle.clone());
                 handle
             }
