@@ -1,10 +1,11 @@
 //! The request loop of one connection: when to send (closed or open model),
 //! how to time it, where to record it.
 //!
-//! This is the hot path. Per request it reads the clock twice, writes one
-//! pre-serialized buffer, parses the response in place and records into the
-//! worker's recorder; the timers it races against are created once per
-//! connection and re-armed, not allocated per request.
+//! This is the hot path. Per request it reads the clock two or three times,
+//! writes one pre-serialized buffer, parses the response in place and
+//! records into the worker's recorder; it races one timer (the timeout or
+//! the hard stop, whichever comes first), created once per connection and
+//! re-armed, and the worker's cancellation flag.
 //!
 //! With HTTP/2 a connection carries several streams: each stream slot runs
 //! this same loop (pacing, timeouts, recording alike), sharing the

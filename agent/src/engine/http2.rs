@@ -270,9 +270,12 @@ impl H2Slot {
         request: &H2Request,
         observer: &mut O,
     ) -> Result<ResponseInfo, H2Failure> {
-        self.ready(connector, addr)
-            .await
-            .map_err(H2Failure::Connect)?;
+        // Checked here first so a live connection costs no `ready` future.
+        if !self.handle.as_ref().is_some_and(|h| h.alive.get()) {
+            self.ready(connector, addr)
+                .await
+                .map_err(H2Failure::Connect)?;
+        }
         let Some(handle) = self.handle.as_mut() else {
             return Err(H2Failure::Connect(ConnectFailure::Tcp));
         };
