@@ -1,16 +1,18 @@
 //! The request loop of one connection: when to send (closed or open model),
 //! how to time it, where to record it.
 //!
-//! This is the hot path. Per request it reads the clock twice, writes one
-//! pre-serialized buffer, parses the response in place and records into the
-//! worker's recorder; the timers it races against are created once per
-//! connection and re-armed, not allocated per request.
+//! This is the hot path. Per request it reads the clock two or three times,
+//! writes one pre-serialized buffer, parses the response in place and
+//! records into the worker's recorder; it races one timer (the timeout or
+//! the hard stop, whichever comes first), created once per connection and
+//! re-armed, and the worker's cancellation flag.
 //!
 //! With HTTP/2 a connection carries several streams: each stream slot runs
 //! this same loop (pacing, timeouts, recording alike), sharing the
 //! connection through an [`H2Group`]. A "slot" below is a connection
 //! (HTTP/1.1) or one stream slot of a connection (HTTP/2).
 
+use super::cancel::WorkerCancel;
 use super::http1::{Http1Connection, ResponseInfo};
 use super::http2::{H2Failure, H2Group, H2Requests, H2Slot};
 use super::pacer::Pacer;
@@ -30,7 +32,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::sync::CancellationToken;
 
 /// Longest pause between reconnect attempts after connect errors (closed
 /// model only: the open model is paced by its schedule).
@@ -123,16 +124,17 @@ pub(crate) struct ConnectionLoop {
     addr: SocketAddr,
     /// When the exchange in progress had a connection to send on (its
     /// start, or the end of the connect it needed): the wait phase's start.
-    ready: Instant,
+    ready_at: Instant,
     /// Set by an exchange that opened a connection: how, and when done.
     opened: Option<(ConnectTimings, Instant)>,
     link: Link,
     /// The start, think times, back-off and send times; cancellation.
     waits: Waits,
-    /// Re-armed for every request: the per-request timeout.
+    /// Re-armed for every request: the per-request timeout, or the hard
+    /// stop if that comes first (one timer polled per request, not two).
     timeout: Pin<Box<Sleep>>,
-    /// Fires at the hard stop, once.
-    hard_stop: Pin<Box<Sleep>>,
+    /// In-flight requests are interrupted here.
+    hard_stop: Instant,
     /// Closed model: draws think times.
     rng: SplitMix64,
     /// Picks each send's request of the mix and data row.
@@ -168,7 +170,7 @@ impl ConnectionLoop {
         ctx: Arc<RunContext>,
         recorder: Rc<RefCell<IntervalRecorder>>,
         place: SlotPlace,
-        cancel: CancellationToken,
+        cancel: Rc<WorkerCancel>,
         pacer: Option<Rc<Pacer>>,
     ) -> Self {
         let addr = ctx.addresses.pick(place.connection);
@@ -188,12 +190,12 @@ impl ConnectionLoop {
             index,
             connection: place.connection,
             addr,
-            ready: ctx_start,
+            ready_at: ctx_start,
             opened: None,
             link,
             waits: Waits::new(cancel, pacer, hard_stop),
             timeout: Box::pin(sleep_until(hard_stop)),
-            hard_stop: Box::pin(sleep_until(hard_stop)),
+            hard_stop,
             rng: SplitMix64(u64::from(index) ^ seed.rotate_left(16)),
             picker: Picker::new(seed, index, slots),
             buf: Vec::new(),
@@ -308,7 +310,7 @@ impl ConnectionLoop {
     }
 
     async fn run_open(&mut self, mut schedule: ArrivalSchedule) {
-        let hard_stop = timing::hard_stop(&self.ctx);
+        let hard_stop = self.hard_stop;
         while let Some(intended) = schedule.next_due() {
             let intended = Instant::from_std(intended);
             // Idle before its send time, the connection waits on a timer
@@ -316,17 +318,19 @@ impl ConnectionLoop {
             // not the target's, so it is not charged to the request. Busy
             // past its send time, the connection was held up by the target:
             // then the wait is charged (coordinated-omission correction).
-            let was_idle = Instant::now() < intended;
-            if !self.waits.paced(intended).await {
+            let now = Instant::now();
+            let was_idle = now < intended;
+            if !self.waits.paced_from(intended, now).await {
                 timing::record_overdue(&self.recorder, &schedule, intended);
                 return;
             }
-            if Instant::now() >= hard_stop {
+            // Overdue, nothing was waited for: `now` is still the time.
+            let sent = if was_idle { Instant::now() } else { now };
+            if sent >= hard_stop {
                 // Owed requests we can no longer send in time.
                 timing::record_overdue(&self.recorder, &schedule, intended);
                 return;
             }
-            let sent = Instant::now();
             self.recorder
                 .borrow_mut()
                 .record_schedule_lag(sent.saturating_duration_since(intended));
@@ -353,7 +357,7 @@ impl ConnectionLoop {
                 let mut recorder = self.recorder.borrow_mut();
                 recorder.record_bytes(what.bytes, info.bytes_received);
                 recorder.phases.record_response(
-                    info.first_byte.saturating_duration_since(self.ready),
+                    info.first_byte.saturating_duration_since(self.ready_at),
                     now.saturating_duration_since(info.first_byte),
                 );
                 let status = Some(info.status);
@@ -436,7 +440,8 @@ impl ConnectionLoop {
             return (Exchange::NoData, none);
         };
         let ready = requests.get(index);
-        self.timeout.as_mut().reset(sent + ready.timeout);
+        let timeout_at = sent + ready.timeout;
+        self.timeout.as_mut().reset(timeout_at.min(self.hard_stop));
         let expects_body = requests.expects_body(index);
         let bytes = requests.bytes(index, row, &mut self.buf, &mut self.scratch);
         let what = Sent {
@@ -469,14 +474,18 @@ impl ConnectionLoop {
                 Ok(info) => Exchange::Response(info),
                 Err(failed) => failed,
             },
-            _ = self.timeout.as_mut() => Exchange::Failed(FailureClass::Timeout),
-            _ = self.hard_stop.as_mut() => Exchange::Interrupted,
+            // At equal instants the timeout wins, as it always has.
+            _ = self.timeout.as_mut() => if timeout_at <= self.hard_stop {
+                Exchange::Failed(FailureClass::Timeout)
+            } else {
+                Exchange::Interrupted
+            },
         };
-        self.ready = sent;
+        self.ready_at = sent;
         if let Some((timings, done)) = self.opened.take() {
             // The connection counts even if the exchange then failed.
             self.recorder.borrow_mut().phases.record_connect(&timings);
-            self.ready = done;
+            self.ready_at = done;
         }
         if !matches!(outcome, Exchange::Response(_)) {
             // Whatever was in flight is abandoned with the connection.

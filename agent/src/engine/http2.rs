@@ -253,7 +253,9 @@ impl H2Slot {
         let (handle, opened) = match current {
             Some(handle) => (handle, None),
             None => {
-                let (handle, timings) = open(connector, addr).await?;
+                // Boxed: the handshake's state is large, and unboxed it
+                // would be part of (and moved with) every send's future.
+                let (handle, timings) = Box::pin(open(connector, addr)).await?;
                 *group.current.borrow_mut() = Some(handle.clone());
                 (handle, Some(timings))
             }
@@ -278,12 +280,15 @@ impl H2Slot {
         observer: &mut O,
         opened: &mut Option<(ConnectTimings, Instant)>,
     ) -> Result<ResponseInfo, H2Failure> {
-        if let Some(timings) = self
-            .ready(connector, addr)
-            .await
-            .map_err(H2Failure::Connect)?
-        {
-            *opened = Some((timings, Instant::now()));
+        // Checked here first so a live connection costs no `ready` future.
+        if !self.is_connected() {
+            if let Some(timings) = self
+                .ready(connector, addr)
+                .await
+                .map_err(H2Failure::Connect)?
+            {
+                *opened = Some((timings, Instant::now()));
+            }
         }
         let Some(handle) = self.handle.as_mut() else {
             return Err(H2Failure::Connect(ConnectFailure::Tcp));

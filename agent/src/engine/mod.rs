@@ -8,6 +8,7 @@
 //! ```
 
 mod aggregate;
+mod cancel;
 mod chunked;
 mod connection;
 mod grpc;

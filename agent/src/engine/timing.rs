@@ -5,6 +5,7 @@
 //!
 //! The HTTP loop (`connection.rs`) and the gRPC loop (`grpc/`) both use them.
 
+use super::cancel::{Cancelled, WorkerCancel};
 use super::connection::RunContext;
 use super::pacer::Pacer;
 use crate::plan::WorkloadModel;
@@ -15,7 +16,6 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// In-flight and owed requests still unfinished at this instant are
 /// interrupted (no new request is sent after the duration).
@@ -77,8 +77,9 @@ pub(crate) fn record_overdue(
 
 /// One connection's waits: created once, re-armed for each wait.
 pub(crate) struct Waits {
-    cancel: CancellationToken,
-    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The run's cancellation on this worker, and this loop's slot in it.
+    cancel: Rc<WorkerCancel>,
+    cancel_slot: usize,
     /// Re-armed for coarse waits (the start, connect back-off, think time).
     pace: Pin<Box<Sleep>>,
     /// Open model: the worker's fine timer and this connection's slot in it.
@@ -87,13 +88,9 @@ pub(crate) struct Waits {
 
 impl Waits {
     /// `parked`: where the coarse timer rests until first armed.
-    pub(crate) fn new(
-        cancel: CancellationToken,
-        pacer: Option<Rc<Pacer>>,
-        parked: Instant,
-    ) -> Self {
+    pub(crate) fn new(cancel: Rc<WorkerCancel>, pacer: Option<Rc<Pacer>>, parked: Instant) -> Self {
         Self {
-            cancelled: Box::pin(cancel.clone().cancelled_owned()),
+            cancel_slot: cancel.slot(),
             cancel,
             pace: Box::pin(sleep_until(parked)),
             pacer: pacer.map(|p| {
@@ -104,8 +101,8 @@ impl Waits {
     }
 
     /// Resolves when the run is cancelled (for racing a request against it).
-    pub(crate) fn cancelled(&mut self) -> Pin<&mut WaitForCancellationFutureOwned> {
-        self.cancelled.as_mut()
+    pub(crate) fn cancelled(&self) -> Cancelled<'_> {
+        self.cancel.wait(self.cancel_slot)
     }
 
     /// Waits until `at`; false if cancelled first.
@@ -119,7 +116,7 @@ impl Waits {
         self.pace.as_mut().reset(at);
         tokio::select! {
             biased;
-            _ = self.cancelled.as_mut() => false,
+            _ = self.cancel.wait(self.cancel_slot) => false,
             _ = self.pace.as_mut() => true,
         }
     }
@@ -127,19 +124,25 @@ impl Waits {
     /// Waits until a send time, with sub-millisecond precision when the
     /// worker has a pacer; false if cancelled first.
     pub(crate) async fn paced(&mut self, at: Instant) -> bool {
+        self.paced_from(at, Instant::now()).await
+    }
+
+    /// [`Self::paced`] for a caller that has just read the clock (`now`):
+    /// the hot path reads it once per send, not once per check.
+    pub(crate) async fn paced_from(&mut self, at: Instant, now: Instant) -> bool {
         if self.cancel.is_cancelled() {
             return false;
         }
-        if Instant::now() >= at {
+        if now >= at {
             return true;
         }
         let wait = match &self.pacer {
-            Some((pacer, slot)) => pacer.until(*slot, at),
+            Some((pacer, slot)) => pacer.until_after(*slot, at, now),
             None => return self.until(at).await,
         };
         tokio::select! {
             biased;
-            _ = self.cancelled.as_mut() => false,
+            _ = self.cancel.wait(self.cancel_slot) => false,
             _ = wait => true,
         }
     }

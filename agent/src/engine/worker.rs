@@ -6,6 +6,7 @@
 //! thread. At each interval boundary the worker swaps in a fresh recorder
 //! and sends the full one to the engine's aggregator.
 
+use super::cancel::WorkerCancel;
 use super::connection::{ConnectionLoop, RunContext, SlotPlace};
 use super::grpc::GrpcLoop;
 use super::http2::H2Group;
@@ -94,7 +95,7 @@ async fn worker_loop(
     let spawner = Spawner {
         recorder: recorder.clone(),
         pacer: pacer.clone(),
-        cancel: cancel.clone(),
+        cancel: WorkerCancel::watch(cancel),
     };
     spawner.spawn(&ctx, spec.connections.clone(), &mut connections);
 
@@ -147,7 +148,8 @@ async fn worker_loop(
 struct Spawner {
     recorder: Rc<RefCell<IntervalRecorder>>,
     pacer: Option<Rc<Pacer>>,
-    cancel: CancellationToken,
+    /// The run's cancellation, mirrored on this thread.
+    cancel: Rc<WorkerCancel>,
 }
 
 impl Spawner {

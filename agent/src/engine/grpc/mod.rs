@@ -16,6 +16,7 @@
 mod codec;
 mod status;
 
+use super::cancel::WorkerCancel;
 use super::connection::RunContext;
 use super::pacer::Pacer;
 use super::request_set::Picker;
@@ -34,7 +35,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::sync::CancellationToken;
 use tonic::client::Grpc;
 use tonic::codegen::http::Uri;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -144,7 +144,7 @@ impl GrpcLoop {
         call: Arc<PreparedCall>,
         recorder: Rc<RefCell<IntervalRecorder>>,
         index: u32,
-        cancel: CancellationToken,
+        cancel: Rc<WorkerCancel>,
         pacer: Option<Rc<Pacer>>,
     ) -> Self {
         let addr = ctx.addresses.pick(index);
