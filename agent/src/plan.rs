@@ -280,16 +280,12 @@ impl LoadPlan {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_partial_intervals() {
-        let plan = |d: u64, i: u64| LoadPlan {
-            requests: vec![RequestTemplate::new(
-                "GET",
-                url::Url::parse("http://127.0.0.1:1/").expect("valid url"),
-            )],
+impl LoadPlan {
+    /// Tests: `requests` from one closed-model connection for 1 s, 1 s
+    /// intervals, keep-alive HTTP/1.1; change what a test needs.
+    pub(crate) fn for_tests(requests: Vec<RequestTemplate>) -> Self {
+        LoadPlan {
+            requests,
             data: None,
             llm: None,
             grpc: None,
@@ -297,13 +293,30 @@ mod tests {
                 connections: 1,
                 stages: None,
             },
-            duration: Duration::from_millis(d),
-            interval: Duration::from_millis(i),
-            timeout: Duration::from_secs(1),
+            duration: Duration::from_secs(1),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(3),
             graceful_stop: Duration::from_secs(1),
             think_time: None,
             leg: None,
             transport: Transport::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_partial_intervals() {
+        let plan = |d: u64, i: u64| LoadPlan {
+            duration: Duration::from_millis(d),
+            interval: Duration::from_millis(i),
+            ..LoadPlan::for_tests(vec![RequestTemplate::new(
+                "GET",
+                url::Url::parse("http://127.0.0.1:1/").expect("valid url"),
+            )])
         };
         assert_eq!(plan(15_000, 1_000).interval_count(), 15);
         assert_eq!(plan(15_500, 1_000).interval_count(), 16);

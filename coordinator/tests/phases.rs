@@ -10,30 +10,14 @@ mod support;
 
 use stampede_coordinator::report::model::{PhaseSummary, ScopeSummary};
 use stampede_coordinator::scenario::load_with_env;
-use stampede_target::{DelaySpec, ServerTls, TargetConfig};
+use stampede_target::TargetConfig;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 use support::InProcessTarget;
 use support::certs::TestCa;
 
 const DELAY_MS: u64 = 20;
 const CONNECTIONS: u64 = 4;
-
-async fn tls_target(ca: &TestCa) -> InProcessTarget {
-    let server = ca.server("target");
-    let read = |p: &Path| std::fs::read(p).expect("read PEM");
-    InProcessTarget::start(TargetConfig {
-        tls: Some(ServerTls {
-            cert_pem: read(&server.cert),
-            key_pem: read(&server.key),
-            client_ca_pem: None,
-        }),
-        default_delay: DelaySpec::Fixed(Duration::from_millis(DELAY_MS)),
-        ..TargetConfig::default()
-    })
-    .await
-}
 
 /// Σ of a phase over its samples, µs.
 fn total(l: &stampede_coordinator::report::model::LatencySummary) -> f64 {
@@ -95,7 +79,7 @@ fn assert_phases_add_up(name: &str, s: &ScopeSummary, p: &PhaseSummary) {
 async fn phase_timings_add_up_on_a_tls_endpoint_with_a_connection_per_request() {
     let dir = tempfile::tempdir().expect("dir");
     let ca = TestCa::new(dir.path(), "target");
-    let target = tls_target(&ca).await;
+    let target = support::certs::tls_target(&ca, false, Duration::from_millis(DELAY_MS)).await;
     let yaml = format!(
         r#"
 target:

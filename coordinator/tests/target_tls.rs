@@ -10,26 +10,14 @@ mod support;
 
 use stampede_coordinator::report::model::RunReport;
 use stampede_coordinator::scenario::{ScenarioError, load_with_env};
-use stampede_target::{ServerTls, TargetConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
 use support::InProcessTarget;
 use support::certs::TestCa;
 
-/// The built-in target serving TLS with a certificate from `ca`
-/// (requiring client certificates from `ca` when `client_auth`).
+/// The built-in target serving TLS, answering at once.
 async fn tls_target(ca: &TestCa, client_auth: bool) -> InProcessTarget {
-    let server = ca.server("target");
-    let read = |p: &Path| std::fs::read(p).expect("read PEM");
-    InProcessTarget::start(TargetConfig {
-        tls: Some(ServerTls {
-            cert_pem: read(&server.cert),
-            key_pem: read(&server.key),
-            client_ca_pem: client_auth.then(|| read(&ca.cert)),
-        }),
-        ..TargetConfig::default()
-    })
-    .await
+    support::certs::tls_target(ca, client_auth, std::time::Duration::ZERO).await
 }
 
 /// A one-second closed-model scenario against `url`; `extra_target` lines

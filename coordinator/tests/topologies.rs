@@ -34,6 +34,51 @@ fn near(p50_us: u64, delay_ms: u64) -> bool {
     p50_us as f64 >= delay as f64 * 0.999 && p50_us <= delay + 5_000
 }
 
+/// Every cell's p50 is its endpoint's delay and it has `per_cell` requests;
+/// rows add up to the regions' figures, columns to what each endpoint
+/// served (`served`, in `endpoints`' order).
+fn assert_matrix(report: &RunReport, endpoints: &[(&str, u64)], per_cell: u64, served: &[u64]) {
+    assert_eq!(report.global.errors.total, 0, "{:?}", report.global.errors);
+    assert_eq!(
+        report.matrix.len(),
+        report.regions.len() * endpoints.len(),
+        "a cell per region and endpoint"
+    );
+    for cell in &report.matrix {
+        let delay = endpoints
+            .iter()
+            .find(|(n, _)| *n == cell.endpoint)
+            .map(|(_, d)| *d)
+            .expect("known endpoint");
+        let what = format!("{} → {}", cell.region, cell.endpoint);
+        assert!(
+            near(cell.summary.latency_us.p50, delay),
+            "{what}: p50 {} µs vs {delay} ms",
+            cell.summary.latency_us.p50
+        );
+        assert_eq!(cell.summary.requests, per_cell, "{what}");
+        assert_eq!(cell.summary.successes, per_cell, "{what}");
+    }
+    for region in &report.regions {
+        let row: u64 = report
+            .matrix
+            .iter()
+            .filter(|c| c.region == region.name)
+            .map(|c| c.summary.requests)
+            .sum();
+        assert_eq!(row, region.summary.requests, "{}", region.name);
+    }
+    for ((name, _), served) in endpoints.iter().zip(served) {
+        let column: u64 = report
+            .matrix
+            .iter()
+            .filter(|c| c.endpoint == *name)
+            .map(|c| c.summary.requests)
+            .sum();
+        assert_eq!(column, *served, "{name}: report vs endpoint");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_region_measures_every_endpoint_in_a_matrix() {
     const ENDPOINTS: [(&str, u64); 3] = [("us", 5), ("eu", 40), ("ap", 120)];
@@ -55,47 +100,9 @@ async fn every_region_measures_every_endpoint_in_a_matrix() {
     let dir = tempfile::tempdir().expect("dir");
     let report = run_in(dir.path(), &yaml, &["r1", "r2", "r3"]).await;
 
-    assert_eq!(report.global.errors.total, 0, "{:?}", report.global.errors);
-    assert_eq!(report.matrix.len(), 9, "3 regions × 3 endpoints");
-    for cell in &report.matrix {
-        let delay = ENDPOINTS
-            .iter()
-            .find(|(n, _)| *n == cell.endpoint)
-            .map(|(_, d)| *d)
-            .expect("known endpoint");
-        assert!(
-            near(cell.summary.latency_us.p50, delay),
-            "{} → {}: p50 {} µs vs {delay} ms",
-            cell.region,
-            cell.endpoint,
-            cell.summary.latency_us.p50
-        );
-        // 90 requests/s per region, split evenly: 30/s for 3 s.
-        assert_eq!(
-            cell.summary.requests, 90,
-            "{} → {}",
-            cell.region, cell.endpoint
-        );
-    }
-    // Rows add up to the regions, columns to each target's own count.
-    for region in &report.regions {
-        let row: u64 = report
-            .matrix
-            .iter()
-            .filter(|c| c.region == region.name)
-            .map(|c| c.summary.requests)
-            .sum();
-        assert_eq!(row, region.summary.requests, "{}", region.name);
-    }
-    for ((name, _), t) in ENDPOINTS.iter().zip(&targets) {
-        let column: u64 = report
-            .matrix
-            .iter()
-            .filter(|c| c.endpoint == *name)
-            .map(|c| c.summary.requests)
-            .sum();
-        assert_eq!(column, t.stats.served(), "{name}: report vs target");
-    }
+    // 90 requests/s per region, split evenly: 30/s for 3 s.
+    let served: Vec<u64> = targets.iter().map(|t| t.stats.served()).collect();
+    assert_matrix(&report, &ENDPOINTS, 90, &served);
     let table = stampede_coordinator::report::table::render(&report);
     assert!(table.contains("cross-region matrix"), "{table}");
     let page = stampede_coordinator::report::html::render(&report).expect("renders");
@@ -197,59 +204,17 @@ async fn grpc_every_region_measures_every_endpoint_in_a_matrix() {
         m.stop().await;
     }
 
-    assert_eq!(report.global.errors.total, 0, "{:?}", report.global.errors);
     assert_eq!(report.global.interrupted, 0);
-    assert_eq!(report.matrix.len(), 6, "3 regions × 2 endpoints");
-    for cell in &report.matrix {
-        let delay = ENDPOINTS
-            .iter()
-            .find(|(n, _)| *n == cell.endpoint)
-            .map(|(_, d)| *d)
-            .expect("known endpoint");
-        assert!(
-            near(cell.summary.latency_us.p50, delay),
-            "{} → {}: p50 {} µs vs {delay} ms",
-            cell.region,
-            cell.endpoint,
-            cell.summary.latency_us.p50
-        );
-        // 60 calls/s per region, split evenly: 30/s for 3 s.
-        assert_eq!(
-            cell.summary.requests, 90,
-            "{} → {}",
-            cell.region, cell.endpoint
-        );
-        assert_eq!(
-            cell.summary.successes, 90,
-            "{} → {}",
-            cell.region, cell.endpoint
-        );
-    }
-    // Rows add up to the regions (and their status codes), columns to each
-    // mock's own count.
+    // 60 calls/s per region, split evenly: 30/s for 3 s.
+    assert_matrix(&report, &ENDPOINTS, 90, &served);
+    // Every call of a region's row was OK.
     for region in &report.regions {
-        let row: u64 = report
-            .matrix
-            .iter()
-            .filter(|c| c.region == region.name)
-            .map(|c| c.summary.requests)
-            .sum();
-        assert_eq!(row, region.summary.requests, "{}", region.name);
         assert_eq!(
             region.summary.grpc_codes.get("OK"),
-            Some(&row),
+            Some(&region.summary.requests),
             "{}",
             region.name
         );
-    }
-    for ((name, _), served) in ENDPOINTS.iter().zip(&served) {
-        let column: u64 = report
-            .matrix
-            .iter()
-            .filter(|c| c.endpoint == *name)
-            .map(|c| c.summary.requests)
-            .sum();
-        assert_eq!(column, *served, "{name}: report vs mock");
     }
     assert_eq!(report.global.requests, served.iter().sum::<u64>());
     assert_eq!(

@@ -94,6 +94,7 @@ impl Future for Cancelled<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::test_util::on_worker_runtime;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
@@ -128,11 +129,7 @@ mod tests {
 
     #[test]
     fn the_watcher_mirrors_a_token_cancelled_on_another_thread() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        tokio::task::LocalSet::new().block_on(&rt, async {
+        on_worker_runtime(async {
             let token = CancellationToken::new();
             let cancel = WorkerCancel::watch(token.clone());
             assert!(!cancel.is_cancelled());
@@ -151,11 +148,7 @@ mod tests {
 
     #[test]
     fn a_token_cancelled_before_the_watch_is_seen_at_once() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        tokio::task::LocalSet::new().block_on(&rt, async {
+        on_worker_runtime(async {
             let token = CancellationToken::new();
             token.cancel();
             let cancel = WorkerCancel::watch(token);

@@ -17,6 +17,8 @@ mod http2;
 mod pacer;
 mod request_set;
 mod target_tls;
+#[cfg(test)]
+mod test_util;
 mod timing;
 mod transport;
 mod worker;
@@ -354,7 +356,7 @@ fn split_range(n: u32, parts: usize) -> Vec<std::ops::Range<u32>> {
 mod tests {
     use super::*;
 
-    use crate::plan::{RequestTemplate, Transport, WorkloadModel};
+    use crate::plan::{RequestTemplate, Transport};
     use crate::resolver::Resolver;
     use stampede_target::{TargetConfig, TargetServer, TargetStats};
 
@@ -380,23 +382,9 @@ mod tests {
         let target_addrs = ResolvedTarget::resolve(resolver).await.expect("resolves");
         assert_eq!(target_addrs.addrs, vec![a]);
         let plan = LoadPlan {
-            requests: vec![RequestTemplate::new(
-                "GET",
-                url::Url::parse("http://target.test/").expect("url"),
-            )],
-            data: None,
-            llm: None,
-            grpc: None,
-            model: WorkloadModel::Closed {
-                connections: 1,
-                stages: None,
-            },
             duration: Duration::from_millis(2_500),
             interval: Duration::from_millis(500),
-            timeout: Duration::from_secs(2),
-            graceful_stop: Duration::from_secs(1),
             think_time: Some((Duration::from_millis(5), Duration::from_millis(5))),
-            leg: None,
             transport: Transport {
                 // Every request opens a connection: each one picks the
                 // address anew.
@@ -404,6 +392,10 @@ mod tests {
                 dns_refresh: Some(Duration::from_secs(1)),
                 ..Transport::default()
             },
+            ..LoadPlan::for_tests(vec![RequestTemplate::new(
+                "GET",
+                url::Url::parse("http://target.test/").expect("url"),
+            )])
         };
         let (out, mut records) = mpsc::channel(64);
         let (_more, reinforcements) = mpsc::unbounded_channel();

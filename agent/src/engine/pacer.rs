@@ -316,14 +316,11 @@ impl Drop for PaceUntil {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::test_util::on_worker_runtime;
 
     #[test]
     fn wakes_each_waiter_at_its_time_in_order() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        tokio::task::LocalSet::new().block_on(&rt, async {
+        on_worker_runtime(async {
             let pacer = Pacer::new().expect("timerfd");
             tokio::task::spawn_local(pacer.clone().drive());
             let start = Instant::now();
@@ -348,11 +345,7 @@ mod tests {
 
     #[test]
     fn a_dropped_wait_does_not_block_later_ones() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        tokio::task::LocalSet::new().block_on(&rt, async {
+        on_worker_runtime(async {
             let pacer = Pacer::new().expect("timerfd");
             tokio::task::spawn_local(pacer.clone().drive());
             let slot = pacer.slot();
@@ -367,11 +360,7 @@ mod tests {
 
     #[test]
     fn dense_send_times_are_released_in_order_and_never_early() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        tokio::task::LocalSet::new().block_on(&rt, async {
+        on_worker_runtime(async {
             let pacer = Pacer::new().expect("timerfd");
             tokio::task::spawn_local(pacer.clone().drive());
             let start = Instant::now();

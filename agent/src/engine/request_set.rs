@@ -337,25 +337,12 @@ impl Picker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{RequestTemplate, WorkloadModel};
+    use crate::plan::RequestTemplate;
 
     fn plan(requests: Vec<RequestTemplate>, data: Option<DataSet>) -> LoadPlan {
         LoadPlan {
-            requests,
             data,
-            llm: None,
-            grpc: None,
-            model: WorkloadModel::Closed {
-                connections: 1,
-                stages: None,
-            },
-            duration: Duration::from_secs(1),
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(3),
-            graceful_stop: Duration::from_secs(1),
-            think_time: None,
-            leg: None,
-            transport: Default::default(),
+            ..LoadPlan::for_tests(requests)
         }
     }
 

@@ -87,3 +87,25 @@ impl TestCa {
         files
     }
 }
+
+/// The built-in target (in process) serving TLS with a certificate from
+/// `ca`, requiring client certificates from `ca` when `client_auth`; with
+/// `delay` before each answer.
+pub async fn tls_target(
+    ca: &TestCa,
+    client_auth: bool,
+    delay: std::time::Duration,
+) -> super::InProcessTarget {
+    let server = ca.server("target");
+    let read = |p: &Path| std::fs::read(p).expect("read PEM");
+    super::InProcessTarget::start(stampede_target::TargetConfig {
+        tls: Some(stampede_target::ServerTls {
+            cert_pem: read(&server.cert),
+            key_pem: read(&server.key),
+            client_ca_pem: client_auth.then(|| read(&ca.cert)),
+        }),
+        default_delay: stampede_target::DelaySpec::Fixed(delay),
+        ..stampede_target::TargetConfig::default()
+    })
+    .await
+}
