@@ -425,10 +425,13 @@ pub struct AgentProgress {
 
 /// The merged state of one run.
 ///
-/// Per report the run actor adds the agent's interval into three places:
-/// the agent's cumulative totals (sparse), its region's cumulative totals
-/// and its region's open interval. Global figures are sums of the regions',
-/// added once per interval (and once at the end), not once per report.
+/// Per report the run actor adds the agent's interval into its region's
+/// open interval (dense counts), the only work an interval's closing waits
+/// for. The cumulative figures — the agent's own totals (sparse), its
+/// region's requests, model-serving figures and phases — are added later,
+/// once the interval has closed ([`RunMerge::settle`]). Region and global
+/// cumulative totals are sums of closed intervals, added once per interval
+/// (and once at the end), not once per report.
 pub struct RunMerge {
     /// Cumulative totals per region, warm-up excluded.
     pub regions: BTreeMap<String, Totals>,
@@ -448,6 +451,12 @@ pub struct RunMerge {
     pub phases: BTreeMap<String, PhaseInterval>,
     /// Requests in the scenario's mix (reports naming others are refused).
     request_count: u32,
+    /// Measured reports whose cumulative figures (per agent; per region:
+    /// requests, model-serving, phases) are not added in yet. Closing an
+    /// interval needs none of them, so they wait until it is closed
+    /// ([`RunMerge::settle`]) instead of lengthening the burst of reports
+    /// an interval waits for. At most [`RunMerge::pending_limit`] wait.
+    pending: Vec<AgentInterval>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -510,7 +519,55 @@ impl RunMerge {
             llm: BTreeMap::new(),
             phases: BTreeMap::new(),
             request_count: requests,
+            pending: Vec::new(),
         }
+    }
+
+    /// Adds the cumulative figures of every report waiting for it (see
+    /// `pending`). The run actor calls this once intervals have closed;
+    /// [`RunMerge::close_all`] calls it too, so totals read after it are
+    /// complete.
+    pub fn settle(&mut self) {
+        for report in self.pending.drain(..) {
+            let Some(agent) = self.agents.get_mut(&report.agent_id) else {
+                continue;
+            };
+            agent.totals.add_interval(&report);
+            for r in &report.requests {
+                self.requests
+                    .entry((agent.region.clone(), r.index))
+                    .or_default()
+                    .add(r);
+            }
+            if let Some(llm) = &report.llm {
+                match self.llm.get_mut(&agent.region) {
+                    Some(totals) => totals.add(llm),
+                    None => {
+                        self.llm.insert(agent.region.clone(), llm.clone());
+                    }
+                }
+            }
+            if let Some(phases) = &report.phases {
+                match self.phases.get_mut(&agent.region) {
+                    Some(totals) => totals.add(phases),
+                    None => {
+                        self.phases.insert(agent.region.clone(), phases.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reports waiting for [`RunMerge::settle`].
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Most reports left waiting: two intervals' worth. Past it (an
+    /// interval held open by a silent agent) [`RunMerge::add`] settles at
+    /// once, so memory stays bounded whatever happens.
+    fn pending_limit(&self) -> usize {
+        2 * self.agents.len().max(1)
     }
 
     /// True for an interval of the warm-up.
@@ -566,24 +623,6 @@ impl RunMerge {
         }
         agent.done = report.last;
         let measured = report.index >= self.warmup;
-        if measured {
-            agent.totals.add_interval(&report);
-            for r in &report.requests {
-                self.requests
-                    .entry((agent.region.clone(), r.index))
-                    .or_default()
-                    .add(r);
-            }
-            if let Some(llm) = &report.llm {
-                self.llm.entry(agent.region.clone()).or_default().add(llm);
-            }
-            if let Some(phases) = &report.phases {
-                self.phases
-                    .entry(agent.region.clone())
-                    .or_default()
-                    .add(phases);
-            }
-        }
         if report.last {
             self.active -= 1;
         }
@@ -628,6 +667,12 @@ impl RunMerge {
                 .entry(region)
                 .or_default()
                 .add_interval(&report);
+        }
+        if measured {
+            self.pending.push(report);
+            if self.pending.len() > self.pending_limit() {
+                self.settle();
+            }
         }
         self.close_ready();
         Ok(())
@@ -683,6 +728,7 @@ impl RunMerge {
         while let Some((index, open)) = self.open.pop_first() {
             self.close(index, open);
         }
+        self.settle();
     }
 
     /// Closed intervals so far, in order.
