@@ -111,8 +111,9 @@ pub struct AgentInterval {
     pub last: bool,
     /// With a mix of several requests: each one's figures.
     pub requests: Vec<RequestInterval>,
-    /// Model-serving runs: TTFT, ITL, TPOT and tokens.
-    pub llm: Option<LlmInterval>,
+    /// Model-serving runs: TTFT, ITL, TPOT and tokens (boxed: most runs
+    /// have none, and every report moves through the actor's channel).
+    pub llm: Option<Box<LlmInterval>>,
     /// Request phase timings and connections opened (absent from agents
     /// that predate them).
     pub phases: Option<PhaseInterval>,
@@ -153,6 +154,51 @@ impl PhaseInterval {
         self.new_connections += o.new_connections;
         for (address, n) in &o.addresses {
             *self.addresses.entry(address.clone()).or_default() += n;
+        }
+    }
+}
+
+/// A region's request phase timings added up over the run: dense counts,
+/// so each report adds in one array add per bucket, however long the run
+/// (a sparse cumulative total would be walked whole by every report).
+#[derive(Debug, Clone, Default)]
+struct PhaseTotals {
+    dns: DenseCounts,
+    connect: DenseCounts,
+    tls: DenseCounts,
+    wait: DenseCounts,
+    transfer: DenseCounts,
+    new_connections: u64,
+    addresses: BTreeMap<String, u64>,
+}
+
+impl PhaseTotals {
+    fn add(&mut self, o: &PhaseInterval) {
+        self.dns.add_sparse(&o.dns);
+        self.connect.add_sparse(&o.connect);
+        self.tls.add_sparse(&o.tls);
+        self.wait.add_sparse(&o.wait);
+        self.transfer.add_sparse(&o.transfer);
+        self.new_connections += o.new_connections;
+        for (address, n) in &o.addresses {
+            match self.addresses.get_mut(address) {
+                Some(total) => *total += n,
+                None => {
+                    self.addresses.insert(address.clone(), *n);
+                }
+            }
+        }
+    }
+
+    fn to_interval(&self) -> PhaseInterval {
+        PhaseInterval {
+            dns: self.dns.to_sparse(),
+            connect: self.connect.to_sparse(),
+            tls: self.tls.to_sparse(),
+            wait: self.wait.to_sparse(),
+            transfer: self.transfer.to_sparse(),
+            new_connections: self.new_connections,
+            addresses: self.addresses.clone(),
         }
     }
 }
@@ -447,8 +493,9 @@ pub struct RunMerge {
     pub requests: BTreeMap<(String, u32), RequestTotals>,
     /// Per region: cumulative model-serving figures (warm-up excluded).
     pub llm: BTreeMap<String, LlmInterval>,
-    /// Per region: cumulative request phase timings (warm-up excluded).
-    pub phases: BTreeMap<String, PhaseInterval>,
+    /// Per region: cumulative request phase timings (warm-up excluded);
+    /// read through [`RunMerge::phases`].
+    phases: BTreeMap<String, PhaseTotals>,
     /// Requests in the scenario's mix (reports naming others are refused).
     request_count: u32,
     /// Measured reports whose cumulative figures (per agent; per region:
@@ -543,7 +590,8 @@ impl RunMerge {
                 match self.llm.get_mut(&agent.region) {
                     Some(totals) => totals.add(llm),
                     None => {
-                        self.llm.insert(agent.region.clone(), llm.clone());
+                        self.llm
+                            .insert(agent.region.clone(), LlmInterval::clone(llm));
                     }
                 }
             }
@@ -551,11 +599,22 @@ impl RunMerge {
                 match self.phases.get_mut(&agent.region) {
                     Some(totals) => totals.add(phases),
                     None => {
-                        self.phases.insert(agent.region.clone(), phases.clone());
+                        let mut totals = PhaseTotals::default();
+                        totals.add(phases);
+                        self.phases.insert(agent.region.clone(), totals);
                     }
                 }
             }
         }
+    }
+
+    /// Per region: cumulative request phase timings (warm-up excluded),
+    /// for the report; regions whose agents sent none are absent.
+    pub fn phases(&self) -> BTreeMap<String, PhaseInterval> {
+        self.phases
+            .iter()
+            .map(|(region, totals)| (region.clone(), totals.to_interval()))
+            .collect()
     }
 
     /// Reports waiting for [`RunMerge::settle`].

@@ -294,6 +294,22 @@ impl DenseCounts {
         self.total += sparse.total;
     }
 
+    /// The non-zero counts, in sparse form: one pass over the buckets.
+    pub fn to_sparse(&self) -> SparseHistogram {
+        let mut sparse = SparseHistogram::default();
+        if self.total == 0 {
+            return sparse;
+        }
+        for (index, &count) in self.counts.iter().enumerate() {
+            if count != 0 {
+                sparse.indices.push(index as u32);
+                sparse.counts.push(count);
+            }
+        }
+        sparse.total = self.total;
+        sparse
+    }
+
     /// The counts as a histogram of the agreed shape.
     pub fn to_histogram(&self) -> Histogram<u64> {
         let mut h = new_latency_histogram();
@@ -825,5 +841,12 @@ mod tests {
         twice.add(&h).expect("same shape");
         assert_eq!(dense.to_histogram(), twice);
         assert_eq!(dense.len(), 2 * h.len());
+        let mut doubled = sparse.clone();
+        doubled.merge(&sparse);
+        assert_eq!(dense.to_sparse(), doubled);
+        assert_eq!(
+            DenseCounts::default().to_sparse(),
+            SparseHistogram::default()
+        );
     }
 }

@@ -113,14 +113,15 @@ proptest! {
 
         assert_same_distribution(&merge.global().latency, &reference);
         assert_same_distribution(&merge.global().schedule_lag, &reference);
+        let phases = merge.phases();
         for (name, h) in &region_reference {
             assert_same_distribution(&merge.regions[*name].latency, h);
             // Phase histograms merge just as exactly, per region.
-            assert_same_distribution(&merge.phases[*name].wait.to_histogram(), h);
+            assert_same_distribution(&phases[*name].wait.to_histogram(), h);
         }
         // One connection per agent interval: 9 agents × 8 intervals.
         prop_assert_eq!(merge.global().new_connections, 72);
-        let per_address: u64 = merge.phases.values().map(|p| p.addresses["127.0.0.1:80"]).sum();
+        let per_address: u64 = phases.values().map(|p| p.addresses["127.0.0.1:80"]).sum();
         prop_assert_eq!(per_address, 72);
         prop_assert_eq!(merge.global().outcomes.success, samples.len() as u64);
         prop_assert_eq!(merge.global().status_codes.get(&200).copied(), Some(samples.len() as u64));
@@ -267,8 +268,8 @@ fn cumulative_figures_wait_for_settle_and_the_wait_is_bounded() {
     merge.settle();
     assert_eq!(merge.pending(), 0);
     assert_eq!(merge.agents[&a].totals.latency.len(), 3);
-    assert_eq!(merge.phases["x"].wait.len(), 6);
-    assert_eq!(merge.phases["x"].new_connections, 2);
+    assert_eq!(merge.phases()["x"].wait.len(), 6);
+    assert_eq!(merge.phases()["x"].new_connections, 2);
 
     // b falls silent: intervals stay open, a's reports pile up, but never
     // past two intervals' worth of the fleet (4 reports here).
