@@ -395,7 +395,7 @@ fn main() {
         o.seconds
     );
     println!(
-        "  interval report on the wire        {report_bytes} bytes (3 {} V2 histograms + counts)",
+        "  interval report on the wire        {report_bytes} bytes (5 {} V2 histograms + counts)",
         format!("{:?}", o.encoding).to_lowercase()
     );
     println!(

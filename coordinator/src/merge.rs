@@ -111,8 +111,9 @@ pub struct AgentInterval {
     pub last: bool,
     /// With a mix of several requests: each one's figures.
     pub requests: Vec<RequestInterval>,
-    /// Model-serving runs: TTFT, ITL, TPOT and tokens.
-    pub llm: Option<LlmInterval>,
+    /// Model-serving runs: TTFT, ITL, TPOT and tokens (boxed: most runs
+    /// have none, and every report moves through the actor's channel).
+    pub llm: Option<Box<LlmInterval>>,
     /// Request phase timings and connections opened (absent from agents
     /// that predate them).
     pub phases: Option<PhaseInterval>,
@@ -153,6 +154,51 @@ impl PhaseInterval {
         self.new_connections += o.new_connections;
         for (address, n) in &o.addresses {
             *self.addresses.entry(address.clone()).or_default() += n;
+        }
+    }
+}
+
+/// A region's request phase timings added up over the run: dense counts,
+/// so each report adds in one array add per bucket, however long the run
+/// (a sparse cumulative total would be walked whole by every report).
+#[derive(Debug, Clone, Default)]
+struct PhaseTotals {
+    dns: DenseCounts,
+    connect: DenseCounts,
+    tls: DenseCounts,
+    wait: DenseCounts,
+    transfer: DenseCounts,
+    new_connections: u64,
+    addresses: BTreeMap<String, u64>,
+}
+
+impl PhaseTotals {
+    fn add(&mut self, o: &PhaseInterval) {
+        self.dns.add_sparse(&o.dns);
+        self.connect.add_sparse(&o.connect);
+        self.tls.add_sparse(&o.tls);
+        self.wait.add_sparse(&o.wait);
+        self.transfer.add_sparse(&o.transfer);
+        self.new_connections += o.new_connections;
+        for (address, n) in &o.addresses {
+            match self.addresses.get_mut(address) {
+                Some(total) => *total += n,
+                None => {
+                    self.addresses.insert(address.clone(), *n);
+                }
+            }
+        }
+    }
+
+    fn to_interval(&self) -> PhaseInterval {
+        PhaseInterval {
+            dns: self.dns.to_sparse(),
+            connect: self.connect.to_sparse(),
+            tls: self.tls.to_sparse(),
+            wait: self.wait.to_sparse(),
+            transfer: self.transfer.to_sparse(),
+            new_connections: self.new_connections,
+            addresses: self.addresses.clone(),
         }
     }
 }
@@ -425,10 +471,13 @@ pub struct AgentProgress {
 
 /// The merged state of one run.
 ///
-/// Per report the run actor adds the agent's interval into three places:
-/// the agent's cumulative totals (sparse), its region's cumulative totals
-/// and its region's open interval. Global figures are sums of the regions',
-/// added once per interval (and once at the end), not once per report.
+/// Per report the run actor adds the agent's interval into its region's
+/// open interval (dense counts), the only work an interval's closing waits
+/// for. The cumulative figures — the agent's own totals (sparse), its
+/// region's requests, model-serving figures and phases — are added later,
+/// once the interval has closed ([`RunMerge::settle`]). Region and global
+/// cumulative totals are sums of closed intervals, added once per interval
+/// (and once at the end), not once per report.
 pub struct RunMerge {
     /// Cumulative totals per region, warm-up excluded.
     pub regions: BTreeMap<String, Totals>,
@@ -444,10 +493,17 @@ pub struct RunMerge {
     pub requests: BTreeMap<(String, u32), RequestTotals>,
     /// Per region: cumulative model-serving figures (warm-up excluded).
     pub llm: BTreeMap<String, LlmInterval>,
-    /// Per region: cumulative request phase timings (warm-up excluded).
-    pub phases: BTreeMap<String, PhaseInterval>,
+    /// Per region: cumulative request phase timings (warm-up excluded);
+    /// read through [`RunMerge::phases`].
+    phases: BTreeMap<String, PhaseTotals>,
     /// Requests in the scenario's mix (reports naming others are refused).
     request_count: u32,
+    /// Measured reports whose cumulative figures (per agent; per region:
+    /// requests, model-serving, phases) are not added in yet. Closing an
+    /// interval needs none of them, so they wait until it is closed
+    /// ([`RunMerge::settle`]) instead of lengthening the burst of reports
+    /// an interval waits for. At most [`RunMerge::pending_limit`] wait.
+    pending: Vec<AgentInterval>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -510,7 +566,67 @@ impl RunMerge {
             llm: BTreeMap::new(),
             phases: BTreeMap::new(),
             request_count: requests,
+            pending: Vec::new(),
         }
+    }
+
+    /// Adds the cumulative figures of every report waiting for it (see
+    /// `pending`). The run actor calls this once intervals have closed;
+    /// [`RunMerge::close_all`] calls it too, so totals read after it are
+    /// complete.
+    pub fn settle(&mut self) {
+        for report in self.pending.drain(..) {
+            let Some(agent) = self.agents.get_mut(&report.agent_id) else {
+                continue;
+            };
+            agent.totals.add_interval(&report);
+            for r in &report.requests {
+                self.requests
+                    .entry((agent.region.clone(), r.index))
+                    .or_default()
+                    .add(r);
+            }
+            if let Some(llm) = &report.llm {
+                match self.llm.get_mut(&agent.region) {
+                    Some(totals) => totals.add(llm),
+                    None => {
+                        self.llm
+                            .insert(agent.region.clone(), LlmInterval::clone(llm));
+                    }
+                }
+            }
+            if let Some(phases) = &report.phases {
+                match self.phases.get_mut(&agent.region) {
+                    Some(totals) => totals.add(phases),
+                    None => {
+                        let mut totals = PhaseTotals::default();
+                        totals.add(phases);
+                        self.phases.insert(agent.region.clone(), totals);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Per region: cumulative request phase timings (warm-up excluded),
+    /// for the report; regions whose agents sent none are absent.
+    pub fn phases(&self) -> BTreeMap<String, PhaseInterval> {
+        self.phases
+            .iter()
+            .map(|(region, totals)| (region.clone(), totals.to_interval()))
+            .collect()
+    }
+
+    /// Reports waiting for [`RunMerge::settle`].
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Most reports left waiting: two intervals' worth. Past it (an
+    /// interval held open by a silent agent) [`RunMerge::add`] settles at
+    /// once, so memory stays bounded whatever happens.
+    fn pending_limit(&self) -> usize {
+        2 * self.agents.len().max(1)
     }
 
     /// True for an interval of the warm-up.
@@ -566,24 +682,6 @@ impl RunMerge {
         }
         agent.done = report.last;
         let measured = report.index >= self.warmup;
-        if measured {
-            agent.totals.add_interval(&report);
-            for r in &report.requests {
-                self.requests
-                    .entry((agent.region.clone(), r.index))
-                    .or_default()
-                    .add(r);
-            }
-            if let Some(llm) = &report.llm {
-                self.llm.entry(agent.region.clone()).or_default().add(llm);
-            }
-            if let Some(phases) = &report.phases {
-                self.phases
-                    .entry(agent.region.clone())
-                    .or_default()
-                    .add(phases);
-            }
-        }
         if report.last {
             self.active -= 1;
         }
@@ -628,6 +726,12 @@ impl RunMerge {
                 .entry(region)
                 .or_default()
                 .add_interval(&report);
+        }
+        if measured {
+            self.pending.push(report);
+            if self.pending.len() > self.pending_limit() {
+                self.settle();
+            }
         }
         self.close_ready();
         Ok(())
@@ -683,6 +787,7 @@ impl RunMerge {
         while let Some((index, open)) = self.open.pop_first() {
             self.close(index, open);
         }
+        self.settle();
     }
 
     /// Closed intervals so far, in order.

@@ -499,7 +499,7 @@ async fn run_once(
                     }
                 }
                 shown_intervals =
-                    announce_closed(&merge, shown_intervals, &run_id, start_unix_nanos, events);
+                    announce_closed(&mut merge, shown_intervals, &run_id, start_unix_nanos, events);
                 continue;
             }
             command = commands.recv() => command,
@@ -639,13 +639,24 @@ async fn run_once(
             }
             None => break,
         }
-        shown_intervals =
-            announce_closed(&merge, shown_intervals, &run_id, start_unix_nanos, events);
+        shown_intervals = announce_closed(
+            &mut merge,
+            shown_intervals,
+            &run_id,
+            start_unix_nanos,
+            events,
+        );
     }
 
     // 5. Release the agents (for good, if the series is over) and write up.
     merge.close_all();
-    announce_closed(&merge, shown_intervals, &run_id, start_unix_nanos, events);
+    announce_closed(
+        &mut merge,
+        shown_intervals,
+        &run_id,
+        start_unix_nanos,
+        events,
+    );
     let meta: BTreeMap<Uuid, AgentMeta> = members
         .iter()
         .map(|m| {
@@ -685,10 +696,12 @@ async fn run_once(
 }
 
 /// Logs (and sends as events) the intervals closed since the first
-/// `shown`; returns how many are shown now. Each closed interval's
-/// histograms are decoded once, here.
+/// `shown`, then adds the cumulative figures their reports left waiting
+/// ([`RunMerge::settle`]: after the close, not on the way to it); returns
+/// how many are shown now. Each closed interval's histograms are decoded
+/// once, here.
 fn announce_closed(
-    merge: &RunMerge,
+    merge: &mut RunMerge,
     shown: usize,
     run_id: &str,
     start_unix_nanos: i64,
@@ -716,7 +729,11 @@ fn announce_closed(
         );
         events.send(|| RunEvent::IntervalClosed(Arc::new(snapshot)));
     }
-    merge.intervals().len()
+    let closed = merge.intervals().len();
+    if closed > shown {
+        merge.settle();
+    }
+    closed
 }
 
 /// Rounds of the clock exchange before each run.

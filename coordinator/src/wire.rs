@@ -82,7 +82,7 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
         .collect::<Result<Vec<_>, ReportError>>()?;
     let llm = match &report.llm {
         None => None,
-        Some(l) => Some(LlmInterval {
+        Some(l) => Some(Box::new(LlmInterval {
             ttft: decode("ttft", &l.ttft_histogram)?,
             itl: decode("itl", &l.itl_histogram)?,
             itl_per_token: decode("itl per token", &l.itl_per_token_histogram)?,
@@ -99,7 +99,7 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
                 malformed: l.malformed,
                 truncated: l.truncated,
             },
-        }),
+        })),
     };
     let phases = match &report.phases {
         None => None,

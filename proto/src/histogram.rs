@@ -119,13 +119,17 @@ pub fn decode(bytes: &[u8]) -> Result<Histogram<u64>, HistogramCodecError> {
     Ok(agreed)
 }
 
-/// A decoded histogram kept as its non-zero buckets, `(lowest value of the
-/// bucket, count)` in ascending order. Adding it into a full histogram costs
-/// O(non-zero buckets) instead of a walk over all ~23 500 of them, which is
-/// what lets one coordinator merge a thousand agents' reports a second.
+/// A decoded histogram kept as its non-zero buckets: each one's index in
+/// the agreed shape ([`agreed_index`]) and its count, in ascending order.
+/// Adding it into a full histogram or [`DenseCounts`] costs O(non-zero
+/// buckets) instead of a walk over all ~23 500 of them, which is what lets
+/// one coordinator merge a thousand agents' reports a second. Indices and
+/// counts are kept apart (12 bytes a bucket, not 16 with padding): a
+/// coordinator holds one of these per agent and histogram.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SparseHistogram {
-    entries: Vec<(u64, u64)>,
+    indices: Vec<u32>,
+    counts: Vec<u64>,
     total: u64,
 }
 
@@ -139,20 +143,39 @@ impl SparseHistogram {
         self.total == 0
     }
 
-    /// Non-zero buckets: `(lowest value of the bucket, count)`.
-    pub fn entries(&self) -> &[(u64, u64)] {
-        &self.entries
+    /// Non-zero buckets: `(lowest value of the bucket, count)`, ascending.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.indices
+            .iter()
+            .zip(&self.counts)
+            .map(|(&index, &count)| (value_at_agreed_index(index as usize), count))
     }
 
     /// Adds every count into `histogram` (values beyond its range saturate).
     pub fn add_to(&self, histogram: &mut Histogram<u64>) {
-        for &(value, count) in &self.entries {
+        for (value, count) in self.entries() {
             histogram.saturating_record_n(value, count);
         }
     }
 
+    /// Appends a bucket at or after the last one (equal indices combine).
+    #[inline]
+    fn push(&mut self, index: u32, count: u64) {
+        match self.indices.last() {
+            Some(&last) if last == index => {
+                if let Some(c) = self.counts.last_mut() {
+                    *c += count;
+                }
+            }
+            _ => {
+                self.indices.push(index);
+                self.counts.push(count);
+            }
+        }
+    }
+
     /// Adds `other` into `self`: a sorted merge done in place, back to
-    /// front, so the cumulative vector is neither reallocated (amortised)
+    /// front, so the cumulative vectors are neither reallocated (amortised)
     /// nor copied on every call. O(both sizes).
     pub fn merge(&mut self, other: &SparseHistogram) {
         if other.is_empty() {
@@ -162,29 +185,45 @@ impl SparseHistogram {
             self.clone_from(other);
             return;
         }
-        let (n, m) = (self.entries.len(), other.entries.len());
-        self.entries.resize(n + m, (0, 0));
+        let (n, m) = (self.indices.len(), other.indices.len());
+        self.indices.resize(n + m, 0);
+        self.counts.resize(n + m, 0);
         let (mut a, mut b, mut w) = (n, m, n + m);
-        // Fill from the back with the larger value; equal values combine.
+        // Fill from the back with the larger index; equal indices combine.
         while b > 0 {
-            let (vb, cb) = other.entries[b - 1];
-            if a > 0 && self.entries[a - 1].0 > vb {
-                self.entries[w - 1] = self.entries[a - 1];
-                a -= 1;
-            } else if a > 0 && self.entries[a - 1].0 == vb {
-                self.entries[w - 1] = (vb, self.entries[a - 1].1 + cb);
-                a -= 1;
-                b -= 1;
+            let (ib, cb) = (other.indices[b - 1], other.counts[b - 1]);
+            let ia = if a > 0 {
+                Some(self.indices[a - 1])
             } else {
-                self.entries[w - 1] = (vb, cb);
-                b -= 1;
+                None
+            };
+            match ia {
+                Some(ia) if ia > ib => {
+                    self.indices[w - 1] = ia;
+                    self.counts[w - 1] = self.counts[a - 1];
+                    a -= 1;
+                }
+                Some(ia) if ia == ib => {
+                    self.indices[w - 1] = ib;
+                    self.counts[w - 1] = self.counts[a - 1] + cb;
+                    a -= 1;
+                    b -= 1;
+                }
+                _ => {
+                    self.indices[w - 1] = ib;
+                    self.counts[w - 1] = cb;
+                    b -= 1;
+                }
             }
             w -= 1;
         }
         // Entries 0..a are already in place; combined ones left a gap a..w.
         if w > a {
-            self.entries.copy_within(w.., a);
-            self.entries.truncate(self.entries.len() - (w - a));
+            let gap = w - a;
+            self.indices.copy_within(w.., a);
+            self.counts.copy_within(w.., a);
+            self.indices.truncate(n + m - gap);
+            self.counts.truncate(n + m - gap);
         }
         self.total += other.total;
     }
@@ -200,15 +239,21 @@ impl SparseHistogram {
 /// own layout for 1 µs .. 1 h at 3 digits: 2048 sub-buckets, unit 1).
 /// Values beyond the range land in the last bucket, as saturating records do.
 #[inline]
-pub fn agreed_index(value: u64) -> usize {
+pub const fn agreed_index(value: u64) -> usize {
     const SUB_BUCKET_COUNT_MAGNITUDE: u32 = 11;
     const HALF_MAGNITUDE: u32 = SUB_BUCKET_COUNT_MAGNITUDE - 1;
     const HALF_COUNT: u64 = 1 << HALF_MAGNITUDE;
-    let value = value.clamp(LOWEST_MICROS, HIGHEST_MICROS);
+    let value = if value < LOWEST_MICROS {
+        LOWEST_MICROS
+    } else if value > HIGHEST_MICROS {
+        HIGHEST_MICROS
+    } else {
+        value
+    };
     let mask = (1u64 << SUB_BUCKET_COUNT_MAGNITUDE) - 1;
     let bucket = (64 - SUB_BUCKET_COUNT_MAGNITUDE) - (value | mask).leading_zeros();
     let sub_bucket = value >> bucket;
-    (((u64::from(bucket) + 1) << HALF_MAGNITUDE) + sub_bucket - HALF_COUNT) as usize
+    (((bucket as u64 + 1) << HALF_MAGNITUDE) + sub_bucket - HALF_COUNT) as usize
 }
 
 /// Counts laid out like the agreed shape's buckets. Adding a sparse
@@ -238,12 +283,31 @@ impl DenseCounts {
         self.total == 0
     }
 
+    /// One array add per bucket: the sparse form's indices are this
+    /// layout's (decoding re-homed them).
     pub fn add_sparse(&mut self, sparse: &SparseHistogram) {
-        let last = self.counts.len() - 1;
-        for &(value, count) in &sparse.entries {
-            self.counts[agreed_index(value).min(last)] += count;
+        for (&index, &count) in sparse.indices.iter().zip(&sparse.counts) {
+            if let Some(c) = self.counts.get_mut(index as usize) {
+                *c += count;
+            }
         }
         self.total += sparse.total;
+    }
+
+    /// The non-zero counts, in sparse form: one pass over the buckets.
+    pub fn to_sparse(&self) -> SparseHistogram {
+        let mut sparse = SparseHistogram::default();
+        if self.total == 0 {
+            return sparse;
+        }
+        for (index, &count) in self.counts.iter().enumerate() {
+            if count != 0 {
+                sparse.indices.push(index as u32);
+                sparse.counts.push(count);
+            }
+        }
+        sparse.total = self.total;
+        sparse
     }
 
     /// The counts as a histogram of the agreed shape.
@@ -277,6 +341,9 @@ pub fn value_at_agreed_index(index: usize) -> u64 {
     };
     sub_bucket << bucket
 }
+
+/// The agreed shape's last bucket: where values beyond its range land.
+const AGREED_TOP: usize = agreed_index(HIGHEST_MICROS);
 
 /// Cookies of HdrHistogram's V2 encodings (word size 8 in the low byte).
 const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
@@ -382,10 +449,14 @@ fn decode_v2(bytes: &[u8]) -> Result<SparseHistogram, HistogramCodecError> {
             .checked_shl(bucket + unit_magnitude)
             .unwrap_or(u64::MAX)
     };
+    if u64::from(digits) == u64::from(SIGNIFICANT_DIGITS) && lowest == LOWEST_MICROS {
+        return decode_agreed_payload(payload);
+    }
 
+    // Every bucket takes at least one byte: no regrowing.
     let mut out = SparseHistogram {
-        // About one entry per two payload bytes: avoids regrowing.
-        entries: Vec::with_capacity(payload.len() / 2 + 1),
+        indices: Vec::with_capacity(payload.len()),
+        counts: Vec::with_capacity(payload.len()),
         total: 0,
     };
     let mut index = 0u64;
@@ -393,25 +464,96 @@ fn decode_v2(bytes: &[u8]) -> Result<SparseHistogram, HistogramCodecError> {
     while at < payload.len() {
         let (zz, used) = read_varint(&payload[at..])?;
         at += used;
-        let n = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
-        if n < 0 {
-            index = index.saturating_add(n.unsigned_abs());
-        } else {
-            if index >= MAX_BUCKET_INDEX {
-                return Err(malformed("bucket index beyond any sane histogram"));
-            }
-            if n > 0 {
-                let count = n as u64;
-                out.entries.push((value_at(index), count));
-                out.total = out
-                    .total
-                    .checked_add(count)
-                    .ok_or_else(|| malformed("total count overflows"))?;
-            }
-            index += 1;
+        if zz & 1 == 1 {
+            // Zig-zag negative: a run of -n empty buckets.
+            index = index.saturating_add((zz >> 1) + 1);
+            continue;
         }
+        if index >= MAX_BUCKET_INDEX {
+            return Err(malformed("bucket index beyond any sane histogram"));
+        }
+        let count = zz >> 1;
+        if count > 0 {
+            out.total = out
+                .total
+                .checked_add(count)
+                .ok_or_else(|| malformed("total count overflows"))?;
+            // Another shape: re-home each bucket by its lowest value
+            // (finer buckets combine, values beyond the range saturate).
+            out.push(agreed_index(value_at(index)) as u32, count);
+        }
+        index += 1;
     }
     Ok(out)
+}
+
+/// Decodes the V2 payload of a histogram of the agents' own shape, whose
+/// bucket indices are the agreed ones (up to the top, where values beyond
+/// the range saturate). The hot path of a coordinator: every bucket is
+/// written to the next slot whether or not it is kept, so the only
+/// data-dependent branch is the rare multi-byte varint.
+fn decode_agreed_payload(payload: &[u8]) -> Result<SparseHistogram, HistogramCodecError> {
+    let top = AGREED_TOP as u64;
+    // Every bucket takes at least one byte: the slots cannot run out.
+    let mut indices = vec![0u32; payload.len()];
+    let mut counts = vec![0u64; payload.len()];
+    let mut kept = 0usize;
+    let mut total = 0u128;
+    let mut index = 0u64;
+    // Buckets up to here were given a count (zero or not); each must lie
+    // within a sane histogram.
+    let mut reached = 0u64;
+    let mut at = 0usize;
+    while let Some(&first) = payload.get(at) {
+        // Most counts and zero runs fit one byte.
+        let zz = if first & 0x80 == 0 {
+            at += 1;
+            u64::from(first)
+        } else {
+            let (zz, used) = read_varint(&payload[at..])?;
+            at += used;
+            zz
+        };
+        // Zig-zag negative: a run of -n empty buckets; else a count.
+        let run = zz & 1 == 1;
+        let count = if run { 0 } else { zz >> 1 };
+        if let (Some(i), Some(c)) = (indices.get_mut(kept), counts.get_mut(kept)) {
+            *i = index.min(top) as u32;
+            *c = count;
+        }
+        kept += usize::from(count != 0);
+        total += u128::from(count);
+        reached = if run {
+            reached
+        } else {
+            index.saturating_add(1)
+        };
+        index = index.saturating_add(if run { (zz >> 1) + 1 } else { 1 });
+    }
+    if reached > MAX_BUCKET_INDEX {
+        return Err(malformed("bucket index beyond any sane histogram"));
+    }
+    let total = u64::try_from(total).map_err(|_| malformed("total count overflows"))?;
+    indices.truncate(kept);
+    counts.truncate(kept);
+    // Buckets beyond the range all landed in the top one: combine them.
+    let beyond = indices
+        .iter()
+        .rev()
+        .take_while(|&&i| u64::from(i) == top)
+        .count();
+    if beyond > 1 {
+        let first = kept - beyond;
+        let sum = counts[first..].iter().sum();
+        counts[first] = sum;
+        indices.truncate(first + 1);
+        counts.truncate(first + 1);
+    }
+    Ok(SparseHistogram {
+        indices,
+        counts,
+        total,
+    })
 }
 
 /// HdrHistogram's LEB128 variant: up to 9 bytes, the 9th taken whole.
@@ -492,7 +634,7 @@ mod tests {
             let sparse = decode_sparse(&bytes).expect("decodes");
             assert_eq!(sparse.len(), h.len());
             assert_eq!(sparse.to_histogram(), decode(&bytes).expect("decodes"));
-            for &(value, _) in sparse.entries() {
+            for (value, _) in sparse.entries() {
                 assert_eq!(
                     value,
                     h.lowest_equivalent(value),
@@ -577,7 +719,34 @@ mod tests {
             let mut sum = ha.clone();
             sum.add(&hb).expect("same shape");
             proptest::prop_assert_eq!(merged.to_histogram(), sum);
-            proptest::prop_assert!(merged.entries().windows(2).all(|w| w[0].0 < w[1].0));
+            let values: Vec<u64> = merged.entries().map(|(v, _)| v).collect();
+            proptest::prop_assert!(values.windows(2).all(|w| w[0] < w[1]));
+        }
+
+        /// Decoding into the agreed layout and adding into dense counts
+        /// equals the library's decoding, for the agents' shape and for
+        /// any other (finer or coarser buckets, another lowest value),
+        /// plain or deflate.
+        #[test]
+        fn dense_counts_from_the_wire_equal_the_library_decoding(
+            values in proptest::collection::vec((1u64..HIGHEST_MICROS, 1u64..1000), 0..300),
+            shape in 0usize..4,
+            deflate: bool,
+        ) {
+            let (lowest, digits) = [(1, 3), (1, 2), (1, 4), (1000, 3)][shape];
+            let mut h = Histogram::<u64>::new_with_bounds(lowest, HIGHEST_MICROS, digits).expect("valid bounds");
+            for (v, n) in values {
+                h.record_n(v, n).expect("in range");
+            }
+            let enc = if deflate { Encoding::Deflate } else { Encoding::Plain };
+            let bytes = encode(&h, enc).expect("encodes");
+            let reference = decode(&bytes).expect("decodes");
+            let sparse = decode_sparse(&bytes).expect("decodes");
+            proptest::prop_assert_eq!(sparse.len(), reference.len());
+            let mut dense = DenseCounts::default();
+            dense.add_sparse(&sparse);
+            proptest::prop_assert_eq!(dense.to_histogram(), reference.clone());
+            proptest::prop_assert_eq!(sparse.to_histogram(), reference);
         }
 
         #[test]
@@ -610,6 +779,57 @@ mod tests {
     }
 
     #[test]
+    fn values_beyond_the_agreed_range_saturate_into_its_last_bucket() {
+        // A peer's histogram reaching past one hour: its top buckets land in
+        // the agreed shape's last one, as a saturating record would.
+        let mut wide =
+            Histogram::<u64>::new_with_bounds(1, 100 * HIGHEST_MICROS, 3).expect("valid");
+        wide.record_n(5, 2).expect("in range");
+        wide.record_n(10 * HIGHEST_MICROS, 3).expect("in range");
+        wide.record_n(90 * HIGHEST_MICROS, 4).expect("in range");
+        let sparse =
+            decode_sparse(&encode(&wide, Encoding::Plain).expect("encodes")).expect("decodes");
+        let mut expected = new_latency_histogram();
+        expected.saturating_record_n(5, 2);
+        expected.saturating_record_n(HIGHEST_MICROS, 7);
+        assert_eq!(sparse.to_histogram(), expected);
+        assert_eq!(sparse.entries().count(), 2, "the saturated buckets combine");
+        assert!(AGREED_TOP < new_latency_histogram().distinct_values());
+    }
+
+    #[test]
+    fn malformed_varints_are_refused() {
+        let h = sample();
+        let mut bytes = encode(&h, Encoding::Plain).expect("encodes");
+        // Cut the payload inside a multi-byte varint: the header still
+        // claims the full length, so the payload is beyond the input.
+        bytes.truncate(bytes.len() - 1);
+        assert!(decode_sparse(&bytes).is_err());
+        // A payload ending on a continuation byte.
+        let mut header = V2_COOKIE.to_be_bytes().to_vec();
+        header.extend(1u32.to_be_bytes());
+        header.extend(0u32.to_be_bytes());
+        header.extend(3u32.to_be_bytes());
+        header.extend(1u64.to_be_bytes());
+        header.extend(HIGHEST_MICROS.to_be_bytes());
+        header.extend(1f64.to_bits().to_be_bytes());
+        let mut cut = header.clone();
+        cut.push(0x80);
+        assert!(matches!(
+            decode_sparse(&cut),
+            Err(HistogramCodecError::Malformed(_))
+        ));
+        // A zero run past any sane histogram, then a count.
+        let mut far = header;
+        far[4..8].copy_from_slice(&6u32.to_be_bytes());
+        far.extend([0xfd, 0xff, 0xff, 0xff, 0x0f, 0x02]);
+        assert!(matches!(
+            decode_sparse(&far),
+            Err(HistogramCodecError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn dense_counts_add_like_histograms() {
         let h = sample();
         let sparse =
@@ -621,5 +841,12 @@ mod tests {
         twice.add(&h).expect("same shape");
         assert_eq!(dense.to_histogram(), twice);
         assert_eq!(dense.len(), 2 * h.len());
+        let mut doubled = sparse.clone();
+        doubled.merge(&sparse);
+        assert_eq!(dense.to_sparse(), doubled);
+        assert_eq!(
+            DenseCounts::default().to_sparse(),
+            SparseHistogram::default()
+        );
     }
 }

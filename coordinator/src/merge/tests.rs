@@ -113,14 +113,15 @@ proptest! {
 
         assert_same_distribution(&merge.global().latency, &reference);
         assert_same_distribution(&merge.global().schedule_lag, &reference);
+        let phases = merge.phases();
         for (name, h) in &region_reference {
             assert_same_distribution(&merge.regions[*name].latency, h);
             // Phase histograms merge just as exactly, per region.
-            assert_same_distribution(&merge.phases[*name].wait.to_histogram(), h);
+            assert_same_distribution(&phases[*name].wait.to_histogram(), h);
         }
         // One connection per agent interval: 9 agents × 8 intervals.
         prop_assert_eq!(merge.global().new_connections, 72);
-        let per_address: u64 = merge.phases.values().map(|p| p.addresses["127.0.0.1:80"]).sum();
+        let per_address: u64 = phases.values().map(|p| p.addresses["127.0.0.1:80"]).sum();
         prop_assert_eq!(per_address, 72);
         prop_assert_eq!(merge.global().outcomes.success, samples.len() as u64);
         prop_assert_eq!(merge.global().status_codes.get(&200).copied(), Some(samples.len() as u64));
@@ -197,6 +198,7 @@ fn warmup_intervals_are_kept_apart_from_every_total() {
                 .expect("adds");
         }
     }
+    merge.settle();
     let global = merge.global();
     assert_eq!(global.outcomes.success, 2 * 2 * 3, "measured samples only");
     assert_eq!(
@@ -243,4 +245,42 @@ fn an_agent_that_joins_mid_run_is_waited_for_only_from_the_open_intervals() {
     assert!(merge.all_done());
     assert_eq!(merge.agents[&late].intervals, 2);
     assert_eq!(merge.global().outcomes.success, 7);
+}
+
+#[test]
+fn cumulative_figures_wait_for_settle_and_the_wait_is_bounded() {
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut merge = RunMerge::new([(a, "x".to_owned()), (b, "x".to_owned())], 0);
+    let add = |m: &mut RunMerge, id, i| {
+        m.add(
+            wire::agent_interval(wire_report(id, i, &[100, 200, 300], false, Encoding::Plain))
+                .expect("decodes"),
+        )
+    };
+    add(&mut merge, a, 0).expect("ok");
+    add(&mut merge, b, 0).expect("ok");
+    // The interval closed with every figure in it ...
+    assert_eq!(merge.intervals().len(), 1);
+    assert_eq!(merge.intervals()[0].global.unseal().latency.len(), 6);
+    // ... while the cumulative ones wait until it has.
+    assert_eq!(merge.pending(), 2);
+    assert_eq!(merge.agents[&a].totals.latency.len(), 0);
+    merge.settle();
+    assert_eq!(merge.pending(), 0);
+    assert_eq!(merge.agents[&a].totals.latency.len(), 3);
+    assert_eq!(merge.phases()["x"].wait.len(), 6);
+    assert_eq!(merge.phases()["x"].new_connections, 2);
+
+    // b falls silent: intervals stay open, a's reports pile up, but never
+    // past two intervals' worth of the fleet (4 reports here).
+    for i in 1..10 {
+        add(&mut merge, a, i).expect("ok");
+        assert!(merge.pending() <= 4, "{} waiting", merge.pending());
+    }
+    assert!(merge.intervals().len() == 1, "b holds interval 1 open");
+    merge.close_all();
+    assert_eq!(merge.pending(), 0);
+    assert_eq!(merge.agents[&a].totals.latency.len(), 30);
+    assert_eq!(merge.agents[&a].totals.outcomes.success, 30);
+    assert_eq!(merge.global().latency.len(), 33);
 }

@@ -72,6 +72,7 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
         Model::Closed => None,
     };
 
+    let phases = merge.phases();
     let mut regions = Vec::new();
     for spec in &scenario.regions {
         let totals = merge.regions.get(&spec.name).cloned().unwrap_or_default();
@@ -89,7 +90,7 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
                     let llm = merge.llm.get(&spec.name).cloned().unwrap_or_default();
                     summary.llm = Some(llm_summary(&llm, summary.requests, duration));
                 }
-                if let Some(phases) = merge.phases.get(&spec.name) {
+                if let Some(phases) = phases.get(&spec.name) {
                     summary.phases = Some(phase_summary(phases, summary.requests, duration));
                 }
                 summary
@@ -186,9 +187,9 @@ pub fn build(input: ReportInput<'_>) -> RunReport {
                 }
                 global.llm = Some(llm_summary(&all, global.requests, duration));
             }
-            if !merge.phases.is_empty() {
+            if !phases.is_empty() {
                 let mut all = PhaseInterval::default();
-                for p in merge.phases.values() {
+                for p in phases.values() {
                     all.add(p);
                 }
                 global.phases = Some(phase_summary(&all, global.requests, duration));
