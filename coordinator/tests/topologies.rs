@@ -28,10 +28,12 @@ async fn run_in(dir: &Path, yaml: &str, regions: &[&str]) -> RunReport {
     run_with_agents(scenario, regions).await
 }
 
-/// HDR precision (0.1%) plus what loopback and the timer add.
+/// HDR precision (0.1%) plus what loopback, the timer and a loaded 2-CPU
+/// machine add (a median 5 ms late was seen with a build running
+/// alongside); the endpoints' delays are further apart than that.
 fn near(p50_us: u64, delay_ms: u64) -> bool {
     let delay = delay_ms * 1000;
-    p50_us as f64 >= delay as f64 * 0.999 && p50_us <= delay + 5_000
+    p50_us as f64 >= delay as f64 * 0.999 && p50_us <= delay + 10_000
 }
 
 /// Every cell's p50 is its endpoint's delay and it has `per_cell` requests;
