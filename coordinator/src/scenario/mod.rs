@@ -240,11 +240,10 @@ impl Scenario {
         if let Some(search) = &self.search {
             let regions: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
             return format!(
-                "scenario {:?}: {}; {} {}, regions {}",
+                "scenario {:?}: {}; {}, regions {}",
                 self.name,
                 search.describe(self),
-                self.target.method,
-                self.target.url,
+                self.sends(),
                 regions.join(", ")
             );
         }
@@ -272,16 +271,39 @@ impl Scenario {
             })
             .collect();
         format!(
-            "scenario {:?}: {load}, {} connections, {} in {}s intervals, {} {}{}, regions {}",
+            "scenario {:?}: {load}, {} connections, {} in {}s intervals, {}{}, regions {}",
             self.name,
             self.load.connections,
             humantime::format_duration(self.load.duration),
             self.load.interval.as_secs_f64(),
-            self.target.method,
-            self.target.url,
+            self.sends(),
             self.transport_note(),
             regions.join(", ")
         )
+    }
+
+    /// What each send is and where it goes: `GET http://…`, `gRPC
+    /// /pkg.Service/Method at http://…`, and the endpoints when there are.
+    fn sends(&self) -> String {
+        let call = match &self.grpc {
+            Some(grpc) => format!("gRPC {} at {}", grpc.path, self.target.url),
+            None => format!("{} {}", self.target.method, self.target.url),
+        };
+        match &self.topology {
+            None => call,
+            Some(t) => {
+                let names: Vec<&str> = t.endpoints.iter().map(|e| e.name.as_str()).collect();
+                let what = match &self.grpc {
+                    Some(grpc) => format!("gRPC {}", grpc.path),
+                    None => self.target.method.clone(),
+                };
+                format!(
+                    "{what} to endpoints {} ({} routing)",
+                    names.join(", "),
+                    t.routing.as_str()
+                )
+            }
+        }
     }
 
     /// ` (HTTP/2, 10 streams per connection; TLS INSECURE)`, or nothing for

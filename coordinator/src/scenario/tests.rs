@@ -753,7 +753,23 @@ fn grpc_scenarios_take_endpoints_whose_urls_are_origins() {
     ))
     .expect("gRPC with endpoints is valid");
     assert!(s.grpc.is_some());
+    // `stampede validate` says what is sent, and where.
+    let said = s.describe();
+    assert!(
+        said.contains(
+            "gRPC /inference.GRPCInferenceService/ModelInfer to endpoints us, eu (matrix routing)"
+        ),
+        "{said}"
+    );
     assert_eq!(s.topology.expect("a topology").endpoints.len(), 2);
+    let plain = load_text(BASE.replace("routing: matrix\n", "").as_str()).expect("gRPC");
+    assert!(
+        plain
+            .describe()
+            .contains("gRPC /inference.GRPCInferenceService/ModelInfer at http://127.0.0.1:1/"),
+        "{}",
+        plain.describe()
+    );
 
     // A path would be dropped (the method is grpc.method): refused by name.
     let e = load_text(&format!(
