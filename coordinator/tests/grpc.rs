@@ -130,14 +130,15 @@ start_delay: 300ms
         );
         assert_eq!(r.summary.requests, 40, "{region}");
         // The phases: the delay is in the wait (to the response headers),
-        // a call per response; the connections were opened once each.
+        // a call per response, OK or not (so its p50 is not the OK calls'
+        // latency p50); the connections were opened once each.
         let phases = r.summary.phases.as_ref().expect("phases");
         assert_eq!(phases.wait_us.count, 40, "{region}");
         assert_eq!(phases.transfer_us.count, 40, "{region}");
         let wait = phases.wait_us.p50;
         assert!(
-            wait >= delay * 999 / 1000 && wait <= p50,
-            "{region}: wait p50 {wait} µs, latency p50 {p50} µs, delay {ms} ms"
+            wait >= delay * 999 / 1000 && wait <= delay + delay / 5 + 5_000,
+            "{region}: wait p50 {wait} µs for a {ms} ms delay"
         );
         assert_eq!(
             phases.new_connections, 4,
