@@ -335,6 +335,29 @@ fn trim_float(x: f64) -> String {
     }
 }
 
+/// A scope's phase figures as the table and the HTML page show them: new
+/// connections per second, requests per connection, then p50 / p99 of DNS,
+/// connect, TLS, wait and transfer (`none` where nothing was measured).
+pub(crate) fn phase_cells(p: &super::model::PhaseSummary, none: &str) -> [String; 7] {
+    let pair = |l: &super::model::LatencySummary| {
+        if l.count == 0 {
+            none.to_owned()
+        } else {
+            format!("{} / {}", micros(l.p50), micros(l.p99))
+        }
+    };
+    [
+        format!("{:.1}", p.new_connections_per_second),
+        p.requests_per_connection
+            .map_or_else(|| none.to_owned(), |r| format!("{r:.1}")),
+        pair(&p.dns_us),
+        pair(&p.connect_us),
+        pair(&p.tls_us),
+        pair(&p.wait_us),
+        pair(&p.transfer_us),
+    ]
+}
+
 /// Request phase timings per region (p50 / p99 each), connection reuse and
 /// the addresses the connections went to.
 fn write_phases(out: &mut String, report: &RunReport) {
@@ -356,25 +379,10 @@ fn write_phases(out: &mut String, report: &RunReport) {
         .map(str::to_owned)
         .to_vec(),
     ];
-    let pair = |l: &super::model::LatencySummary| {
-        if l.count == 0 {
-            "-".to_owned()
-        } else {
-            format!("{} / {}", micros(l.p50), micros(l.p99))
-        }
-    };
     let phase_row = |name: &str, p: &super::model::PhaseSummary| {
-        vec![
-            name.to_owned(),
-            format!("{:.1}", p.new_connections_per_second),
-            p.requests_per_connection
-                .map_or_else(|| "-".to_owned(), |r| format!("{r:.1}")),
-            pair(&p.dns_us),
-            pair(&p.connect_us),
-            pair(&p.tls_us),
-            pair(&p.wait_us),
-            pair(&p.transfer_us),
-        ]
+        let mut row = vec![name.to_owned()];
+        row.extend(phase_cells(p, "-"));
+        row
     };
     for region in &report.regions {
         if let Some(p) = &region.summary.phases {

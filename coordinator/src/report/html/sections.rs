@@ -6,7 +6,7 @@
 use super::tables::{figure_cells, header_row, rate};
 use crate::report::model::{RunReport, ScopeSummary};
 use crate::report::svg::escape;
-use crate::report::table::micros;
+use crate::report::table::{micros, phase_cells};
 use crate::report::thresholds::show;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -228,32 +228,22 @@ pub(super) fn phases(report: &RunReport) -> String {
     let mut out = String::from(
         r#"<section id="phases"><h2>Request phases</h2><p class="hint">p50 / p99 of each phase, merged from every agent's histograms (warm-up excluded). Wait (time to first byte): from the request written on a ready connection to the response's first byte. Transfer: first byte to last. Connect and TLS are per new connection (a keep-alive request has none); DNS is per lookup, made apart from requests (at the start and on every <code>target.dns_refresh</code>).</p><div class="table-scroll"><table><thead><tr><th class="text">region</th><th>new connections/s</th><th>requests per connection</th><th>DNS</th><th>connect</th><th>TLS</th><th>wait (TTFB)</th><th>transfer</th><th class="text">addresses (connections)</th></tr></thead><tbody>"#,
     );
-    let pair = |l: &crate::report::model::LatencySummary| {
-        if l.count == 0 {
-            "–".to_owned()
-        } else {
-            format!("{} / {}", micros(l.p50), micros(l.p99))
-        }
-    };
     let row = |name: &str, p: &crate::report::model::PhaseSummary| {
         let addresses: Vec<String> = p
             .addresses
             .iter()
             .map(|a| format!("{} ({})", escape(&a.address), a.connections))
             .collect();
-        format!(
-            r#"<tr><td class="text">{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="text">{}</td></tr>"#,
-            escape(name),
-            p.new_connections_per_second,
-            p.requests_per_connection
-                .map_or_else(|| "–".to_owned(), |r| format!("{r:.1}")),
-            pair(&p.dns_us),
-            pair(&p.connect_us),
-            pair(&p.tls_us),
-            pair(&p.wait_us),
-            pair(&p.transfer_us),
-            addresses.join("<br>"),
-        )
+        let mut row = format!(r#"<tr><td class="text">{}</td>"#, escape(name));
+        for cell in phase_cells(p, "–") {
+            let _ = write!(row, "<td>{cell}</td>");
+        }
+        let _ = write!(
+            row,
+            r#"<td class="text">{}</td></tr>"#,
+            addresses.join("<br>")
+        );
+        row
     };
     for region in &report.regions {
         if let Some(p) = &region.summary.phases {
