@@ -2,6 +2,7 @@
 //! the wire's `LoadSlice` in [`crate::wire`]).
 
 use crate::profile::LevelProfile;
+pub use crate::resolver::DnsPolicy;
 use std::time::Duration;
 
 /// One request of the scenario, as given. `target`, the header values and
@@ -179,6 +180,8 @@ pub struct Transport {
     pub new_connection_per_request: bool,
     /// Re-resolve the target's name this often; `None`: once, at the start.
     pub dns_refresh: Option<Duration>,
+    /// Which of the name's addresses connections may use.
+    pub dns_policy: DnsPolicy,
 }
 
 impl Default for Transport {
@@ -191,6 +194,7 @@ impl Default for Transport {
             tls: None,
             new_connection_per_request: false,
             dns_refresh: None,
+            dns_policy: DnsPolicy::default(),
         }
     }
 }

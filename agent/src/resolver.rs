@@ -10,6 +10,8 @@
 //!
 //! Every answer passes the agent's allowlist before it is used: a name that
 //! re-resolves outside it (DNS rebinding) keeps its previous addresses.
+//! Which of a name's addresses are used is the scenario's `target.dns_policy`
+//! (as k6's `dns.policy`: IPv4 preferred unless it says otherwise).
 
 use crate::allowlist::TargetAllowlist;
 use std::net::SocketAddr;
@@ -23,7 +25,56 @@ pub struct Resolver {
     host: String,
     port: u16,
     allowlist: TargetAllowlist,
+    policy: DnsPolicy,
     lookup: Lookup,
+}
+
+/// Which of a name's addresses connections may use (`target.dns_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DnsPolicy {
+    /// IPv4 addresses if the name has any, else IPv6 (k6's default: a name
+    /// such as `localhost` that also has `::1` dials `127.0.0.1`, where
+    /// most local servers listen).
+    #[default]
+    PreferIpv4,
+    PreferIpv6,
+    OnlyIpv4,
+    OnlyIpv6,
+    /// Every address, connections spread over them.
+    Any,
+}
+
+impl DnsPolicy {
+    /// How the scenario spells each policy, in order.
+    pub const NAMES: [(&'static str, DnsPolicy); 5] = [
+        ("prefer_ipv4", DnsPolicy::PreferIpv4),
+        ("prefer_ipv6", DnsPolicy::PreferIpv6),
+        ("only_ipv4", DnsPolicy::OnlyIpv4),
+        ("only_ipv6", DnsPolicy::OnlyIpv6),
+        ("any", DnsPolicy::Any),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map_or("prefer_ipv4", |(name, _)| name)
+    }
+
+    /// The addresses of `found` this policy keeps, in their order; empty
+    /// when it keeps none.
+    pub fn select(self, found: &[SocketAddr]) -> Vec<SocketAddr> {
+        let v4 = || found.iter().copied().filter(SocketAddr::is_ipv4);
+        let v6 = || found.iter().copied().filter(SocketAddr::is_ipv6);
+        match self {
+            DnsPolicy::Any => found.to_vec(),
+            DnsPolicy::OnlyIpv4 => v4().collect(),
+            DnsPolicy::OnlyIpv6 => v6().collect(),
+            DnsPolicy::PreferIpv4 if v4().next().is_some() => v4().collect(),
+            DnsPolicy::PreferIpv6 if v6().next().is_some() => v6().collect(),
+            DnsPolicy::PreferIpv4 | DnsPolicy::PreferIpv6 => found.to_vec(),
+        }
+    }
 }
 
 /// Where answers come from.
@@ -51,8 +102,14 @@ impl Resolver {
             host: host.to_owned(),
             port,
             allowlist,
+            policy: DnsPolicy::default(),
             lookup: Lookup::System,
         }
+    }
+
+    /// Keeps the addresses `policy` selects from each answer.
+    pub fn with_policy(self, policy: DnsPolicy) -> Self {
+        Self { policy, ..self }
     }
 
     /// A resolver whose name answers `answers` in turn (tests).
@@ -92,8 +149,25 @@ impl Resolver {
         if addrs.is_empty() {
             return Err(format!("{} resolves to no address", self.host));
         }
-        self.allowlist.check(&self.host, &addrs)?;
+        let addrs = self.selected(addrs)?;
         Ok(Resolution { addrs, took })
+    }
+
+    /// The addresses of an answer the policy keeps, checked against the
+    /// allowlist.
+    fn selected(&self, found: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, String> {
+        let addrs = self.policy.select(&found);
+        if addrs.is_empty() {
+            let listed: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
+            return Err(format!(
+                "{} has no address that target.dns_policy {} allows (it has {})",
+                self.host,
+                self.policy.name(),
+                listed.join(", ")
+            ));
+        }
+        self.allowlist.check(&self.host, &addrs)?;
+        Ok(addrs)
     }
 }
 
@@ -117,8 +191,14 @@ impl From<Vec<SocketAddr>> for ResolvedTarget {
 }
 
 impl ResolvedTarget {
-    /// Resolves `resolver`'s name now.
+    /// Resolves `resolver`'s name now. An IP address written as the host is
+    /// no name: it is checked against the allowlist and used as it is, with
+    /// no lookup to time (no DNS phase) and nothing to refresh.
     pub async fn resolve(resolver: Resolver) -> Result<Self, String> {
+        if let Ok(ip) = resolver.host.parse::<std::net::IpAddr>() {
+            let addrs = resolver.selected(vec![SocketAddr::new(ip, resolver.port)])?;
+            return Ok(addrs.into());
+        }
         let first = resolver.resolve().await?;
         Ok(Self {
             addrs: first.addrs,
@@ -246,7 +326,75 @@ mod tests {
         );
         let only_other: TargetAllowlist =
             TargetAllowlist::Only(vec!["10.0.0.0/8".parse().expect("rule")]);
-        let refused = Resolver::new("127.0.0.1", 80, only_other);
+        let refused = Resolver::new("127.0.0.1", 80, only_other.clone());
         assert!(refused.resolve().await.is_err());
+        let refused = Resolver::new("127.0.0.1", 80, only_other);
+        assert!(ResolvedTarget::resolve(refused).await.is_err());
+    }
+
+    #[test]
+    fn the_policy_picks_the_family() {
+        let both = [addr("[::1]:80"), addr("127.0.0.1:80"), addr("127.0.0.2:80")];
+        let v4 = vec![addr("127.0.0.1:80"), addr("127.0.0.2:80")];
+        let v6 = vec![addr("[::1]:80")];
+        assert_eq!(DnsPolicy::PreferIpv4.select(&both), v4);
+        assert_eq!(DnsPolicy::OnlyIpv4.select(&both), v4);
+        assert_eq!(DnsPolicy::PreferIpv6.select(&both), v6);
+        assert_eq!(DnsPolicy::OnlyIpv6.select(&both), v6);
+        assert_eq!(DnsPolicy::Any.select(&both), both.to_vec());
+        // Preferring a family the name lacks falls back to the other one.
+        assert_eq!(DnsPolicy::PreferIpv6.select(&v4), v4);
+        assert_eq!(DnsPolicy::PreferIpv4.select(&v6), v6);
+        assert!(DnsPolicy::OnlyIpv6.select(&v4).is_empty());
+        for (name, policy) in DnsPolicy::NAMES {
+            assert_eq!(policy.name(), name);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_without_an_allowed_address_is_refused_with_what_it_has() {
+        let only_v6 = Resolver::scripted("svc", vec![vec![addr("127.0.0.1:80")]])
+            .with_policy(DnsPolicy::OnlyIpv6);
+        let refused = only_v6.resolve().await.expect_err("no IPv6 address");
+        assert!(
+            refused.contains("svc")
+                && refused.contains("only_ipv6")
+                && refused.contains("127.0.0.1"),
+            "{refused}"
+        );
+        let literal =
+            Resolver::new("127.0.0.1", 80, TargetAllowlist::Any).with_policy(DnsPolicy::OnlyIpv6);
+        assert!(ResolvedTarget::resolve(literal).await.is_err());
+        let dual = Resolver::scripted(
+            "localhost",
+            vec![vec![addr("[::1]:80"), addr("127.0.0.1:80")]],
+        );
+        let found = ResolvedTarget::resolve(dual).await.expect("resolves");
+        assert_eq!(
+            found.addrs,
+            vec![addr("127.0.0.1:80")],
+            "IPv4 preferred by default"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_address_literal_is_not_looked_up() {
+        for (host, expected) in [("127.0.0.1", "127.0.0.1:80"), ("[::1]", "[::1]:80")] {
+            let target = ResolvedTarget::resolve(Resolver::new(host, 80, TargetAllowlist::Any))
+                .await
+                .expect("a literal needs no lookup");
+            assert_eq!(target.addrs, vec![addr(expected)]);
+            assert!(
+                target.resolved.is_none(),
+                "{host}: no lookup time, no refresh"
+            );
+        }
+        let name = ResolvedTarget::resolve(Resolver::new("localhost", 80, TargetAllowlist::Any))
+            .await
+            .expect("localhost resolves");
+        assert!(
+            name.resolved.is_some(),
+            "a name is looked up, and refreshed"
+        );
     }
 }

@@ -624,7 +624,9 @@ async fn accept(
     let port = url
         .port_or_known_default()
         .ok_or("target URL has no port")?;
-    let target = ResolvedTarget::resolve(Resolver::new(host, port, allowlist.clone())).await?;
+    let resolver =
+        Resolver::new(host, port, allowlist.clone()).with_policy(plan.transport.dns_policy);
+    let target = ResolvedTarget::resolve(resolver).await?;
     Ok((plan, target))
 }
 

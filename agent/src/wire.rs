@@ -5,8 +5,8 @@ use crate::engine::IntervalRecord;
 use crate::llm::GoodputSlo;
 use crate::phases::PhaseFigures;
 use crate::plan::{
-    Arrival, ClosedStages, DataOrder, DataSet, GrpcSpec, Leg, LlmSpec, LoadPlan, Protocol,
-    RequestTemplate, TargetTls, Transport, WorkloadModel,
+    Arrival, ClosedStages, DataOrder, DataSet, DnsPolicy, GrpcSpec, Leg, LlmSpec, LoadPlan,
+    Protocol, RequestTemplate, TargetTls, Transport, WorkloadModel,
 };
 use crate::profile::{LevelProfile, Segment};
 use stampede_proto::histogram::{self, Encoding};
@@ -241,12 +241,26 @@ fn transport_from_wire(
         }
         us => Some(Duration::from_micros(us)),
     };
+    let dns_policy = match v1::DnsPolicy::try_from(t.dns_policy) {
+        Ok(v1::DnsPolicy::PreferIpv4) => DnsPolicy::PreferIpv4,
+        Ok(v1::DnsPolicy::PreferIpv6) => DnsPolicy::PreferIpv6,
+        Ok(v1::DnsPolicy::OnlyIpv4) => DnsPolicy::OnlyIpv4,
+        Ok(v1::DnsPolicy::OnlyIpv6) => DnsPolicy::OnlyIpv6,
+        Ok(v1::DnsPolicy::Any) => DnsPolicy::Any,
+        Err(_) => {
+            return Err(invalid(
+                "transport.dns_policy",
+                format!("unknown policy {}", t.dns_policy),
+            ));
+        }
+    };
     Ok(Transport {
         protocol,
         streams,
         tls,
         new_connection_per_request: t.new_connection_per_request,
         dns_refresh,
+        dns_policy,
     })
 }
 
@@ -268,6 +282,13 @@ fn transport_to_wire(t: &Transport) -> v1::TargetTransport {
         dns_refresh_micros: t
             .dns_refresh
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+        dns_policy: match t.dns_policy {
+            DnsPolicy::PreferIpv4 => v1::DnsPolicy::PreferIpv4,
+            DnsPolicy::PreferIpv6 => v1::DnsPolicy::PreferIpv6,
+            DnsPolicy::OnlyIpv4 => v1::DnsPolicy::OnlyIpv4,
+            DnsPolicy::OnlyIpv6 => v1::DnsPolicy::OnlyIpv6,
+            DnsPolicy::Any => v1::DnsPolicy::Any,
+        } as i32,
     }
 }
 
@@ -800,6 +821,22 @@ mod tests {
             plan_from_slice(slice_from_plan(&closed)).expect("valid"),
             closed
         );
+        for (_, dns_policy) in DnsPolicy::NAMES {
+            let p = LoadPlan {
+                transport: Transport {
+                    dns_policy,
+                    ..Transport::default()
+                },
+                ..plan()
+            };
+            assert_eq!(plan_from_slice(slice_from_plan(&p)).expect("valid"), p);
+        }
+        let mut unknown = slice_from_plan(&plan());
+        if let Some(t) = unknown.transport.as_mut() {
+            t.dns_policy = 99;
+        }
+        let refused = plan_from_slice(unknown).expect_err("an unknown policy is refused");
+        assert!(refused.to_string().contains("dns_policy"), "{refused}");
     }
 
     #[test]

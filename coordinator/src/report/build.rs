@@ -486,6 +486,7 @@ fn echo(s: &Scenario) -> ScenarioEcho {
         streams_per_connection: s.target.transport.streams,
         keep_alive: !s.target.transport.new_connection_per_request,
         dns_refresh_s: s.target.transport.dns_refresh.map(|d| d.as_secs_f64()),
+        dns_policy: Some(s.target.transport.dns_policy.name().to_owned()),
         tls: s.target.transport.tls.as_ref().map(|t| TlsEcho {
             custom_ca: !t.ca_pem.is_empty(),
             client_certificate: !t.cert_pem.is_empty(),

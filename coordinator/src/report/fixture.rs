@@ -160,6 +160,7 @@ pub fn report(regions: &[(&str, Vec<Slice>)]) -> RunReport {
             streams_per_connection: 1,
             keep_alive: true,
             dns_refresh_s: Some(300.0),
+            dns_policy: Some("prefer_ipv4".to_owned()),
             tls: None,
             data_file: None,
             data_order: None,

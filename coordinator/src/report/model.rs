@@ -242,6 +242,10 @@ pub struct ScenarioEcho {
     /// once, at the start.
     #[serde(default)]
     pub dns_refresh_s: Option<f64>,
+    /// Which of the name's addresses agents used (`target.dns_policy`);
+    /// `null` in reports from before the setting.
+    #[serde(default)]
+    pub dns_policy: Option<String>,
     /// TLS to the target, when its URL is https and the scenario has a
     /// `tls:` section.
     #[serde(default)]

@@ -237,6 +237,8 @@ pub struct TargetSection {
     /// How often agents re-resolve the target's name (`5m` unless given;
     /// `never`: once, at the start).
     pub dns_refresh: Option<String>,
+    /// Which of the name's addresses to use: `prefer_ipv4` unless given.
+    pub dns_policy: Option<String>,
 }
 
 /// `target.tls:`, checked by `super::transport`.

@@ -1,4 +1,5 @@
 use super::*;
+use stampede_agent::plan::DnsPolicy;
 use std::io::Write;
 
 const GOOD: &str = r#"
@@ -733,7 +734,22 @@ fn keep_alive_and_dns_refresh() {
     let s = load_text(&GOOD.replacen("  headers:", "  dns_refresh: never\n  headers:", 1))
         .expect("valid");
     assert_eq!(s.target.transport.dns_refresh, None);
+    assert_eq!(
+        load_text(GOOD).expect("valid").target.transport.dns_policy,
+        DnsPolicy::PreferIpv4,
+        "k6's default"
+    );
+    for (name, policy) in DnsPolicy::NAMES {
+        let s = load_text(&GOOD.replacen(
+            "  headers:",
+            &format!("  dns_policy: {name}\n  headers:"),
+            1,
+        ))
+        .expect(name);
+        assert_eq!(s.target.transport.dns_policy, policy);
+    }
     for (line, why) in [
+        ("dns_policy: ipv4", "not one of prefer_ipv4, prefer_ipv6"),
         ("dns_refresh: 100ms", "at least 1s"),
         ("dns_refresh: soon", "not a duration"),
         ("protocol: http2\n  keep_alive: false", "HTTP/1.1"),

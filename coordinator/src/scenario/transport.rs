@@ -6,7 +6,7 @@
 
 use super::file::TargetSection;
 use super::validate::FieldError;
-use stampede_agent::plan::{Protocol, TargetTls, Transport};
+use stampede_agent::plan::{DnsPolicy, Protocol, TargetTls, Transport};
 use std::path::Path;
 use std::time::Duration;
 
@@ -148,11 +148,25 @@ pub fn validate(
             }
         }
     };
+    let dns_policy = match t.dns_policy.as_deref().map(str::trim) {
+        None => DnsPolicy::default(),
+        Some(text) => match DnsPolicy::NAMES.iter().find(|(name, _)| *name == text) {
+            Some((_, policy)) => *policy,
+            None => {
+                let names: Vec<&str> = DnsPolicy::NAMES.iter().map(|(name, _)| *name).collect();
+                return err(
+                    "target.dns_policy",
+                    format!("{text:?} is not one of {}", names.join(", ")),
+                );
+            }
+        },
+    };
     Ok(Transport {
         protocol,
         streams,
         tls,
         new_connection_per_request,
         dns_refresh,
+        dns_policy,
     })
 }
