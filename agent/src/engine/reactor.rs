@@ -1,7 +1,7 @@
 //! One wake-up per pacer tick, not one per response: a per-worker
 //! mini-reactor for the open model's plain HTTP/1.1 connections.
 //!
-//! At 20 000 req/s the pacer wakes the worker every 200 µs to release sends;
+//! At 20 000 req/s the pacer wakes the worker every grid slot to release sends;
 //! if the connections' sockets sat in tokio's epoll, every response arriving
 //! between two ticks (25–70 µs after its send) would wake the thread again,
 //! and on a VM each wake-up is a context switch, most of the open model's
