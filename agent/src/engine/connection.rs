@@ -15,7 +15,9 @@
 use super::cancel::WorkerCancel;
 use super::http1::{Http1Connection, ResponseInfo};
 use super::http2::{H2Failure, H2Group, H2Requests, H2Slot};
+use super::lazy_stream::Http1Stream;
 use super::pacer::Pacer;
+use super::reactor::{LastLook, Reactor};
 use super::request_set::{Picker, RequestSet};
 use super::timing::{self, Waits};
 use super::transport::{ConnectFailure, Connector};
@@ -144,6 +146,9 @@ pub(crate) struct ConnectionLoop {
     scratch: Vec<u8>,
     /// Model-serving runs: reads each OpenAI-compatible response as it comes.
     llm: Option<LlmObserver>,
+    /// Open model over plain HTTP/1.1: the worker's reactor, which reads
+    /// this connection at pacer ticks (responses timed by the kernel).
+    reactor: Option<Rc<Reactor>>,
 }
 
 /// How one exchange ended.
@@ -172,6 +177,7 @@ impl ConnectionLoop {
         place: SlotPlace,
         cancel: Rc<WorkerCancel>,
         pacer: Option<Rc<Pacer>>,
+        reactor: Option<Rc<Reactor>>,
     ) -> Self {
         let addr = ctx.addresses.pick(place.connection);
         let hard_stop = timing::hard_stop(&ctx);
@@ -180,6 +186,16 @@ impl ConnectionLoop {
         let seed = ctx.seed;
         let index = place.connection * ctx.streams() + place.stream;
         let llm = ctx.plan.llm.is_some();
+        // TLS reads are not timed by the kernel (rustls reads ahead), HTTP/2
+        // shares a connection between slots, and a model-serving stream's
+        // tokens are timed by the clock as they are read: those stay on
+        // tokio's reactor.
+        let lazy = matches!(ctx.plan.model, WorkloadModel::Open { .. })
+            && place.group.is_none()
+            && ctx.connector.tls.is_none()
+            && ctx.grpc.is_none()
+            && !llm;
+        let reactor = reactor.filter(|_| lazy);
         let link = match place.group {
             Some(group) => Link::Http2(H2Slot::new(group)),
             None => Link::Http1(None),
@@ -201,6 +217,7 @@ impl ConnectionLoop {
             buf: Vec::new(),
             scratch: Vec::new(),
             llm: llm.then(LlmObserver::default),
+            reactor,
         }
     }
 
@@ -242,11 +259,12 @@ impl ConnectionLoop {
         }
         let (connector, addr) = (&self.ctx.connector, self.addr);
         let recorder = &self.recorder;
+        let reactor = self.reactor.as_ref();
         let connect = async {
             let opened = match &mut self.link {
-                Link::Http1(conn) => match connector.connect(addr).await {
-                    Ok((stream, timings)) => {
-                        *conn = Some(Http1Connection::over(stream));
+                Link::Http1(conn) => match open_http1(connector, addr, reactor).await {
+                    Ok((opened, timings)) => {
+                        *conn = Some(opened);
                         Some(timings)
                     }
                     Err(_) => None,
@@ -296,7 +314,7 @@ impl ConnectionLoop {
                 }
                 outcome => {
                     backoff = Duration::from_millis(10);
-                    self.record(outcome, sent, what);
+                    let _ended = self.record(outcome, sent, what);
                     // A virtual user's think time before its next request.
                     if let Some((min, max)) = self.ctx.plan.think_time {
                         let pause = self.rng.duration_between(min, max);
@@ -311,21 +329,26 @@ impl ConnectionLoop {
 
     async fn run_open(&mut self, mut schedule: ArrivalSchedule) {
         let hard_stop = self.hard_stop;
+        // When the last exchange ended (its response arrived).
+        let mut free_at = Instant::now();
         while let Some(intended) = schedule.next_due() {
             let intended = Instant::from_std(intended);
             // Idle before its send time, the connection waits on a timer
             // that wakes up a little late; that lateness is the generator's,
-            // not the target's, so it is not charged to the request. Busy
-            // past its send time, the connection was held up by the target:
-            // then the wait is charged (coordinated-omission correction).
+            // not the target's, so it is not charged to the request. So is a
+            // response that had arrived by the send time but was read after
+            // it (read at a pacer tick). Busy past its send time, the
+            // connection was held up by the target: then the wait is charged
+            // (coordinated-omission correction).
             let now = Instant::now();
-            let was_idle = now < intended;
+            let early = now < intended;
+            let was_idle = early || free_at <= intended;
             if !self.waits.paced_from(intended, now).await {
                 timing::record_overdue(&self.recorder, &schedule, intended);
                 return;
             }
             // Overdue, nothing was waited for: `now` is still the time.
-            let sent = if was_idle { Instant::now() } else { now };
+            let sent = if early { Instant::now() } else { now };
             if sent >= hard_stop {
                 // Owed requests we can no longer send in time.
                 timing::record_overdue(&self.recorder, &schedule, intended);
@@ -344,21 +367,27 @@ impl ConnectionLoop {
                 Exchange::NoData => return,
                 // Latency counts from the intended send time, so time spent
                 // waiting behind a slow response is included.
-                outcome => self.record(outcome, if was_idle { sent } else { intended }, what),
+                outcome => {
+                    free_at = self.record(outcome, if was_idle { sent } else { intended }, what);
+                }
             }
         }
     }
 
-    fn record(&mut self, outcome: Exchange, origin: Instant, what: Sent) {
+    /// Records the exchange's outcome; gives when it ended.
+    fn record(&mut self, outcome: Exchange, origin: Instant, what: Sent) -> Instant {
+        let now = Instant::now();
         match outcome {
             Exchange::Response(info) => {
-                let now = Instant::now();
-                let latency = now - origin;
+                // Read at a pacer tick: it ended when the kernel received
+                // it (kept within the exchange, whatever the wall clock did).
+                let end = info.received_at.map_or(now, |at| at.max(origin).min(now));
+                let latency = end - origin;
                 let mut recorder = self.recorder.borrow_mut();
                 recorder.record_bytes(what.bytes, info.bytes_received);
                 recorder.phases.record_response(
                     info.first_byte.saturating_duration_since(self.ready_at),
-                    now.saturating_duration_since(info.first_byte),
+                    end.saturating_duration_since(info.first_byte),
                 );
                 let status = Some(info.status);
                 let class = match info.status {
@@ -368,15 +397,15 @@ impl ConnectionLoop {
                 };
                 if let Some(class) = class {
                     recorder.record_failure(class, latency, status, what.request);
-                    return;
+                    return end;
                 }
                 let Some(observer) = self.llm.as_mut() else {
                     recorder.record_success(latency, info.status, what.request);
-                    return;
+                    return end;
                 };
                 // A model-serving answer succeeds only if it kept to the protocol.
                 let slo = self.ctx.plan.llm.map(|l| l.goodput).unwrap_or_default();
-                match observer.finish(origin, now) {
+                match observer.finish(origin, end) {
                     Ok(finished) => {
                         recorder.record_success(latency, info.status, what.request);
                         if let Some(llm) = recorder.llm.as_mut() {
@@ -393,13 +422,15 @@ impl ConnectionLoop {
                         }
                     }
                 }
+                end
             }
             Exchange::Failed(class) => {
                 if !matches!(class, FailureClass::Connect | FailureClass::Tls) {
                     // The request went out (or at least was written).
                     self.recorder.borrow_mut().record_bytes(what.bytes, 0);
                 }
-                self.record_failure(class, origin, None, what.request)
+                self.record_failure(class, origin, None, what.request);
+                now
             }
             Exchange::Truncated => {
                 self.recorder.borrow_mut().record_bytes(what.bytes, 0);
@@ -407,9 +438,13 @@ impl ConnectionLoop {
                 if let Some(llm) = self.recorder.borrow_mut().llm.as_mut() {
                     llm.truncated += 1;
                 }
+                now
             }
-            Exchange::Interrupted => self.recorder.borrow_mut().record_interrupted(1),
-            Exchange::NoData => {}
+            Exchange::Interrupted => {
+                self.recorder.borrow_mut().record_interrupted(1);
+                now
+            }
+            Exchange::NoData => now,
         }
     }
 
@@ -457,10 +492,12 @@ impl ConnectionLoop {
         let link = &mut self.link;
         let observer = self.llm.as_mut();
         let opened = &mut self.opened;
+        let reactor = self.reactor.as_ref();
         let attempt = async move {
             match link {
                 Link::Http1(slot) => {
-                    exchange_http1(slot, ctx, addr, bytes, expects_body, observer, opened).await
+                    let http1 = Http1Exchange { ctx, addr, reactor };
+                    http1.run(slot, bytes, expects_body, observer, opened).await
                 }
                 Link::Http2(slot) => {
                     exchange_http2(slot, ctx, addr, index, bytes, observer, opened).await
@@ -474,8 +511,9 @@ impl ConnectionLoop {
                 Ok(info) => Exchange::Response(info),
                 Err(failed) => failed,
             },
-            // At equal instants the timeout wins, as it always has.
-            _ = self.timeout.as_mut() => if timeout_at <= self.hard_stop {
+            // At equal instants the timeout wins, as it always has. A
+            // response read at pacer ticks gets a last look first.
+            _ = LastLook::new(self.timeout.as_mut(), self.reactor.as_deref()) => if timeout_at <= self.hard_stop {
                 Exchange::Failed(FailureClass::Timeout)
             } else {
                 Exchange::Interrupted
@@ -552,52 +590,75 @@ async fn exchange_http2(
     })
 }
 
-/// One HTTP/1.1 exchange on the slot's connection (opened first if needed:
-/// then `opened` says how, and when it was ready).
-async fn exchange_http1(
-    slot: &mut Option<Http1Connection>,
-    ctx: &RunContext,
+/// Opens an HTTP/1.1 connection; with a `reactor`, read at pacer ticks.
+async fn open_http1(
+    connector: &Connector,
     addr: SocketAddr,
-    bytes: &[u8],
-    expects_body: bool,
-    observer: Option<&mut LlmObserver>,
-    opened: &mut Option<(ConnectTimings, Instant)>,
-) -> Result<ResponseInfo, Exchange> {
-    let conn = match slot {
-        Some(conn) => conn,
-        None => match ctx.connector.connect(addr).await {
-            Ok((stream, timings)) => {
-                *opened = Some((timings, Instant::now()));
-                slot.insert(Http1Connection::over(stream))
+    reactor: Option<&Rc<Reactor>>,
+) -> Result<(Http1Connection, ConnectTimings), ConnectFailure> {
+    let (stream, timings) = connector.connect(addr).await?;
+    let stream = Http1Stream::new(stream, reactor).map_err(|e| {
+        tracing::debug!(error = %e, "cannot move the connection to the worker's reactor");
+        ConnectFailure::Tcp
+    })?;
+    Ok((Http1Connection::over(stream), timings))
+}
+
+/// Where an HTTP/1.1 exchange goes, and how its connection is read.
+struct Http1Exchange<'a> {
+    ctx: &'a RunContext,
+    addr: SocketAddr,
+    reactor: Option<&'a Rc<Reactor>>,
+}
+
+impl Http1Exchange<'_> {
+    /// One exchange on the slot's connection (opened first if needed: then
+    /// `opened` says how, and when it was ready).
+    async fn run(
+        self,
+        slot: &mut Option<Http1Connection>,
+        bytes: &[u8],
+        expects_body: bool,
+        observer: Option<&mut LlmObserver>,
+        opened: &mut Option<(ConnectTimings, Instant)>,
+    ) -> Result<ResponseInfo, Exchange> {
+        let ctx = self.ctx;
+        let conn = match slot {
+            Some(conn) => conn,
+            None => match open_http1(&ctx.connector, self.addr, self.reactor).await {
+                Ok((conn, timings)) => {
+                    *opened = Some((timings, Instant::now()));
+                    slot.insert(conn)
+                }
+                Err(failure) => return Err(Exchange::Failed(connect_class(failure))),
+            },
+        };
+        let result = match observer {
+            Some(observer) => {
+                observer.reset();
+                let result = conn
+                    .send_observed(bytes, expects_body, &mut *observer)
+                    .await;
+                // An event stream that broke off mid-way was truncated.
+                result.map_err(|_| observer.is_stream())
             }
-            Err(failure) => return Err(Exchange::Failed(connect_class(failure))),
-        },
-    };
-    let result = match observer {
-        Some(observer) => {
-            observer.reset();
-            let result = conn
-                .send_observed(bytes, expects_body, &mut *observer)
-                .await;
-            // An event stream that broke off mid-way was truncated.
-            result.map_err(|_| observer.is_stream())
-        }
-        None => conn.send(bytes, expects_body).await.map_err(|_| false),
-    };
-    match result {
-        Ok(info) => {
-            if !info.keep_alive || ctx.plan.transport.new_connection_per_request {
+            None => conn.send(bytes, expects_body).await.map_err(|_| false),
+        };
+        match result {
+            Ok(info) => {
+                if !info.keep_alive || ctx.plan.transport.new_connection_per_request {
+                    *slot = None;
+                }
+                Ok(info)
+            }
+            Err(mid_stream) => {
                 *slot = None;
+                Err(if mid_stream {
+                    Exchange::Truncated
+                } else {
+                    Exchange::Failed(FailureClass::Other)
+                })
             }
-            Ok(info)
-        }
-        Err(mid_stream) => {
-            *slot = None;
-            Err(if mid_stream {
-                Exchange::Truncated
-            } else {
-                Exchange::Failed(FailureClass::Other)
-            })
         }
     }
 }

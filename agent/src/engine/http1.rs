@@ -6,6 +6,7 @@
 //! discarded, never stored. Nothing here allocates per request.
 
 use super::chunked::ChunkedDecoder;
+use super::lazy_stream::Http1Stream;
 use super::transport::TargetStream;
 use crate::plan::RequestTemplate;
 use std::io;
@@ -208,8 +209,12 @@ pub struct ResponseInfo {
     pub bytes_received: u64,
     /// False when the server asked to close, or framed the body by closing.
     pub keep_alive: bool,
-    /// When the response's first byte was read (time to first byte).
+    /// When the response's first byte was read (time to first byte); for a
+    /// stream timed by the kernel, when it was received.
     pub first_byte: Instant,
+    /// When the kernel received the bytes that completed the response, if
+    /// the stream knows (read at pacer ticks); else it ended when read.
+    pub received_at: Option<Instant>,
 }
 
 /// How the body of the response being read is delimited.
@@ -221,7 +226,7 @@ enum Framing {
 
 /// One keep-alive connection (plain or TLS) and its reusable read buffer.
 pub struct Http1Connection {
-    stream: TargetStream,
+    stream: Http1Stream,
     buf: Box<[u8]>,
     /// Bytes of `buf` holding unconsumed data.
     filled: usize,
@@ -233,11 +238,11 @@ impl Http1Connection {
     pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Self::over(TargetStream::Plain(stream)))
+        Ok(Self::over(TargetStream::Plain(stream).into()))
     }
 
     /// HTTP/1.1 over an open connection (TLS already negotiated).
-    pub(crate) fn over(stream: TargetStream) -> Self {
+    pub(crate) fn over(stream: Http1Stream) -> Self {
         Self {
             stream,
             buf: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
@@ -270,7 +275,7 @@ impl Http1Connection {
         self.filled = 0;
         let mut received = 0u64;
         self.fill(&mut received).await?;
-        let first_byte = Instant::now();
+        let first_byte = self.stream.received_at().unwrap_or_else(Instant::now);
         loop {
             let (status, head_len, framing, keep_alive, event_stream) =
                 self.read_head(&mut received).await?;
@@ -301,6 +306,8 @@ impl Http1Connection {
                 bytes_received: received,
                 keep_alive,
                 first_byte,
+                // The last read completed the response.
+                received_at: self.stream.received_at(),
             });
         }
     }

@@ -381,6 +381,7 @@ async fn exchange<O: BodyObserver>(
         bytes_received: received,
         keep_alive: true,
         first_byte,
+        received_at: None,
     })
 }
 

@@ -14,7 +14,9 @@ mod connection;
 mod grpc;
 pub mod http1;
 mod http2;
+mod lazy_stream;
 mod pacer;
+mod reactor;
 mod request_set;
 mod target_tls;
 #[cfg(test)]
@@ -452,6 +454,104 @@ mod tests {
         // The first lookup, then one a second over a 2.5 s run.
         let lookups: u64 = intervals.iter().map(|r| r.data.phases.dns.len()).sum();
         assert!((2..=4).contains(&lookups), "{lookups} lookups");
+    }
+
+    /// An open-model run over `connections` plain HTTP/1.1 connections
+    /// to `addr` at `rate` req/s: its intervals added together.
+    async fn open_run(
+        addr: SocketAddr,
+        rate: f64,
+        connections: u32,
+        duration: Duration,
+        timeout: Duration,
+    ) -> IntervalRecorder {
+        let url = url::Url::parse(&format!("http://{addr}/")).expect("url");
+        let plan = LoadPlan {
+            model: crate::plan::WorkloadModel::Open {
+                rate: crate::profile::LevelProfile::constant(rate, duration).expect("profile"),
+                connections,
+                arrival: crate::plan::Arrival::Constant,
+            },
+            duration,
+            interval: duration,
+            timeout,
+            ..LoadPlan::for_tests(vec![RequestTemplate::new("GET", url)])
+        };
+        let (out, mut records) = mpsc::channel(64);
+        let run = tokio::spawn(run(
+            plan,
+            vec![addr],
+            EngineOptions { threads: 1 },
+            Instant::now() + Duration::from_millis(50),
+            CancellationToken::new(),
+            out,
+        ));
+        let mut total = IntervalRecorder::new();
+        while let Some(record) = records.recv().await {
+            total.merge(&record.data);
+        }
+        run.await.expect("joins").expect("runs");
+        total
+    }
+
+    /// Four requests 250 ms apart: after each send the pacer has nothing
+    /// due for a long while (the reactor parks), and after the last one it
+    /// is idle for good. Every response must still be read, not left for a
+    /// tick that never comes (it would be interrupted at the hard stop).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn responses_are_read_while_the_pacer_is_idle() {
+        let stop = CancellationToken::new();
+        let (addr, stats) = target(&stop).await;
+        let total = open_run(addr, 4.0, 1, Duration::from_secs(1), Duration::from_secs(3)).await;
+        stop.cancel();
+        assert_eq!(total.outcomes.success, 4, "{:?}", total.outcomes);
+        assert_eq!(total.outcomes.interrupted, 0);
+        assert_eq!(stats.served(), 4);
+    }
+
+    /// At a rate where the pacer ticks all the time, responses are read
+    /// only at ticks: every one of them is read and counted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn responses_are_read_at_pacer_ticks() {
+        let stop = CancellationToken::new();
+        let (addr, stats) = target(&stop).await;
+        let total = open_run(
+            addr,
+            4_000.0,
+            8,
+            Duration::from_millis(500),
+            Duration::from_secs(3),
+        )
+        .await;
+        stop.cancel();
+        let outcomes = total.outcomes;
+        assert_eq!(outcomes.success, 2_000, "{outcomes:?}");
+        assert_eq!(outcomes.completed(), stats.served());
+        assert_eq!(outcomes.interrupted, 0);
+        assert_eq!(total.latency.len(), 2_000);
+    }
+
+    /// A target that takes requests and never answers: each request of a
+    /// connection read at pacer ticks times out, after its timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_read_at_pacer_ticks_time_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let timeout = Duration::from_millis(100);
+        let total = open_run(addr, 4.0, 1, Duration::from_secs(1), timeout).await;
+        silent.abort();
+        let outcomes = total.outcomes;
+        assert_eq!(outcomes.timeout, 4, "{outcomes:?}");
+        assert_eq!(outcomes.completed(), 4);
+        assert!(total.errors.min() >= timeout.as_micros() as u64);
     }
 
     #[test]

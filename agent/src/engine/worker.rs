@@ -11,6 +11,7 @@ use super::connection::{ConnectionLoop, RunContext, SlotPlace};
 use super::grpc::GrpcLoop;
 use super::http2::H2Group;
 use super::pacer::Pacer;
+use super::reactor::Reactor;
 use crate::plan::Protocol;
 use crate::plan::WorkloadModel;
 use crate::recorder::IntervalRecorder;
@@ -78,23 +79,15 @@ async fn worker_loop(
         first = first.with_llm();
     }
     let recorder = Rc::new(RefCell::new(first));
-    let pacer = match &ctx.plan.model {
-        WorkloadModel::Open { .. } => match Pacer::new() {
-            Ok(pacer) => {
-                tokio::task::spawn_local(pacer.clone().drive());
-                Some(pacer)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "no timerfd: send times fall back to tokio's 1 ms timer");
-                None
-            }
-        },
-        WorkloadModel::Closed { .. } => None,
+    let (pacer, reactor) = match &ctx.plan.model {
+        WorkloadModel::Open { .. } => open_model_timing(),
+        WorkloadModel::Closed { .. } => (None, None),
     };
     let mut connections = JoinSet::new();
     let spawner = Spawner {
         recorder: recorder.clone(),
-        pacer: pacer.clone(),
+        pacer,
+        reactor,
         cancel: WorkerCancel::watch(cancel),
     };
     spawner.spawn(&ctx, spec.connections.clone(), &mut connections);
@@ -144,10 +137,38 @@ async fn worker_loop(
     });
 }
 
+/// The open model's pacer (send times), and the reactor its ticks read
+/// responses from; each starts its task on this worker's `LocalSet`. No
+/// pacer: tokio's timer. No reactor: connections stay on tokio's reactor.
+fn open_model_timing() -> (Option<Rc<Pacer>>, Option<Rc<Reactor>>) {
+    let reactor = match Reactor::new() {
+        Ok(reactor) => Some(reactor),
+        Err(e) => {
+            tracing::warn!(error = %e, "no epoll instance: every response wakes the worker");
+            None
+        }
+    };
+    match Pacer::new(reactor.clone()) {
+        Ok(pacer) => {
+            tokio::task::spawn_local(pacer.clone().drive());
+            let reactor = reactor.inspect(|r| {
+                tokio::task::spawn_local(r.clone().watch());
+            });
+            (Some(pacer), reactor)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no timerfd: send times fall back to tokio's 1 ms timer");
+            (None, None)
+        }
+    }
+}
+
 /// Starts connection loops on this worker, all recording into its recorder.
 struct Spawner {
     recorder: Rc<RefCell<IntervalRecorder>>,
     pacer: Option<Rc<Pacer>>,
+    /// Open model: read at the pacer's ticks (connections that qualify).
+    reactor: Option<Rc<Reactor>>,
     /// The run's cancellation, mirrored on this thread.
     cancel: Rc<WorkerCancel>,
 }
@@ -184,6 +205,7 @@ impl Spawner {
                     place,
                     self.cancel.clone(),
                     self.pacer.clone(),
+                    self.reactor.clone(),
                 );
                 tasks.spawn_local(slot.run());
             }
