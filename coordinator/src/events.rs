@@ -7,7 +7,7 @@
 //! computed once per interval close, where the actor already logs them.
 
 use crate::merge::{ClosedInterval, Totals};
-use crate::report::build::{error_counts, latency_summary};
+use crate::report::build::{error_counts, grpc_code_name, latency_summary};
 use crate::report::model::{ErrorCounts, LatencySummary, RunReport};
 use crate::scenario::{Model, PhaseKind, Scenario};
 use std::collections::BTreeMap;
@@ -189,7 +189,7 @@ pub struct IntervalSnapshot {
 }
 
 /// What one scope did in one interval.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ScopeFigures {
     /// Completed: successes plus failures.
     pub requests: u64,
@@ -201,6 +201,10 @@ pub struct ScopeFigures {
     pub latency: LatencySummary,
     /// Connections the agents opened to the target.
     pub new_connections: u64,
+    /// Responses by HTTP status code ("200"), as the report names them.
+    pub status_codes: BTreeMap<String, u64>,
+    /// gRPC calls by status ("OK", "UNAVAILABLE"), as the report names them.
+    pub grpc_codes: BTreeMap<String, u64>,
 }
 
 impl ScopeFigures {
@@ -214,6 +218,16 @@ impl ScopeFigures {
             rps: o.completed() as f64 / seconds,
             latency: latency_summary(&t.latency),
             new_connections: t.new_connections,
+            status_codes: t
+                .status_codes
+                .iter()
+                .map(|(c, n)| (c.to_string(), *n))
+                .collect(),
+            grpc_codes: t
+                .grpc_codes
+                .iter()
+                .map(|(c, n)| (grpc_code_name(*c).to_owned(), *n))
+                .collect(),
         }
     }
 }

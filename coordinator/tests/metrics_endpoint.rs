@@ -452,6 +452,19 @@ thresholds:
             s.phases.as_ref().map_or(0, |p| p.new_connections) as f64,
             "{region:?}"
         );
+        assert!(
+            !s.status_codes.is_empty(),
+            "{region:?}: responses had codes"
+        );
+        for (code, n) in &s.status_codes {
+            let mut by_code = labels.clone();
+            by_code.push(("code", code));
+            assert_eq!(
+                final_page.value("stampede_responses_total", &by_code),
+                *n as f64,
+                "{region:?} {code}"
+            );
+        }
         let mut timeouts = labels.clone();
         timeouts.push(("class", "timeout"));
         assert_eq!(

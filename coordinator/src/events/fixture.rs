@@ -49,6 +49,8 @@ pub fn start() -> Arc<RunStart> {
 pub fn figures(requests: u64, timeouts: u64, p50_us: u64, p99_us: u64) -> ScopeFigures {
     ScopeFigures {
         new_connections: 0,
+        status_codes: BTreeMap::from([("200".to_owned(), requests - timeouts)]),
+        grpc_codes: BTreeMap::new(),
         requests,
         successes: requests - timeouts,
         errors: ErrorCounts {
@@ -73,8 +75,11 @@ pub fn figures(requests: u64, timeouts: u64, p50_us: u64, p99_us: u64) -> ScopeF
 /// Interval `index` (one second) of the two regions; the global figures
 /// add their counts, and take p50 30 ms and the larger p99.
 pub fn interval(index: u32, warmup: bool, us: ScopeFigures, eu: ScopeFigures) -> RunEvent {
-    let mut global = us;
+    let mut global = us.clone();
     global.requests += eu.requests;
+    for (code, n) in &eu.status_codes {
+        *global.status_codes.entry(code.clone()).or_default() += n;
+    }
     global.successes += eu.successes;
     global.errors.total += eu.errors.total;
     global.errors.timeout += eu.errors.timeout;

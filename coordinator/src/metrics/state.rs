@@ -17,6 +17,9 @@ use uuid::Uuid;
 /// Reads one figure out of a summary.
 type Pick<T> = fn(&T) -> u64;
 
+/// Reads counts by code (HTTP status or gRPC status) out of a scope's counts.
+type CodesOf = fn(&Counts) -> &BTreeMap<String, u64>;
+
 /// Latency quantiles exported, with their label value.
 const QUANTILES: [(&str, Pick<LatencySummary>); 4] = [
     ("0.5", |l| l.p50),
@@ -75,11 +78,14 @@ impl Scope {
 
 /// Requests and failures counted so far in a run (warm-up excluded, as in
 /// the report).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Counts {
     requests: u64,
     errors: ErrorCounts,
     new_connections: u64,
+    /// Responses by HTTP status code, and gRPC calls by status name.
+    status_codes: BTreeMap<String, u64>,
+    grpc_codes: BTreeMap<String, u64>,
 }
 
 impl Counts {
@@ -94,6 +100,14 @@ impl Counts {
         e.status_4xx += more.status_4xx;
         e.status_5xx += more.status_5xx;
         e.other += more.other;
+        for (into, from) in [
+            (&mut self.status_codes, &f.status_codes),
+            (&mut self.grpc_codes, &f.grpc_codes),
+        ] {
+            for (code, n) in from {
+                *into.entry(code.clone()).or_default() += n;
+            }
+        }
     }
 
     fn of(s: &ScopeSummary) -> Self {
@@ -101,6 +115,8 @@ impl Counts {
             requests: s.requests,
             errors: s.errors,
             new_connections: s.phases.as_ref().map_or(0, |p| p.new_connections),
+            status_codes: s.status_codes.clone(),
+            grpc_codes: s.grpc_codes.clone(),
         }
     }
 }
@@ -367,6 +383,31 @@ impl MetricsState {
         );
         for (scope, c) in &self.counts {
             e.sample(&scope.labels(&[]), c.new_connections as f64);
+        }
+        // By code, as k6's and Gatling's status checks read them: only the
+        // codes seen (a code's series starts with its first response).
+        let by_code: [(&str, &str, CodesOf); 2] = [
+            (
+                "stampede_responses_total",
+                "Responses of the current run by HTTP status code (label code), warm-up excluded.",
+                |c| &c.status_codes,
+            ),
+            (
+                "stampede_grpc_responses_total",
+                "gRPC calls of the current run by status (label code: OK, UNAVAILABLE, ...), warm-up excluded.",
+                |c| &c.grpc_codes,
+            ),
+        ];
+        for (name, help, codes) in by_code {
+            if self.counts.values().all(|c| codes(c).is_empty()) {
+                continue;
+            }
+            e.family(name, Kind::Counter, help);
+            for (scope, c) in &self.counts {
+                for (code, n) in codes(c) {
+                    e.sample(&scope.labels(&[("code", code)]), *n as f64);
+                }
+            }
         }
     }
 

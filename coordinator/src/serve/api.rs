@@ -89,7 +89,7 @@ pub struct WireInterval {
     pub regions: BTreeMap<String, WireFigures>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct WireFigures {
     pub requests: u64,
     pub successes: u64,
@@ -98,6 +98,10 @@ pub struct WireFigures {
     pub latency_us: LatencySummary,
     #[serde(default)]
     pub new_connections: u64,
+    #[serde(default)]
+    pub status_codes: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub grpc_codes: BTreeMap<String, u64>,
 }
 
 impl From<&ScopeFigures> for WireFigures {
@@ -109,6 +113,8 @@ impl From<&ScopeFigures> for WireFigures {
             rps: f.rps,
             latency_us: f.latency,
             new_connections: f.new_connections,
+            status_codes: f.status_codes.clone(),
+            grpc_codes: f.grpc_codes.clone(),
         }
     }
 }
@@ -122,6 +128,8 @@ impl From<WireFigures> for ScopeFigures {
             rps: f.rps,
             latency: f.latency_us,
             new_connections: f.new_connections,
+            status_codes: f.status_codes,
+            grpc_codes: f.grpc_codes,
         }
     }
 }

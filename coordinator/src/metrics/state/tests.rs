@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 
 /// The page's samples by `name{labels}` as written (our own output, so a
 /// line split is enough here; the integration test uses a real parser).
+fn page_has(m: &MetricsState, family: &str) -> bool {
+    m.render(START).contains(family)
+}
+
 fn samples(page: &str) -> BTreeMap<String, f64> {
     page.lines()
         .filter(|l| !l.starts_with('#'))
@@ -89,6 +93,20 @@ fn counters_add_measured_intervals_and_gauges_show_the_last_one() {
         s["stampede_errors_total{scope=\"global\",class=\"5xx\"}"],
         0.0
     );
+    // By status code, the measured intervals' successes (the fixture's
+    // timeouts have no status).
+    assert_eq!(
+        s["stampede_responses_total{scope=\"region\",region=\"us-east\",code=\"200\"}"],
+        295.0
+    );
+    assert_eq!(
+        s["stampede_responses_total{scope=\"global\",code=\"200\"}"],
+        595.0
+    );
+    assert!(
+        !page_has(&m, "stampede_grpc_responses_total"),
+        "no gRPC calls, no gRPC family"
+    );
     assert_eq!(s["stampede_interval_index"], 3.0);
     assert_eq!(s["stampede_interval_warmup"], 0.0);
     assert_eq!(
@@ -127,6 +145,7 @@ fn a_finished_run_shows_the_reports_figures_and_verdicts() {
         actual: Some(44_000.0),
         passed: false,
     }];
+    r.global.grpc_codes = BTreeMap::from([("OK".into(), 190), ("UNAVAILABLE".into(), 10)]);
     let mut m = MetricsState::new();
     m.apply(&RunEvent::Starting(start()));
     // An interval seen live, then the report, which is the final word.
@@ -152,6 +171,10 @@ fn a_finished_run_shows_the_reports_figures_and_verdicts() {
     assert_eq!(
         s["stampede_run_latency_seconds{scope=\"region\",region=\"eu-west\",quantile=\"0.99\"}"],
         r.regions[1].summary.latency_us.p99 as f64 / 1e6
+    );
+    assert_eq!(
+        s["stampede_grpc_responses_total{scope=\"global\",code=\"UNAVAILABLE\"}"], 10.0,
+        "the report's codes replace what was counted live"
     );
     assert_eq!(
         s["stampede_threshold_passed{scope=\"region\",region=\"eu-west\",threshold=\"eu-west: p99 < 1ms\"}"],
