@@ -5,13 +5,15 @@
 //!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --agents 500 --seconds 30
 //!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --deflate  # deflate-encoded histograms
 //!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --no-pin   # coordinator may use every core
+//!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --coordinator PATH  # another build's `stampede`
 //!
 //! Runs the real `stampede coordinator` as its own process (on CPU 0 when the
 //! machine has two), and simulates agents in this process: each one dials
 //! over its own gRPC connection, registers, accepts, and at every interval
 //! boundary sends a real interval report — five serialized histograms
 //! (latency of ~20k requests, errors, schedule lag, and the wait and
-//! transfer phases) plus counts — then its
+//! transfer phases, drawn afresh for each of 16 report variants) plus
+//! counts — then its
 //! final report. No load is sent anywhere.
 //!
 //! Measures the coordinator's CPU (from /proc, as a share of one core), its
@@ -101,7 +103,18 @@ fn unix_nanos() -> i64 {
 }
 
 /// One simulated agent: register, accept, report every interval, finish.
-async fn agent(url: String, region: String, histograms: ReportHistograms) -> Result<usize, String> {
+/// Distinct reports the simulated agents draw from: agent `a` sends
+/// variant `(a + i) % REPORT_VARIANTS` for interval `i`, so an agent's
+/// cumulative totals grow over the run as a real agent's do (new tail
+/// buckets, denser middles), rather than adding the same buckets again.
+const REPORT_VARIANTS: usize = 16;
+
+async fn agent(
+    url: String,
+    region: String,
+    number: usize,
+    variants: std::sync::Arc<Vec<ReportHistograms>>,
+) -> Result<usize, String> {
     let channel = tonic::transport::Endpoint::from_shared(url)
         .map_err(|e| e.to_string())?
         .connect()
@@ -162,6 +175,7 @@ async fn agent(url: String, region: String, histograms: ReportHistograms) -> Res
                 for index in 0..intervals {
                     let end = start_at + interval * (index + 1);
                     tokio::time::sleep_until(end).await;
+                    let histograms = &variants[(number + index as usize) % variants.len()];
                     let report = v1::IntervalReport {
                         run_id: run_id.clone(),
                         agent_id: agent_id.clone(),
@@ -276,17 +290,22 @@ fn main() {
     yaml.push_str("start_delay: 5s\nagent_wait_timeout: 120s\n");
     std::fs::write(&scenario, yaml).expect("write scenario");
 
-    let binary = env!("CARGO_BIN_EXE_stampede");
+    // `--coordinator PATH` runs another build's binary against the same
+    // simulated agents: paired A/B runs of two builds on a shared machine.
+    let binary = std::env::args()
+        .skip_while(|a| a != "--coordinator")
+        .nth(1)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_stampede").to_owned());
     let pin = !std::env::args().any(|a| a == "--no-pin");
     let mut command = if pin
         && std::path::Path::new("/usr/bin/taskset").exists()
         && std::thread::available_parallelism().map_or(1, |n| n.get()) > 1
     {
         let mut c = Command::new("taskset");
-        c.args(["-c", "0", binary]);
+        c.args(["-c", "0", &binary]);
         c
     } else {
-        Command::new(binary)
+        Command::new(&binary)
     };
     let mut coordinator = command
         .args(["coordinator", "--scenario"])
@@ -344,7 +363,11 @@ fn main() {
         .build()
         .expect("runtime");
     let url = format!("http://{addr}");
-    let histograms = sample_histograms(7, o.encoding);
+    let variants: std::sync::Arc<Vec<ReportHistograms>> = std::sync::Arc::new(
+        (0..REPORT_VARIANTS as u64)
+            .map(|seed| sample_histograms(7 + seed, o.encoding))
+            .collect(),
+    );
     let (report_bytes, cpu, wall, sim_cpu) = runtime.block_on(async {
         let mut tasks = Vec::new();
         for (region, n) in &regions {
@@ -352,7 +375,8 @@ fn main() {
                 tasks.push(tokio::spawn(agent(
                     url.clone(),
                     region.clone(),
-                    histograms.clone(),
+                    tasks.len(),
+                    variants.clone(),
                 )));
             }
         }

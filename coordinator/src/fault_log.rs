@@ -17,6 +17,15 @@ struct Refusals {
     count: u64,
 }
 
+/// Reports of one agent whose phase histograms were left out, counted.
+#[derive(Debug)]
+struct DroppedPhases {
+    first_at_s: f64,
+    region: String,
+    first_error: String,
+    count: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct FaultLog {
     /// The run's common start; times are given from it.
@@ -24,6 +33,7 @@ pub struct FaultLog {
     faults: Vec<Fault>,
     notes: Vec<String>,
     refused: BTreeMap<(String, &'static str), Refusals>,
+    dropped_phases: BTreeMap<Uuid, DroppedPhases>,
     failed: bool,
 }
 
@@ -169,6 +179,25 @@ impl FaultLog {
         entry.count += 1;
     }
 
+    /// A merged report of `agent` (interval `index`) whose phase
+    /// histograms did not decode once its interval had closed: its phase
+    /// timings are left out of the phase figures, the rest of it stands.
+    /// Logged each time, listed once per agent (with a count) in the
+    /// report. Like a refused report, it does not make the run partial.
+    pub fn phases_dropped(&mut self, agent: Uuid, region: &str, index: u32, error: &str) {
+        warn!(%agent, %region, interval = index, %error, "request phase histograms malformed: this report's phase timings are left out");
+        let at_s = self.now_s();
+        self.dropped_phases
+            .entry(agent)
+            .or_insert_with(|| DroppedPhases {
+                first_at_s: at_s,
+                region: region.to_owned(),
+                first_error: error.to_owned(),
+                count: 0,
+            })
+            .count += 1;
+    }
+
     pub fn failed(&self) -> bool {
         self.failed
     }
@@ -182,6 +211,18 @@ impl FaultLog {
                 agent: Some(agent),
                 region: None,
                 detail: format!("{why} ({} report(s) refused)", r.count),
+            });
+        }
+        for (agent, d) in std::mem::take(&mut self.dropped_phases) {
+            self.faults.push(Fault {
+                at_s: d.first_at_s,
+                kind: "phases_dropped".into(),
+                agent: Some(agent.to_string()),
+                region: Some(d.region),
+                detail: format!(
+                    "request phase histograms did not decode ({}); {} report(s)' phase timings left out of the phase figures, their other figures merged",
+                    d.first_error, d.count
+                ),
             });
         }
         self.faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
@@ -213,6 +254,30 @@ mod tests {
             .expect("the other-run refusals");
         assert!(another.detail.contains("3 report(s)"), "{}", another.detail);
         assert_eq!(another.agent.as_deref(), Some(agent.to_string().as_str()));
+    }
+
+    #[test]
+    fn dropped_phases_are_one_fault_per_agent_with_a_count_and_no_note() {
+        let mut log = FaultLog::default();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        log.phases_dropped(a, "eu-west", 3, "wait phase histogram: truncated varint");
+        log.phases_dropped(a, "eu-west", 4, "tls phase histogram: unknown cookie");
+        log.phases_dropped(b, "us-east", 4, "dns phase histogram: unknown cookie");
+        let (notes, faults) = log.finish();
+        assert!(notes.is_empty(), "the run's other figures are whole");
+        assert_eq!(faults.len(), 2);
+        let fa = faults
+            .iter()
+            .find(|f| f.agent.as_deref() == Some(a.to_string().as_str()))
+            .expect("a's fault");
+        assert_eq!(fa.kind, "phases_dropped");
+        assert_eq!(fa.region.as_deref(), Some("eu-west"));
+        assert!(fa.detail.contains("2 report(s)"), "{}", fa.detail);
+        assert!(
+            fa.detail.contains("wait phase histogram: truncated varint"),
+            "{}",
+            fa.detail
+        );
     }
 
     #[test]

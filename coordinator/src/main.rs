@@ -7,8 +7,12 @@ use stampede_coordinator::commands;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     commands::init_logging();
+    // Two workers, but never more than the CPUs this process may run on:
+    // on one CPU (a pinned coordinator) a second worker only adds thread
+    // wake-ups and context switches between the two.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(cpus.min(2))
         .thread_name("stampede-control")
         .enable_all()
         .build()
@@ -19,7 +23,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    // The command runs as a task on the workers, not on this thread: a
+    // coordinator's run actor then runs on the worker whose agent session
+    // just handed it a report, instead of being woken on another thread
+    // once per report.
+    let command = runtime.spawn(async {
         match cli.command {
             Command::Demo(args) => commands::demo(args).await,
             Command::Bench(args) => commands::bench(args).await,
@@ -33,6 +41,12 @@ fn main() -> std::process::ExitCode {
             Command::History(args) => commands::history(args),
         }
     });
+    let result = match runtime.block_on(command) {
+        Ok(result) => result,
+        // A panic ends the process as it did on this thread.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(anyhow::anyhow!("the command's task failed: {e}")),
+    };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -12,10 +12,14 @@
 
 use hdrhistogram::Histogram;
 use stampede_proto::histogram::{
-    self, DenseCounts, Encoding, SparseHistogram, new_latency_histogram,
+    self, CumulativeCounts, DenseCounts, Encoding, SparseHistogram, new_latency_histogram,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
+
+mod phases;
+pub use phases::{PHASE_NAMES, PhaseDecodeError, PhaseInterval, ReceivedPhases};
+use phases::{PhaseScratch, PhaseTotals};
 
 /// Outcome counts: the agent's own type (one definition of what a request's
 /// outcome is, on both sides of the wire).
@@ -115,8 +119,9 @@ pub struct AgentInterval {
     /// have none, and every report moves through the actor's channel).
     pub llm: Option<Box<LlmInterval>>,
     /// Request phase timings and connections opened (absent from agents
-    /// that predate them).
-    pub phases: Option<PhaseInterval>,
+    /// that predate them); the histograms are decoded only once the
+    /// interval has closed ([`RunMerge::settle`]).
+    pub phases: Option<ReceivedPhases>,
     /// Generator health: the agent's CPU time in this interval, and its
     /// worker threads.
     pub cpu_micros: u64,
@@ -127,79 +132,6 @@ impl AgentInterval {
     /// Connections this agent opened in the interval.
     pub fn new_connections(&self) -> u64 {
         self.phases.as_ref().map_or(0, |p| p.new_connections)
-    }
-}
-
-/// An agent interval's request phase timings (see `agent::phases`).
-#[derive(Debug, Clone, Default)]
-pub struct PhaseInterval {
-    pub dns: SparseHistogram,
-    pub connect: SparseHistogram,
-    pub tls: SparseHistogram,
-    pub wait: SparseHistogram,
-    pub transfer: SparseHistogram,
-    pub new_connections: u64,
-    /// Connections opened per target address ("ip:port").
-    pub addresses: BTreeMap<String, u64>,
-}
-
-impl PhaseInterval {
-    /// Adds another's figures (cumulative totals are kept in this form).
-    pub fn add(&mut self, o: &PhaseInterval) {
-        self.dns.merge(&o.dns);
-        self.connect.merge(&o.connect);
-        self.tls.merge(&o.tls);
-        self.wait.merge(&o.wait);
-        self.transfer.merge(&o.transfer);
-        self.new_connections += o.new_connections;
-        for (address, n) in &o.addresses {
-            *self.addresses.entry(address.clone()).or_default() += n;
-        }
-    }
-}
-
-/// A region's request phase timings added up over the run: dense counts,
-/// so each report adds in one array add per bucket, however long the run
-/// (a sparse cumulative total would be walked whole by every report).
-#[derive(Debug, Clone, Default)]
-struct PhaseTotals {
-    dns: DenseCounts,
-    connect: DenseCounts,
-    tls: DenseCounts,
-    wait: DenseCounts,
-    transfer: DenseCounts,
-    new_connections: u64,
-    addresses: BTreeMap<String, u64>,
-}
-
-impl PhaseTotals {
-    fn add(&mut self, o: &PhaseInterval) {
-        self.dns.add_sparse(&o.dns);
-        self.connect.add_sparse(&o.connect);
-        self.tls.add_sparse(&o.tls);
-        self.wait.add_sparse(&o.wait);
-        self.transfer.add_sparse(&o.transfer);
-        self.new_connections += o.new_connections;
-        for (address, n) in &o.addresses {
-            match self.addresses.get_mut(address) {
-                Some(total) => *total += n,
-                None => {
-                    self.addresses.insert(address.clone(), *n);
-                }
-            }
-        }
-    }
-
-    fn to_interval(&self) -> PhaseInterval {
-        PhaseInterval {
-            dns: self.dns.to_sparse(),
-            connect: self.connect.to_sparse(),
-            tls: self.tls.to_sparse(),
-            wait: self.wait.to_sparse(),
-            transfer: self.transfer.to_sparse(),
-            new_connections: self.new_connections,
-            addresses: self.addresses.clone(),
-        }
     }
 }
 
@@ -360,8 +292,9 @@ pub struct ClosedInterval {
 }
 
 /// Histogram storage that agent intervals are added into: dense counts for
-/// open intervals (one array add per bucket), sparse buckets for per-agent
-/// totals (small, however many agents).
+/// open intervals (one array add per bucket), sparse buckets or a dense
+/// window, whichever is smaller, for per-agent totals (small, however many
+/// agents).
 pub trait Buckets: Default {
     fn add_sparse(&mut self, sparse: &SparseHistogram);
     fn to_histogram(&self) -> Histogram<u64>;
@@ -382,6 +315,15 @@ impl Buckets for SparseHistogram {
     }
     fn to_histogram(&self) -> Histogram<u64> {
         SparseHistogram::to_histogram(self)
+    }
+}
+
+impl Buckets for CumulativeCounts {
+    fn add_sparse(&mut self, sparse: &SparseHistogram) {
+        CumulativeCounts::add_sparse(self, sparse);
+    }
+    fn to_histogram(&self) -> Histogram<u64> {
+        CumulativeCounts::to_histogram(self)
     }
 }
 
@@ -446,15 +388,18 @@ struct OpenInterval {
     reports: usize,
 }
 
-/// An agent's cumulative totals, kept sparse: a thousand agents' full
-/// histograms would take ~570 MB; sparse ones take a few KB each.
-pub type SparseTotals = Accumulated<SparseHistogram>;
+/// An agent's cumulative totals, each histogram kept in the smaller of
+/// sparse and dense-window form (`CumulativeCounts`): a thousand agents'
+/// full histograms would take ~570 MB; these take tens of KB each, and a
+/// latency histogram held as a window takes a report in with one array add
+/// per bucket instead of a merge walk over the whole total.
+pub type AgentTotals = Accumulated<CumulativeCounts>;
 
 /// Where an agent stands in the run.
 #[derive(Debug, Clone)]
 pub struct AgentProgress {
     pub region: String,
-    pub totals: SparseTotals,
+    pub totals: AgentTotals,
     /// Highest interval index received (agents send in order).
     pub last_index: Option<u32>,
     pub intervals: u32,
@@ -486,6 +431,10 @@ pub struct RunMerge {
     active: usize,
     open: BTreeMap<u32, OpenInterval>,
     closed: Vec<ClosedInterval>,
+    /// Highest interval index closed so far: a report above it cannot be
+    /// late, so `add` looks through `closed` (one entry per interval of
+    /// the run) only for reports that may be.
+    closed_through: Option<u32>,
     /// Intervals `0..warmup` are the warm-up: kept as intervals, left out of
     /// every cumulative total.
     warmup: u32,
@@ -504,6 +453,21 @@ pub struct RunMerge {
     /// ([`RunMerge::settle`]) instead of lengthening the burst of reports
     /// an interval waits for. At most [`RunMerge::pending_limit`] wait.
     pending: Vec<AgentInterval>,
+    /// Where [`RunMerge::settle`] decodes phase histograms (reused).
+    phase_scratch: PhaseScratch,
+    /// Reports whose phase histograms did not decode when settled, until
+    /// the run takes them ([`RunMerge::take_dropped_phases`]).
+    dropped_phases: Vec<DroppedPhases>,
+}
+
+/// A report whose phase histograms were left out of its region's phase
+/// figures because one did not decode (its other figures stand).
+#[derive(Debug)]
+pub struct DroppedPhases {
+    pub agent_id: Uuid,
+    pub region: String,
+    pub index: u32,
+    pub error: PhaseDecodeError,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -544,7 +508,7 @@ impl RunMerge {
                     .or_insert_with(Totals::default);
                 let progress = AgentProgress {
                     region,
-                    totals: SparseTotals::default(),
+                    totals: AgentTotals::default(),
                     last_index: None,
                     intervals: 0,
                     done: false,
@@ -561,12 +525,15 @@ impl RunMerge {
             agents,
             open: BTreeMap::new(),
             closed: Vec::new(),
+            closed_through: None,
             warmup: warmup_intervals,
             requests: BTreeMap::new(),
             llm: BTreeMap::new(),
             phases: BTreeMap::new(),
             request_count: requests,
             pending: Vec::new(),
+            phase_scratch: PhaseScratch::default(),
+            dropped_phases: Vec::new(),
         }
     }
 
@@ -596,16 +563,30 @@ impl RunMerge {
                 }
             }
             if let Some(phases) = &report.phases {
-                match self.phases.get_mut(&agent.region) {
-                    Some(totals) => totals.add(phases),
-                    None => {
-                        let mut totals = PhaseTotals::default();
-                        totals.add(phases);
-                        self.phases.insert(agent.region.clone(), totals);
-                    }
+                if !self.phases.contains_key(&agent.region) {
+                    self.phases
+                        .insert(agent.region.clone(), PhaseTotals::default());
+                }
+                let Some(totals) = self.phases.get_mut(&agent.region) else {
+                    continue;
+                };
+                if let Err(error) = totals.add_received(phases, &mut self.phase_scratch) {
+                    self.dropped_phases.push(DroppedPhases {
+                        agent_id: report.agent_id,
+                        region: agent.region.clone(),
+                        index: report.index,
+                        error,
+                    });
                 }
             }
         }
+    }
+
+    /// Reports settled since the last call whose phase histograms did not
+    /// decode, and were left out (see `merge::phases`): the run records
+    /// each as a fault of its agent.
+    pub fn take_dropped_phases(&mut self) -> Vec<DroppedPhases> {
+        std::mem::take(&mut self.dropped_phases)
     }
 
     /// Per region: cumulative request phase timings (warm-up excluded),
@@ -687,7 +668,12 @@ impl RunMerge {
         }
         let region = agent.region.clone();
 
-        if let Some(closed) = self.closed.iter_mut().find(|c| c.index == report.index) {
+        let late = if self.closed_through.is_some_and(|c| report.index <= c) {
+            self.closed.iter_mut().find(|c| c.index == report.index)
+        } else {
+            None
+        };
+        if let Some(closed) = late {
             // Late for an interval already closed (its agent had been given
             // up on): still counted, nothing lost.
             let mut global = closed.global.unseal();
@@ -753,7 +739,7 @@ impl RunMerge {
         self.regions.entry(region.to_owned()).or_default();
         let progress = AgentProgress {
             region: region.to_owned(),
-            totals: SparseTotals::default(),
+            totals: AgentTotals::default(),
             last_index: joined_after,
             intervals: 0,
             done: false,
@@ -833,6 +819,7 @@ impl RunMerge {
             }
             regions.insert(region.clone(), SealedTotals::seal(&totals));
         }
+        self.closed_through = Some(self.closed_through.map_or(index, |c| c.max(index)));
         self.closed.push(ClosedInterval {
             index,
             start_unix_nanos: open.start_unix_nanos,

@@ -499,7 +499,7 @@ async fn run_once(
                     }
                 }
                 shown_intervals =
-                    announce_closed(&mut merge, shown_intervals, &run_id, start_unix_nanos, events);
+                    announce_closed(&mut merge, shown_intervals, &run_id, start_unix_nanos, events, &mut faults);
                 continue;
             }
             command = commands.recv() => command,
@@ -645,6 +645,7 @@ async fn run_once(
             &run_id,
             start_unix_nanos,
             events,
+            &mut faults,
         );
     }
 
@@ -656,6 +657,7 @@ async fn run_once(
         &run_id,
         start_unix_nanos,
         events,
+        &mut faults,
     );
     let meta: BTreeMap<Uuid, AgentMeta> = members
         .iter()
@@ -699,13 +701,15 @@ async fn run_once(
 /// `shown`, then adds the cumulative figures their reports left waiting
 /// ([`RunMerge::settle`]: after the close, not on the way to it); returns
 /// how many are shown now. Each closed interval's histograms are decoded
-/// once, here.
+/// once, here. Reports whose phase histograms did not decode when settled
+/// become faults of their agents.
 fn announce_closed(
     merge: &mut RunMerge,
     shown: usize,
     run_id: &str,
     start_unix_nanos: i64,
     events: &Events,
+    faults: &mut FaultLog,
 ) -> usize {
     for closed in &merge.intervals()[shown..] {
         let warmup = merge.is_warmup(closed.index);
@@ -732,6 +736,11 @@ fn announce_closed(
     let closed = merge.intervals().len();
     if closed > shown {
         merge.settle();
+    }
+    // Also after `close_all` and after a settle forced by the pending
+    // limit in `RunMerge::add`.
+    for d in merge.take_dropped_phases() {
+        faults.phases_dropped(d.agent_id, &d.region, d.index, &d.error.to_string());
     }
     closed
 }

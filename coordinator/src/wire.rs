@@ -2,7 +2,7 @@
 //! the edge. Everything arriving here comes from a peer and is checked.
 
 use crate::merge::{
-    AgentInterval, LlmCounts, LlmInterval, Outcomes, PhaseInterval, RequestInterval,
+    AgentInterval, LlmCounts, LlmInterval, Outcomes, PHASE_NAMES, ReceivedPhases, RequestInterval,
 };
 use stampede_proto::histogram::{self, HistogramCodecError};
 use stampede_proto::v1;
@@ -101,7 +101,10 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
             },
         })),
     };
-    let phases = match &report.phases {
+    // The phase histograms are kept encoded: only cumulative figures need
+    // them, so they are decoded once the interval has closed (see
+    // `merge::phases`, which also says what a malformed one does then).
+    let phases = match report.phases {
         None => None,
         Some(p) => {
             if p.addresses.len() > MAX_ADDRESSES {
@@ -115,12 +118,30 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
                     .map_err(|_| ReportError::Address(a.address.clone()))?;
                 *addresses.entry(address.to_string()).or_default() += a.connections;
             }
-            Some(PhaseInterval {
-                dns: decode("dns", &p.dns_histogram)?,
-                connect: decode("connect", &p.connect_histogram)?,
-                tls: decode("tls", &p.tls_histogram)?,
-                wait: decode("wait", &p.wait_histogram)?,
-                transfer: decode("transfer", &p.transfer_histogram)?,
+            let encoded = [
+                &p.dns_histogram,
+                &p.connect_histogram,
+                &p.tls_histogram,
+                &p.wait_histogram,
+                &p.transfer_histogram,
+            ];
+            // What is kept must be no larger than decoding would accept.
+            for (bytes, which) in encoded.into_iter().zip(PHASE_NAMES) {
+                if bytes.len() > histogram::MAX_ENCODED_BYTES {
+                    return Err(ReportError::Histogram {
+                        which,
+                        source: HistogramCodecError::TooLarge(bytes.len()),
+                    });
+                }
+            }
+            Some(ReceivedPhases {
+                encoded: [
+                    p.dns_histogram,
+                    p.connect_histogram,
+                    p.tls_histogram,
+                    p.wait_histogram,
+                    p.transfer_histogram,
+                ],
                 new_connections: p.new_connections,
                 addresses,
             })

@@ -10,6 +10,9 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer,
 use hdrhistogram::{CreationError, Histogram};
 use std::io::Read;
 
+mod cumulative;
+pub use cumulative::CumulativeCounts;
+
 /// Lowest discernible latency: 1 µs.
 pub const LOWEST_MICROS: u64 = 1;
 /// Highest trackable latency: one hour, in µs. Larger values saturate here.
@@ -174,9 +177,13 @@ impl SparseHistogram {
         }
     }
 
-    /// Adds `other` into `self`: a sorted merge done in place, back to
-    /// front, so the cumulative vectors are neither reallocated (amortised)
-    /// nor copied on every call. O(both sizes).
+    /// Adds `other` into `self`, in place. O(both sizes), and cheap in the
+    /// common case of a cumulative total: once it has seen a few intervals,
+    /// nearly every bucket of the next one is already in it. Those counts
+    /// are added where they are, in one forward walk; the few new buckets
+    /// are then inserted from the back, moving each run of entries between
+    /// them once (a `copy_within`), so nothing is reallocated (amortised),
+    /// zero-filled or compared twice.
     pub fn merge(&mut self, other: &SparseHistogram) {
         if other.is_empty() {
             return;
@@ -185,47 +192,44 @@ impl SparseHistogram {
             self.clone_from(other);
             return;
         }
-        let (n, m) = (self.indices.len(), other.indices.len());
-        self.indices.resize(n + m, 0);
-        self.counts.resize(n + m, 0);
-        let (mut a, mut b, mut w) = (n, m, n + m);
-        // Fill from the back with the larger index; equal indices combine.
-        while b > 0 {
-            let (ib, cb) = (other.indices[b - 1], other.counts[b - 1]);
-            let ia = if a > 0 {
-                Some(self.indices[a - 1])
-            } else {
-                None
-            };
-            match ia {
-                Some(ia) if ia > ib => {
-                    self.indices[w - 1] = ia;
-                    self.counts[w - 1] = self.counts[a - 1];
-                    a -= 1;
-                }
-                Some(ia) if ia == ib => {
-                    self.indices[w - 1] = ib;
-                    self.counts[w - 1] = self.counts[a - 1] + cb;
-                    a -= 1;
-                    b -= 1;
-                }
-                _ => {
-                    self.indices[w - 1] = ib;
-                    self.counts[w - 1] = cb;
-                    b -= 1;
-                }
+        let n = self.indices.len();
+        // Buckets of `other` that `self` lacks: (index, count, where it
+        // goes among `self`'s entries as they are now).
+        let mut new_buckets: Vec<(u32, u64, usize)> = Vec::new();
+        let mut at = 0usize;
+        for (&index, &count) in other.indices.iter().zip(&other.counts) {
+            // Both are ascending: `at` only moves forward, usually by a
+            // step or two (the walk is O(both sizes), well predicted).
+            while self.indices.get(at).is_some_and(|&i| i < index) {
+                at += 1;
             }
-            w -= 1;
-        }
-        // Entries 0..a are already in place; combined ones left a gap a..w.
-        if w > a {
-            let gap = w - a;
-            self.indices.copy_within(w.., a);
-            self.counts.copy_within(w.., a);
-            self.indices.truncate(n + m - gap);
-            self.counts.truncate(n + m - gap);
+            match self.indices.get(at) {
+                Some(&i) if i == index => {
+                    if let Some(c) = self.counts.get_mut(at) {
+                        *c += count;
+                    }
+                }
+                _ => new_buckets.push((index, count, at)),
+            }
         }
         self.total += other.total;
+        if new_buckets.is_empty() {
+            return;
+        }
+        let k = new_buckets.len();
+        self.indices.resize(n + k, 0);
+        self.counts.resize(n + k, 0);
+        // From the last new bucket back: the entries after it (up to the
+        // next one) move up by the new buckets at or before it, then it
+        // takes its place.
+        let mut end = n;
+        for (t, &(index, count, at)) in new_buckets.iter().enumerate().rev() {
+            self.indices.copy_within(at..end, at + t + 1);
+            self.counts.copy_within(at..end, at + t + 1);
+            self.indices[at + t] = index;
+            self.counts[at + t] = count;
+            end = at;
+        }
     }
 
     pub fn to_histogram(&self) -> Histogram<u64> {
@@ -379,14 +383,41 @@ fn be_u64(b: &[u8], at: usize) -> Result<u64, HistogramCodecError> {
 /// form, without materialising a full histogram. Checks sizes, the header
 /// and every bucket index; never panics on garbage.
 pub fn decode_sparse(bytes: &[u8]) -> Result<SparseHistogram, HistogramCodecError> {
+    let mut out = SparseHistogram::default();
+    decode_sparse_into(bytes, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode_sparse`] into `out`, reusing its buffers: a caller that decodes
+/// histogram after histogram (the coordinator settling a thousand agents'
+/// phase timings) allocates nothing once they are large enough. On an error
+/// `out` holds no histogram worth reading (it is left empty).
+pub fn decode_sparse_into(
+    bytes: &[u8],
+    out: &mut SparseHistogram,
+) -> Result<(), HistogramCodecError> {
+    let decoded = decode_sparse_bytes(bytes, out);
+    if decoded.is_err() {
+        out.indices.clear();
+        out.counts.clear();
+        out.total = 0;
+    }
+    decoded
+}
+
+/// Decodes into `out`, whatever it held (its buffers are reused).
+fn decode_sparse_bytes(bytes: &[u8], out: &mut SparseHistogram) -> Result<(), HistogramCodecError> {
     if bytes.is_empty() {
-        return Ok(SparseHistogram::default());
+        out.indices.clear();
+        out.counts.clear();
+        out.total = 0;
+        return Ok(());
     }
     if bytes.len() > MAX_ENCODED_BYTES {
         return Err(HistogramCodecError::TooLarge(bytes.len()));
     }
     match be_u32(bytes, 0)? {
-        V2_COOKIE => decode_v2(bytes),
+        V2_COOKIE => decode_v2(bytes, out),
         V2_COMPRESSED_COOKIE => {
             let len = be_u32(bytes, 4)? as usize;
             let compressed = bytes
@@ -403,13 +434,14 @@ pub fn decode_sparse(bytes: &[u8]) -> Result<SparseHistogram, HistogramCodecErro
             if be_u32(&inflated, 0)? != V2_COOKIE {
                 return Err(malformed("compressed payload is not V2"));
             }
-            decode_v2(&inflated)
+            decode_v2(&inflated, out)
         }
         _ => Err(malformed("unknown cookie (not HdrHistogram V2)")),
     }
 }
 
-fn decode_v2(bytes: &[u8]) -> Result<SparseHistogram, HistogramCodecError> {
+/// Decodes into `out`, whatever it held (its buffers are reused).
+fn decode_v2(bytes: &[u8], out: &mut SparseHistogram) -> Result<(), HistogramCodecError> {
     let payload_len = be_u32(bytes, 4)? as usize;
     if be_u32(bytes, 8)? != 0 {
         return Err(malformed("normalizing index offset is not supported"));
@@ -450,15 +482,15 @@ fn decode_v2(bytes: &[u8]) -> Result<SparseHistogram, HistogramCodecError> {
             .unwrap_or(u64::MAX)
     };
     if u64::from(digits) == u64::from(SIGNIFICANT_DIGITS) && lowest == LOWEST_MICROS {
-        return decode_agreed_payload(payload);
+        return decode_agreed_payload(payload, out);
     }
 
     // Every bucket takes at least one byte: no regrowing.
-    let mut out = SparseHistogram {
-        indices: Vec::with_capacity(payload.len()),
-        counts: Vec::with_capacity(payload.len()),
-        total: 0,
-    };
+    out.indices.clear();
+    out.counts.clear();
+    out.total = 0;
+    out.indices.reserve(payload.len());
+    out.counts.reserve(payload.len());
     let mut index = 0u64;
     let mut at = 0usize;
     while at < payload.len() {
@@ -484,7 +516,7 @@ fn decode_v2(bytes: &[u8]) -> Result<SparseHistogram, HistogramCodecError> {
         }
         index += 1;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes the V2 payload of a histogram of the agents' own shape, whose
@@ -492,11 +524,21 @@ fn decode_v2(bytes: &[u8]) -> Result<SparseHistogram, HistogramCodecError> {
 /// the range saturate). The hot path of a coordinator: every bucket is
 /// written to the next slot whether or not it is kept, so the only
 /// data-dependent branch is the rare multi-byte varint.
-fn decode_agreed_payload(payload: &[u8]) -> Result<SparseHistogram, HistogramCodecError> {
+fn decode_agreed_payload(
+    payload: &[u8],
+    out: &mut SparseHistogram,
+) -> Result<(), HistogramCodecError> {
     let top = AGREED_TOP as u64;
-    // Every bucket takes at least one byte: the slots cannot run out.
-    let mut indices = vec![0u32; payload.len()];
-    let mut counts = vec![0u64; payload.len()];
+    // Every bucket takes at least one byte: the slots cannot run out. A
+    // reused buffer that is long enough is not cleared: every slot below
+    // the final `kept` is written before it is kept, the rest is cut off.
+    let SparseHistogram {
+        indices, counts, ..
+    } = out;
+    if indices.len() < payload.len() {
+        indices.resize(payload.len(), 0);
+        counts.resize(payload.len(), 0);
+    }
     let mut kept = 0usize;
     let mut total = 0u128;
     let mut index = 0u64;
@@ -549,11 +591,8 @@ fn decode_agreed_payload(payload: &[u8]) -> Result<SparseHistogram, HistogramCod
         indices.truncate(first + 1);
         counts.truncate(first + 1);
     }
-    Ok(SparseHistogram {
-        indices,
-        counts,
-        total,
-    })
+    out.total = total;
+    Ok(())
 }
 
 /// HdrHistogram's LEB128 variant: up to 9 bytes, the 9th taken whole.
@@ -723,6 +762,34 @@ mod tests {
             proptest::prop_assert!(values.windows(2).all(|w| w[0] < w[1]));
         }
 
+        /// The usual merge into a cumulative total: most buckets shared,
+        /// a few new ones anywhere (before, between, after).
+        #[test]
+        fn merging_mostly_shared_buckets_equals_histogram_addition(
+            a in proptest::collection::vec(1u64..10_000_000, 1..300),
+            shared in proptest::collection::vec(0usize..300, 0..300),
+            new in proptest::collection::vec(1u64..10_000_000, 0..10),
+        ) {
+            let hist = |values: &[u64]| {
+                let mut h = new_latency_histogram();
+                for &v in values {
+                    h.record(v).expect("in range");
+                }
+                h
+            };
+            let b: Vec<u64> = shared.iter().map(|&i| a[i % a.len()]).chain(new).collect();
+            let (ha, hb) = (hist(&a), hist(&b));
+            let sparse = |h: &Histogram<u64>| decode_sparse(&encode(h, Encoding::Plain).expect("encodes")).expect("decodes");
+            let mut merged = sparse(&ha);
+            merged.merge(&sparse(&hb));
+            let mut sum = ha.clone();
+            sum.add(&hb).expect("same shape");
+            proptest::prop_assert_eq!(merged.to_histogram(), sum);
+            proptest::prop_assert!(merged.indices.windows(2).all(|w| w[0] < w[1]));
+            proptest::prop_assert_eq!(merged.indices.len(), merged.counts.len());
+            proptest::prop_assert!(merged.counts.iter().all(|&c| c > 0));
+        }
+
         /// Decoding into the agreed layout and adding into dense counts
         /// equals the library's decoding, for the agents' shape and for
         /// any other (finer or coarser buckets, another lowest value),
@@ -747,6 +814,35 @@ mod tests {
             dense.add_sparse(&sparse);
             proptest::prop_assert_eq!(dense.to_histogram(), reference.clone());
             proptest::prop_assert_eq!(sparse.to_histogram(), reference);
+        }
+
+        /// One buffer reused for histogram after histogram (larger, then
+        /// smaller, another shape, garbage in between) decodes each exactly
+        /// as a fresh decode does: nothing of an earlier one is left in it.
+        #[test]
+        fn decoding_into_a_reused_buffer_equals_a_fresh_decode(
+            histograms in proptest::collection::vec(
+                (proptest::collection::vec((1u64..HIGHEST_MICROS, 1u64..1000), 0..200), 0usize..3, proptest::prelude::any::<bool>()),
+                1..6,
+            ),
+        ) {
+            let mut reused = SparseHistogram::default();
+            for (values, shape, deflate) in histograms {
+                let (lowest, digits) = [(1, 3), (1, 2), (1000, 3)][shape];
+                let mut h = Histogram::<u64>::new_with_bounds(lowest, HIGHEST_MICROS, digits).expect("valid bounds");
+                for (v, n) in values {
+                    h.record_n(v, n).expect("in range");
+                }
+                let enc = if deflate { Encoding::Deflate } else { Encoding::Plain };
+                let bytes = encode(&h, enc).expect("encodes");
+                decode_sparse_into(&bytes, &mut reused).expect("decodes");
+                proptest::prop_assert_eq!(&reused, &decode_sparse(&bytes).expect("decodes"));
+                // Garbage leaves the buffer empty, never half a histogram.
+                proptest::prop_assert!(decode_sparse_into(&bytes[..bytes.len() / 2], &mut reused).is_err() || bytes.len() < 2);
+                if bytes.len() >= 2 {
+                    proptest::prop_assert_eq!(&reused, &SparseHistogram::default());
+                }
+            }
         }
 
         #[test]

@@ -284,3 +284,65 @@ fn cumulative_figures_wait_for_settle_and_the_wait_is_bounded() {
     assert_eq!(merge.agents[&a].totals.outcomes.success, 30);
     assert_eq!(merge.global().latency.len(), 33);
 }
+
+#[test]
+fn a_malformed_phase_histogram_drops_only_that_reports_phase_timings() {
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut merge = RunMerge::new([(a, "x".to_owned()), (b, "x".to_owned())], 0);
+    let good = wire_report(a, 0, &[100, 200, 300], true, Encoding::Plain);
+    let mut bad = wire_report(b, 0, &[400, 500], true, Encoding::Plain);
+    if let Some(p) = bad.phases.as_mut() {
+        // A valid header whose payload ends inside a varint; and a valid
+        // transfer histogram, which must be left out with it (all or none).
+        let cut = p.wait_histogram.len() - 1;
+        p.wait_histogram.truncate(cut);
+        p.wait_histogram.push(0x80);
+        p.transfer_histogram = p.dns_histogram.clone();
+    }
+    // Accepted on arrival: the phase histograms are not decoded yet.
+    merge
+        .add(wire::agent_interval(good).expect("decodes"))
+        .expect("merges");
+    merge
+        .add(wire::agent_interval(bad).expect("the rest of it decodes"))
+        .expect("merges");
+    merge.close_all();
+
+    // Everything but b's phase histograms is merged.
+    let global = merge.global();
+    assert_eq!(global.latency.len(), 5);
+    assert_eq!(global.outcomes.success, 5);
+    assert_eq!(merge.agents[&b].totals.latency.len(), 2);
+    let phases = &merge.phases()["x"];
+    assert_eq!(phases.wait.len(), 3, "a's wait phase only");
+    assert_eq!(phases.wait.to_histogram().max(), 300);
+    assert_eq!(phases.transfer.len(), 0);
+    // b's connection counts were checked on arrival and stay.
+    assert_eq!(phases.new_connections, 2);
+    assert_eq!(global.new_connections, 2);
+
+    let dropped = merge.take_dropped_phases();
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(
+        (
+            dropped[0].agent_id,
+            dropped[0].region.as_str(),
+            dropped[0].index
+        ),
+        (b, "x", 0)
+    );
+    assert_eq!(dropped[0].error.phase, "wait");
+    assert!(merge.take_dropped_phases().is_empty(), "taken once");
+}
+
+#[test]
+fn an_oversized_phase_histogram_is_refused_on_arrival() {
+    let mut report = wire_report(Uuid::new_v4(), 0, &[100], true, Encoding::Plain);
+    if let Some(p) = report.phases.as_mut() {
+        p.tls_histogram = vec![0; stampede_proto::histogram::MAX_ENCODED_BYTES + 1];
+    }
+    assert!(matches!(
+        wire::agent_interval(report),
+        Err(wire::ReportError::Histogram { which: "tls", .. })
+    ));
+}
