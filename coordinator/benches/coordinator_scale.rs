@@ -114,6 +114,7 @@ async fn agent(
     region: String,
     number: usize,
     variants: std::sync::Arc<Vec<ReportHistograms>>,
+    run_start: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
 ) -> Result<usize, String> {
     let channel = tonic::transport::Endpoint::from_shared(url)
         .map_err(|e| e.to_string())?
@@ -169,6 +170,7 @@ async fn agent(
                     .map_err(|e| e.to_string())?;
             }
             Some(coordinator_message::Kind::Start(start)) => {
+                run_start.send_replace(start.start_unix_nanos);
                 let delay =
                     Duration::from_nanos((start.start_unix_nanos - unix_nanos()).max(0) as u64);
                 let start_at = tokio::time::Instant::now() + delay;
@@ -368,7 +370,10 @@ fn main() {
             .map(|seed| sample_histograms(7 + seed, o.encoding))
             .collect(),
     );
-    let (report_bytes, cpu, wall, sim_cpu) = runtime.block_on(async {
+    let seconds = o.seconds;
+    let (report_bytes, cpu, wall, sim_cpu, in_run) = runtime.block_on(async {
+        let (run_start, mut started) = tokio::sync::watch::channel(0i64);
+        let run_start = std::sync::Arc::new(run_start);
         let mut tasks = Vec::new();
         for (region, n) in &regions {
             for _ in 0..*n {
@@ -377,9 +382,26 @@ fn main() {
                     region.clone(),
                     tasks.len(),
                     variants.clone(),
+                    run_start.clone(),
                 )));
             }
         }
+        // The coordinator's CPU while the run goes, apart from registering
+        // 1000 agents and writing the report: from half an interval after
+        // the start to half an interval before the end.
+        let in_run = tokio::spawn(async move {
+            let start = *started.wait_for(|s| *s != 0).await.ok()?;
+            let at = |offset: f64| async move {
+                let due = start + (offset * 1e9) as i64;
+                let wait = (due - unix_nanos()).max(0) as u64;
+                tokio::time::sleep(Duration::from_nanos(wait)).await;
+                cpu_seconds(pid)
+            };
+            let window = seconds as f64 - 1.0;
+            let from = at(0.5).await;
+            let to = at(seconds as f64 - 0.5).await;
+            Some((to - from, window))
+        });
         // The run starts start_delay after the last agent registers; measure
         // from (about) then to the end.
         let t0 = Instant::now();
@@ -399,6 +421,7 @@ fn main() {
             cpu_seconds(pid) - cpu0,
             t0.elapsed().as_secs_f64(),
             own,
+            in_run.await.ok().flatten(),
         )
     });
     let peak_rss_mb = status_kb(pid, "VmHWM:") as f64 / 1024.0;
@@ -434,6 +457,13 @@ fn main() {
         "  coordinator CPU per report         {:.0} µs",
         cpu / reports * 1e6
     );
+    if let Some((run_cpu, window)) = in_run.filter(|(_, w)| *w > 0.0) {
+        println!(
+            "  coordinator CPU during the run     {run_cpu:.2} s over {window:.1} s = {:.1}% of one core, {:.0} µs per report (registration and the report excluded)",
+            run_cpu / window * 100.0,
+            run_cpu / (o.agents as f64 * window) * 1e6
+        );
+    }
     println!(
         "  simulated agents' CPU (this process) {sim_cpu:.2} s = {:.1}% of one core (the senders share the machine)",
         sim_cpu / wall * 100.0
