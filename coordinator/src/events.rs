@@ -7,7 +7,7 @@
 //! computed once per interval close, where the actor already logs them.
 
 use crate::merge::{ClosedInterval, Totals};
-use crate::report::build::{error_counts, grpc_code_name, latency_summary};
+use crate::report::build::{error_counts, latency_summary, named_grpc_codes, named_status_codes};
 use crate::report::model::{ErrorCounts, LatencySummary, RunReport};
 use crate::scenario::{Model, PhaseKind, Scenario};
 use std::collections::BTreeMap;
@@ -218,16 +218,8 @@ impl ScopeFigures {
             rps: o.completed() as f64 / seconds,
             latency: latency_summary(&t.latency),
             new_connections: t.new_connections,
-            status_codes: t
-                .status_codes
-                .iter()
-                .map(|(c, n)| (c.to_string(), *n))
-                .collect(),
-            grpc_codes: t
-                .grpc_codes
-                .iter()
-                .map(|(c, n)| (grpc_code_name(*c).to_owned(), *n))
-                .collect(),
+            status_codes: named_status_codes(t),
+            grpc_codes: named_grpc_codes(t),
         }
     }
 }

@@ -519,16 +519,8 @@ pub fn scope_summary(t: &Totals, target_rps: Option<f64>, duration_s: f64) -> Sc
         successes: o.success,
         errors: error_counts(o),
         interrupted: o.interrupted,
-        status_codes: t
-            .status_codes
-            .iter()
-            .map(|(c, n)| (c.to_string(), *n))
-            .collect(),
-        grpc_codes: t
-            .grpc_codes
-            .iter()
-            .map(|(c, n)| (grpc_code_name(*c).to_owned(), *n))
-            .collect(),
+        status_codes: named_status_codes(t),
+        grpc_codes: named_grpc_codes(t),
         bytes_received: t.bytes_received,
         bytes_sent: t.bytes_sent,
         target_rps,
@@ -546,6 +538,22 @@ pub fn scope_summary(t: &Totals, target_rps: Option<f64>, duration_s: f64) -> Sc
         llm: None,
         phases: None,
     }
+}
+
+/// A scope's responses by HTTP status code, keyed as the report writes them ("200").
+pub fn named_status_codes(t: &Totals) -> BTreeMap<String, u64> {
+    t.status_codes
+        .iter()
+        .map(|(c, n)| (c.to_string(), *n))
+        .collect()
+}
+
+/// A scope's gRPC calls by status, keyed by the status's name ("UNAVAILABLE").
+pub fn named_grpc_codes(t: &Totals) -> BTreeMap<String, u64> {
+    t.grpc_codes
+        .iter()
+        .map(|(c, n)| (grpc_code_name(*c).to_owned(), *n))
+        .collect()
 }
 
 /// The canonical name of a gRPC status code, as in the gRPC spec.
