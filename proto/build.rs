@@ -24,6 +24,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?),
     )?;
     tonic_prost_build::configure()
+        // Report histograms as `Bytes`: decoded as slices of the message
+        // received, not copied out of it (the coordinator takes a thousand
+        // agents' reports a second).
+        .bytes(".stampede.v1.IntervalReport")
+        .bytes(".stampede.v1.PhaseFigures")
+        .bytes(".stampede.v1.LlmFigures")
+        .bytes(".stampede.v1.RequestFigures")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

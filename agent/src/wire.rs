@@ -627,8 +627,8 @@ pub fn interval_report(
         index: record.index,
         start_unix_nanos: offset(record.start),
         end_unix_nanos: offset(record.end),
-        latency_histogram: histogram::encode(&data.latency, encoding)?,
-        error_histogram: histogram::encode(&data.errors, encoding)?,
+        latency_histogram: histogram::encode(&data.latency, encoding)?.into(),
+        error_histogram: histogram::encode(&data.errors, encoding)?.into(),
         outcomes: Some(outcomes_to_wire(o)),
         status_codes: data
             .status_codes()
@@ -642,9 +642,9 @@ pub fn interval_report(
         bytes_sent: data.bytes_sent,
         last: record.last,
         schedule_lag_histogram: if data.schedule_lag.is_empty() {
-            Vec::new()
+            Default::default()
         } else {
-            histogram::encode(&data.schedule_lag, encoding)?
+            histogram::encode(&data.schedule_lag, encoding)?.into()
         },
         requests: data
             .requests
@@ -653,8 +653,8 @@ pub fn interval_report(
             .map(|(index, r)| {
                 Ok(v1::RequestFigures {
                     index: index as u32,
-                    latency_histogram: histogram::encode(&r.latency, encoding)?,
-                    error_histogram: histogram::encode(&r.errors, encoding)?,
+                    latency_histogram: histogram::encode(&r.latency, encoding)?.into(),
+                    error_histogram: histogram::encode(&r.errors, encoding)?.into(),
                     outcomes: Some(outcomes_to_wire(&r.outcomes)),
                 })
             })
@@ -662,11 +662,12 @@ pub fn interval_report(
         llm: match &data.llm {
             None => None,
             Some(l) => Some(v1::LlmFigures {
-                ttft_histogram: histogram::encode(&l.ttft, encoding)?,
-                itl_histogram: histogram::encode(&l.itl, encoding)?,
-                itl_per_token_histogram: histogram::encode(&l.itl_per_token, encoding)?,
-                tpot_histogram: histogram::encode(&l.tpot, encoding)?,
-                tokens_per_second_histogram: histogram::encode(&l.tokens_per_second, encoding)?,
+                ttft_histogram: histogram::encode(&l.ttft, encoding)?.into(),
+                itl_histogram: histogram::encode(&l.itl, encoding)?.into(),
+                itl_per_token_histogram: histogram::encode(&l.itl_per_token, encoding)?.into(),
+                tpot_histogram: histogram::encode(&l.tpot, encoding)?.into(),
+                tokens_per_second_histogram: histogram::encode(&l.tokens_per_second, encoding)?
+                    .into(),
                 output_tokens: l.output_tokens,
                 input_tokens: l.input_tokens,
                 usage_counted: l.usage_counted,
@@ -690,9 +691,9 @@ fn phases_to_wire(
 ) -> Result<v1::PhaseFigures, histogram::HistogramCodecError> {
     let encode = |h: &hdrhistogram::Histogram<u64>| {
         if h.is_empty() {
-            Ok(Vec::new())
+            Ok(Default::default())
         } else {
-            histogram::encode(h, encoding)
+            histogram::encode(h, encoding).map(Into::into)
         }
     };
     Ok(v1::PhaseFigures {

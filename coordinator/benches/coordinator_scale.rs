@@ -5,6 +5,7 @@
 //!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --agents 500 --seconds 30
 //!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --deflate  # deflate-encoded histograms
 //!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --no-pin   # coordinator may use every core
+//!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --no-hold  # no held bursts (below)
 //!     cargo bench -p stampede-coordinator --bench coordinator_scale -- --coordinator PATH  # another build's `stampede`
 //!
 //! Runs the real `stampede coordinator` as its own process (on CPU 0 when the
@@ -14,12 +15,20 @@
 //! (latency of ~20k requests, errors, schedule lag, and the wait and
 //! transfer phases, drawn afresh for each of 16 report variants) plus
 //! counts — then its
-//! final report. No load is sent anywhere.
+//! final report. Like real agents they ping every second and send a
+//! heartbeat every 2 s. No load is sent anywhere.
 //!
 //! Measures the coordinator's CPU (from /proc, as a share of one core), its
 //! peak RSS, and the per-interval merge latency: how long after an interval's
-//! end the coordinator closed it (from its own log line).
+//! end the coordinator closed it (from its own log line). Every odd interval
+//! is held (`support/held_burst.rs`, off with `--no-hold`): the coordinator is
+//! stopped while the whole burst is written, as a fleet on many machines
+//! would deliver it, and its latency is measured from its resume.
 
+#[path = "support/held_burst.rs"]
+mod held_burst;
+
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use stampede_proto::histogram::{Encoding, encode, new_latency_histogram};
 use stampede_proto::v1::{
@@ -60,7 +69,7 @@ fn options() -> Options {
 /// A realistic interval's histograms: log-normal latencies (median 20 ms).
 /// The encoded histograms of one interval report: latency, errors, schedule
 /// lag, and the two request phases every request records (wait, transfer).
-type ReportHistograms = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+type ReportHistograms = (Bytes, Bytes, Bytes, Bytes, Bytes);
 
 fn sample_histograms(seed: u64, encoding: Encoding) -> ReportHistograms {
     let mut state = seed | 1;
@@ -86,7 +95,7 @@ fn sample_histograms(seed: u64, encoding: Encoding) -> ReportHistograms {
     let lag = fill(20_000, 30.0, 1.0);
     let wait = fill(20_000, 19_000.0, 0.6);
     let transfer = fill(20_000, 15.0, 0.5);
-    let enc = |h: &Histogram<u64>| encode(h, encoding).expect("encodes");
+    let enc = |h: &Histogram<u64>| Bytes::from(encode(h, encoding).expect("encodes"));
     (
         enc(&latency),
         enc(&errors),
@@ -116,8 +125,13 @@ async fn agent(
     variants: std::sync::Arc<Vec<ReportHistograms>>,
     run_start: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
 ) -> Result<usize, String> {
+    // Pinged as a real agent pings (`agent/src/session.rs`, the default
+    // 3 s link timeout): the coordinator answers every ping.
     let channel = tonic::transport::Endpoint::from_shared(url)
         .map_err(|e| e.to_string())?
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(3))
+        .keep_alive_while_idle(true)
         .connect()
         .await
         .map_err(|e| e.to_string())?;
@@ -174,6 +188,23 @@ async fn agent(
                 let delay =
                     Duration::from_nanos((start.start_unix_nanos - unix_nanos()).max(0) as u64);
                 let start_at = tokio::time::Instant::now() + delay;
+                // A heartbeat every 2 s, as a real agent sends.
+                let beats = tx.clone();
+                let heartbeats = tokio::spawn(async move {
+                    let mut every = tokio::time::interval(Duration::from_secs(2));
+                    loop {
+                        every.tick().await;
+                        let beat = v1::Heartbeat {
+                            sent_unix_nanos: unix_nanos(),
+                        };
+                        let message = v1::AgentMessage {
+                            kind: Some(agent_message::Kind::Heartbeat(beat)),
+                        };
+                        if beats.send(message).await.is_err() {
+                            break;
+                        }
+                    }
+                });
                 for index in 0..intervals {
                     let end = start_at + interval * (index + 1);
                     tokio::time::sleep_until(end).await;
@@ -214,6 +245,7 @@ async fn agent(
                         .await
                         .map_err(|e| e.to_string())?;
                 }
+                heartbeats.abort();
                 let fin = v1::FinalReport {
                     run_id: run_id.clone(),
                     agent_id: agent_id.clone(),
@@ -343,21 +375,39 @@ fn main() {
     };
     let stderr = coordinator.stderr.take().expect("stderr");
     let merge_lags = std::thread::spawn(move || {
-        // `closed_after_ms=12.3` on each interval line.
+        // `interval=3 closed_after_ms=12.3` on each interval line.
+        let field = |line: &str, name: &str| -> Option<f64> {
+            line.split(name)
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .trim_matches('"')
+                .parse()
+                .ok()
+        };
         BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
             .filter_map(|l| {
-                l.split("closed_after_ms=").nth(1).and_then(|v| {
-                    v.split_whitespace()
-                        .next()?
-                        .trim_matches('"')
-                        .parse::<f64>()
-                        .ok()
-                })
+                Some((
+                    field(&l, " interval=")? as u32,
+                    field(&l, "closed_after_ms=")?,
+                ))
             })
-            .collect::<Vec<f64>>()
+            .collect::<Vec<(u32, f64)>>()
     });
+    let hold = !std::env::args().any(|a| a == "--no-hold")
+        && std::path::Path::new("/proc/net/tcp").exists();
+    let burst = held_burst::Burst {
+        pid,
+        port: addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the coordinator's port"),
+        agents: o.agents,
+        report_bytes: 0,
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -370,10 +420,34 @@ fn main() {
             .map(|seed| sample_histograms(7 + seed, o.encoding))
             .collect(),
     );
+    // A connection holds a whole report once it has at least its histograms.
+    let burst = held_burst::Burst {
+        report_bytes: variants
+            .iter()
+            .map(|(a, b, c, d, e)| (a.len() + b.len() + c.len() + d.len() + e.len()) as u64)
+            .min()
+            .unwrap_or(0),
+        ..burst
+    };
     let seconds = o.seconds;
-    let (report_bytes, cpu, wall, sim_cpu, in_run) = runtime.block_on(async {
+    let (report_bytes, cpu, wall, sim_cpu, in_run, held) = runtime.block_on(async {
         let (run_start, mut started) = tokio::sync::watch::channel(0i64);
         let run_start = std::sync::Arc::new(run_start);
+        let mut started_for_hold = started.clone();
+        let held = tokio::spawn(async move {
+            if !hold {
+                return None;
+            }
+            let start = *started_for_hold.wait_for(|s| *s != 0).await.ok()?;
+            let odd = (1..seconds.saturating_sub(1) as u32).step_by(2);
+            let holding = std::thread::spawn(move || {
+                held_burst::hold(&burst, start, Duration::from_secs(1), odd, unix_nanos)
+            });
+            tokio::task::spawn_blocking(move || holding.join().ok())
+                .await
+                .ok()
+                .flatten()
+        });
         let mut tasks = Vec::new();
         for (region, n) in &regions {
             for _ in 0..*n {
@@ -416,18 +490,39 @@ fn main() {
             }
         }
         let own = cpu_seconds(std::process::id()) - own0;
+        let held = held.await.ok().flatten().unwrap_or_default();
         (
             bytes,
             cpu_seconds(pid) - cpu0,
             t0.elapsed().as_secs_f64(),
             own,
             in_run.await.ok().flatten(),
+            held,
         )
     });
     let peak_rss_mb = status_kb(pid, "VmHWM:") as f64 / 1024.0;
     let status = coordinator.wait().expect("coordinator exits");
-    let mut lags = merge_lags.join().unwrap_or_default();
+    let closes = merge_lags.join().unwrap_or_default();
+    // Natural intervals: from the interval's end. Held ones: from the resume.
+    let mut lags: Vec<f64> = closes
+        .iter()
+        .filter(|(index, _)| !held.iter().any(|h| h.index == *index))
+        .map(|(_, ms)| *ms)
+        .collect();
     lags.sort_by(f64::total_cmp);
+    let mut held_lags: Vec<f64> = held
+        .iter()
+        .filter_map(|h| {
+            let (_, ms) = closes.iter().find(|(index, _)| *index == h.index)?;
+            Some(ms - (h.resumed_unix_nanos - h.end_unix_nanos) as f64 / 1e6)
+        })
+        .collect();
+    held_lags.sort_by(f64::total_cmp);
+    let mut written: Vec<f64> = held
+        .iter()
+        .map(|h| h.written_in.as_secs_f64() * 1e3)
+        .collect();
+    written.sort_by(f64::total_cmp);
     let report = std::fs::metadata(dir.join("report.json"))
         .map(|m| m.len())
         .unwrap_or(0);
@@ -475,6 +570,16 @@ fn main() {
         lags.last().copied().unwrap_or(0.0),
         lags.len()
     );
+    if !held_lags.is_empty() {
+        println!(
+            "  merge latency, held burst (resumed → closed)  p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} intervals (burst written in {:.0} ms, median)",
+            percentile(&held_lags, 0.5),
+            percentile(&held_lags, 0.99),
+            held_lags.last().copied().unwrap_or(0.0),
+            held_lags.len(),
+            percentile(&written, 0.5)
+        );
+    }
     println!("  coordinator peak RSS               {peak_rss_mb:.1} MB");
     println!(
         "  report size                        {:.1} KB",

@@ -34,6 +34,10 @@ pub type Outbound = mpsc::Sender<Result<v1::CoordinatorMessage, tonic::Status>>;
 
 /// What the gRPC layer tells the run actor.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "commands move through the actor's channel by value; boxing the agent's message would allocate for each one"
+)]
 pub enum RunCommand {
     Register {
         register: v1::Register,

@@ -519,26 +519,56 @@ fn decode_v2(bytes: &[u8], out: &mut SparseHistogram) -> Result<(), HistogramCod
     Ok(())
 }
 
+/// Slots the agreed-shape decoder writes every bucket into before keeping
+/// the non-zero ones: one set per thread, grown to the longest payload seen
+/// (up to [`KEPT_SLOTS_BYTES`]) and never cleared, so decoding a report
+/// neither allocates nor zero-fills room for it; the kept buckets are then
+/// copied out at their exact size.
+#[derive(Default)]
+struct DecodeSlots {
+    indices: Vec<u32>,
+    counts: Vec<u64>,
+}
+
+/// Payloads longer than this (a peer's outsized histogram) are decoded into
+/// slots of their own, freed after, so a thread's slots stay small.
+const KEPT_SLOTS_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    static DECODE_SLOTS: std::cell::RefCell<DecodeSlots> =
+        std::cell::RefCell::new(DecodeSlots::default());
+}
+
 /// Decodes the V2 payload of a histogram of the agents' own shape, whose
 /// bucket indices are the agreed ones (up to the top, where values beyond
-/// the range saturate). The hot path of a coordinator: every bucket is
-/// written to the next slot whether or not it is kept, so the only
-/// data-dependent branch is the rare multi-byte varint.
+/// the range saturate), into `out` (its buffers reused).
 fn decode_agreed_payload(
     payload: &[u8],
     out: &mut SparseHistogram,
 ) -> Result<(), HistogramCodecError> {
-    let top = AGREED_TOP as u64;
-    // Every bucket takes at least one byte: the slots cannot run out. A
-    // reused buffer that is long enough is not cleared: every slot below
-    // the final `kept` is written before it is kept, the rest is cut off.
-    let SparseHistogram {
-        indices, counts, ..
-    } = out;
-    if indices.len() < payload.len() {
-        indices.resize(payload.len(), 0);
-        counts.resize(payload.len(), 0);
+    if payload.len() > KEPT_SLOTS_BYTES {
+        return decode_agreed_into_slots(payload, &mut DecodeSlots::default(), out);
     }
+    DECODE_SLOTS.with_borrow_mut(|slots| decode_agreed_into_slots(payload, slots, out))
+}
+
+/// The hot path of a coordinator: every bucket is written to the next slot
+/// whether or not it is kept, so the only data-dependent branch is the rare
+/// multi-byte varint.
+fn decode_agreed_into_slots(
+    payload: &[u8],
+    slots: &mut DecodeSlots,
+    out: &mut SparseHistogram,
+) -> Result<(), HistogramCodecError> {
+    let top = AGREED_TOP as u64;
+    // Every bucket takes at least one byte: the slots cannot run out. Slots
+    // are not cleared: every one below the final `kept` is written before
+    // it is kept, the rest is ignored.
+    if slots.indices.len() < payload.len() {
+        slots.indices.resize(payload.len(), 0);
+        slots.counts.resize(payload.len(), 0);
+    }
+    let (indices, counts) = (&mut slots.indices[..], &mut slots.counts[..]);
     let mut kept = 0usize;
     let mut total = 0u128;
     let mut index = 0u64;
@@ -576,20 +606,21 @@ fn decode_agreed_payload(
         return Err(malformed("bucket index beyond any sane histogram"));
     }
     let total = u64::try_from(total).map_err(|_| malformed("total count overflows"))?;
-    indices.truncate(kept);
-    counts.truncate(kept);
     // Buckets beyond the range all landed in the top one: combine them.
-    let beyond = indices
+    let beyond = indices[..kept]
         .iter()
         .rev()
         .take_while(|&&i| u64::from(i) == top)
         .count();
+    let distinct = if beyond > 1 { kept - beyond + 1 } else { kept };
+    out.indices.clear();
+    out.indices.extend_from_slice(&indices[..distinct]);
+    out.counts.clear();
+    out.counts.extend_from_slice(&counts[..distinct]);
     if beyond > 1 {
-        let first = kept - beyond;
-        let sum = counts[first..].iter().sum();
-        counts[first] = sum;
-        indices.truncate(first + 1);
-        counts.truncate(first + 1);
+        if let Some(last) = out.counts.last_mut() {
+            *last = counts[kept - beyond..kept].iter().sum();
+        }
     }
     out.total = total;
     Ok(())
@@ -681,6 +712,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn reused_decode_slots_leave_nothing_behind() {
+        // The thread's slots keep what a long histogram left in them; a short
+        // one decoded after must read as itself alone, fresh or into a reused
+        // output.
+        let long = encode(&sample(), Encoding::Plain).expect("encodes");
+        let mut small = new_latency_histogram();
+        small.record_n(7, 3).expect("in range");
+        small.record_n(90_000, 1).expect("in range");
+        let short = encode(&small, Encoding::Plain).expect("encodes");
+        let mut reused = decode_sparse(&long).expect("decodes");
+        decode_sparse_into(&short, &mut reused).expect("decodes");
+        assert_eq!(reused.to_histogram(), small);
+        assert_eq!(reused.entries().count(), 2);
+        assert_eq!(
+            decode_sparse(&short).expect("decodes").to_histogram(),
+            small
+        );
+        assert_eq!(
+            decode_sparse(&long).expect("decodes").to_histogram(),
+            sample()
+        );
     }
 
     #[test]

@@ -52,8 +52,9 @@ impl PhaseInterval {
 /// checked, the histograms still as the agent encoded them.
 #[derive(Debug, Clone, Default)]
 pub struct ReceivedPhases {
-    /// V2 bytes of each phase, in [`PHASE_NAMES`] order.
-    pub encoded: [Vec<u8>; 5],
+    /// V2 bytes of each phase, in [`PHASE_NAMES`] order: slices of the
+    /// message as received, not copies.
+    pub encoded: [bytes::Bytes; 5],
     pub new_connections: u64,
     /// Connections opened per target address ("ip:port").
     pub addresses: BTreeMap<String, u64>,

@@ -28,10 +28,10 @@ fn wire_report(
         index,
         start_unix_nanos: i64::from(index) * 1_000_000_000,
         end_unix_nanos: i64::from(index + 1) * 1_000_000_000,
-        latency_histogram: encode(&h, encoding).expect("encodes"),
+        latency_histogram: encode(&h, encoding).expect("encodes").into(),
         // The same samples as schedule lag: it must merge just as exactly.
-        schedule_lag_histogram: encode(&h, encoding).expect("encodes"),
-        error_histogram: Vec::new(),
+        schedule_lag_histogram: encode(&h, encoding).expect("encodes").into(),
+        error_histogram: Default::default(),
         outcomes: Some(v1::OutcomeCounts {
             success: samples.len() as u64,
             ..Default::default()
@@ -47,7 +47,7 @@ fn wire_report(
         worker_threads: 0,
         // The same samples as the wait phase, from one new connection.
         phases: Some(v1::PhaseFigures {
-            wait_histogram: encode(&h, encoding).expect("encodes"),
+            wait_histogram: encode(&h, encoding).expect("encodes").into(),
             new_connections: 1,
             addresses: vec![v1::AddressUse {
                 address: "127.0.0.1:80".into(),
@@ -294,9 +294,10 @@ fn a_malformed_phase_histogram_drops_only_that_reports_phase_timings() {
     if let Some(p) = bad.phases.as_mut() {
         // A valid header whose payload ends inside a varint; and a valid
         // transfer histogram, which must be left out with it (all or none).
-        let cut = p.wait_histogram.len() - 1;
-        p.wait_histogram.truncate(cut);
-        p.wait_histogram.push(0x80);
+        let mut wait = p.wait_histogram.to_vec();
+        wait.pop();
+        wait.push(0x80);
+        p.wait_histogram = wait.into();
         p.transfer_histogram = p.dns_histogram.clone();
     }
     // Accepted on arrival: the phase histograms are not decoded yet.
@@ -339,7 +340,7 @@ fn a_malformed_phase_histogram_drops_only_that_reports_phase_timings() {
 fn an_oversized_phase_histogram_is_refused_on_arrival() {
     let mut report = wire_report(Uuid::new_v4(), 0, &[100], true, Encoding::Plain);
     if let Some(p) = report.phases.as_mut() {
-        p.tls_histogram = vec![0; stampede_proto::histogram::MAX_ENCODED_BYTES + 1];
+        p.tls_histogram = vec![0; stampede_proto::histogram::MAX_ENCODED_BYTES + 1].into();
     }
     assert!(matches!(
         wire::agent_interval(report),
