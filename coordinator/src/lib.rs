@@ -12,6 +12,7 @@
 //! - [`demo`], [`bench`]: everything in one process.
 //! - [`cli`], [`commands`]: the command line.
 
+pub mod allocator;
 pub mod bench;
 pub mod cli;
 pub mod clock;

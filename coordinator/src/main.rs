@@ -5,6 +5,7 @@ use stampede_coordinator::cli::{Cli, Command};
 use stampede_coordinator::commands;
 
 fn main() -> std::process::ExitCode {
+    stampede_coordinator::allocator::return_large_blocks_to_the_kernel();
     let cli = Cli::parse();
     commands::init_logging();
     // Two workers, but never more than the CPUs this process may run on:
