@@ -7,14 +7,19 @@
     python3 bench/burst_profile.py burst.txt [FROM_S TO_S]   # default: 0 to 0.08 s after each resume
 
 A held interval shows in the profile as a gap (the coordinator stopped) followed
-by a long busy stretch (the burst, then settling). Busy stretches of 130-500 ms
-after a gap of more than 25 ms are taken as held bursts; samples from FROM_S to
-TO_S after each one's start are grouped by where they ran (leaf symbol).
+by a long busy stretch (the burst, then settling). Busy stretches of 80-500 ms
+after a gap of more than 25 ms are taken as bursts (a natural interval's burst,
+paced by the bench's sender, looks alike and is counted too); samples from
+FROM_S to TO_S after each one's start are grouped by where they ran (leaf
+symbol).
 """
 import bisect
 import collections
 import re
 import sys
+
+# Shortest busy stretch (burst and settling) taken for a burst, seconds.
+MIN_BUSY = 0.08
 
 GROUPS = [
     ("decode_agreed", "histogram decoding"), ("decode_sparse", "histogram decoding"),
@@ -63,7 +68,7 @@ def main():
         j = i
         while j + 1 < len(times) and times[j + 1] - times[j] < 0.005:
             j += 1
-        if not 0.13 < times[j] - times[i] < 0.5:
+        if not MIN_BUSY < times[j] - times[i] < 0.5:
             continue
         bursts += 1
         a = bisect.bisect_left(times, times[i] + lo)
@@ -73,7 +78,7 @@ def main():
             total += 1
     if not total:
         sys.exit("no held bursts found (was the bench run without --no-hold, and perf given -F 2999?)")
-    print(f"{bursts} held bursts, {total} samples, {lo * 1e3:.0f}-{hi * 1e3:.0f} ms after each resume")
+    print(f"{bursts} bursts, {total} samples, {lo * 1e3:.0f}-{hi * 1e3:.0f} ms after each resume")
     groups = collections.Counter()
     for symbol, n in leaves.items():
         groups[group(symbol)] += n

@@ -5,12 +5,15 @@
 //! One task owns the session state; the engine runs in its own task and hands
 //! interval records over a channel.
 
+mod heartbeat;
+
 use crate::allowlist::TargetAllowlist;
 use crate::engine::{self, EngineError, EngineOptions, EngineSummary, IntervalRecord};
 use crate::plan::LoadPlan;
 use crate::resolver::{ResolvedTarget, Resolver};
 use crate::tls::ClientTls;
 use crate::wire;
+use heartbeat::Heartbeat;
 use stampede_proto::histogram::Encoding;
 use stampede_proto::security::{SharedToken, TOKEN_METADATA_KEY};
 use stampede_proto::v1::{
@@ -359,7 +362,7 @@ async fn session(
     };
 
     let mut state = State::Idle;
-    let mut heartbeat = tokio::time::interval(config.heartbeat_every);
+    let mut heartbeat = Heartbeat::new(config.heartbeat_every);
     let result = loop {
         let records = match &mut state {
             State::Running(run) => Some(&mut run.records),
@@ -367,7 +370,7 @@ async fn session(
         };
         tokio::select! {
             _ = cancel.cancelled() => break Ok(SessionEnd::Cancelled),
-            _ = heartbeat.tick() => {
+            _ = heartbeat.due() => {
                 let beat = v1::Heartbeat { sent_unix_nanos: wall_clock(config) };
                 if tx.send(send(agent_message::Kind::Heartbeat(beat))).await.is_err() {
                     break Err(SessionError::Closed);
@@ -387,6 +390,8 @@ async fn session(
                                 if tx.send(send(agent_message::Kind::IntervalReport(report))).await.is_err() {
                                     break Err(SessionError::Closed);
                                 }
+                                // A report is a sign of life too.
+                                heartbeat.spoke();
                             }
                             Err(e) => warn!(error = %e, "cannot encode interval report"),
                         }

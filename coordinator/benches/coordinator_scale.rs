@@ -15,8 +15,8 @@
 //! (latency of ~20k requests, errors, schedule lag, and the wait and
 //! transfer phases, drawn afresh for each of 16 report variants) plus
 //! counts — then its
-//! final report. Like real agents they ping every second and send a
-//! heartbeat every 2 s. No load is sent anywhere.
+//! final report. Like real agents they ping every second (and, like them,
+//! send no heartbeat while they report every second). No load is sent anywhere.
 //!
 //! Measures the coordinator's CPU (from /proc, as a share of one core), its
 //! peak RSS, and the per-interval merge latency: how long after an interval's
@@ -188,23 +188,6 @@ async fn agent(
                 let delay =
                     Duration::from_nanos((start.start_unix_nanos - unix_nanos()).max(0) as u64);
                 let start_at = tokio::time::Instant::now() + delay;
-                // A heartbeat every 2 s, as a real agent sends.
-                let beats = tx.clone();
-                let heartbeats = tokio::spawn(async move {
-                    let mut every = tokio::time::interval(Duration::from_secs(2));
-                    loop {
-                        every.tick().await;
-                        let beat = v1::Heartbeat {
-                            sent_unix_nanos: unix_nanos(),
-                        };
-                        let message = v1::AgentMessage {
-                            kind: Some(agent_message::Kind::Heartbeat(beat)),
-                        };
-                        if beats.send(message).await.is_err() {
-                            break;
-                        }
-                    }
-                });
                 for index in 0..intervals {
                     let end = start_at + interval * (index + 1);
                     tokio::time::sleep_until(end).await;
@@ -245,7 +228,6 @@ async fn agent(
                         .await
                         .map_err(|e| e.to_string())?;
                 }
-                heartbeats.abort();
                 let fin = v1::FinalReport {
                     run_id: run_id.clone(),
                     agent_id: agent_id.clone(),
