@@ -10,9 +10,11 @@
 //! still report it; once closed it keeps its encoded histograms (a few KB)
 //! and summary. State grows with intervals × (regions + 1), not requests.
 
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use stampede_proto::histogram::{
-    self, CumulativeCounts, DenseCounts, Encoding, SparseHistogram, new_latency_histogram,
+    self, CumulativeCounts, DenseCounts, Encoding, HistogramCodecError, SparseHistogram,
+    decode_sparse_into, new_latency_histogram,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
@@ -59,11 +61,12 @@ impl Default for Totals {
 }
 
 impl Totals {
-    /// Adds one agent interval into `self`: O(non-zero buckets).
-    pub fn add_interval(&mut self, r: &AgentInterval) {
-        r.latency.add_to(&mut self.latency);
-        r.errors.add_to(&mut self.errors);
-        r.schedule_lag.add_to(&mut self.schedule_lag);
+    /// Adds one agent interval, its histograms decoded in `h`, into `self`:
+    /// O(non-zero buckets).
+    pub fn add_interval(&mut self, r: &AgentInterval, h: &DecodedHistograms) {
+        h.latency.add_to(&mut self.latency);
+        h.errors.add_to(&mut self.errors);
+        h.schedule_lag.add_to(&mut self.schedule_lag);
         self.outcomes.add(&r.outcomes);
         for (code, n) in &r.status_codes {
             *self.status_codes.entry(*code).or_default() += n;
@@ -95,17 +98,61 @@ impl Totals {
     }
 }
 
-/// One agent's report for one interval, decoded. Histograms stay sparse
-/// (non-zero buckets only) so adding them into several totals is cheap.
+/// An agent interval's latency, error and schedule-lag histograms as
+/// received: V2 bytes, slices of the message (not copies), their sizes
+/// checked. The run actor decodes them into its reused
+/// [`DecodedHistograms`] twice: on arrival, to add them into the open
+/// interval, and after the close, for the agent's cumulative totals. Nothing
+/// on the way to an interval's close allocates or copies them.
+#[derive(Debug, Clone, Default)]
+pub struct ReceivedHistograms {
+    pub latency: Bytes,
+    pub errors: Bytes,
+    pub schedule_lag: Bytes,
+}
+
+/// One report's histograms, decoded into sparse buckets; reused report
+/// after report.
+#[derive(Debug, Clone, Default)]
+pub struct DecodedHistograms {
+    pub latency: SparseHistogram,
+    pub errors: SparseHistogram,
+    pub schedule_lag: SparseHistogram,
+}
+
+/// A report's histogram that did not decode: the report is refused whole.
+#[derive(Debug, thiserror::Error)]
+#[error("{which} histogram: {source}")]
+pub struct MalformedHistogram {
+    pub which: &'static str,
+    pub source: HistogramCodecError,
+}
+
+impl DecodedHistograms {
+    /// Decodes all three (or fails, and nothing of them should be used).
+    pub fn decode(&mut self, r: &ReceivedHistograms) -> Result<(), MalformedHistogram> {
+        let each = [
+            (&r.latency, &mut self.latency, "latency"),
+            (&r.errors, &mut self.errors, "error"),
+            (&r.schedule_lag, &mut self.schedule_lag, "schedule lag"),
+        ];
+        for (bytes, out, which) in each {
+            decode_sparse_into(bytes, out)
+                .map_err(|source| MalformedHistogram { which, source })?;
+        }
+        Ok(())
+    }
+}
+
+/// One agent's report for one interval, checked; its main histograms still
+/// encoded ([`ReceivedHistograms`]).
 #[derive(Debug, Clone)]
 pub struct AgentInterval {
     pub agent_id: Uuid,
     pub index: u32,
     pub start_unix_nanos: i64,
     pub end_unix_nanos: i64,
-    pub latency: SparseHistogram,
-    pub errors: SparseHistogram,
-    pub schedule_lag: SparseHistogram,
+    pub histograms: ReceivedHistograms,
     pub outcomes: Outcomes,
     pub status_codes: BTreeMap<u16, u64>,
     /// gRPC calls by status code (0 OK ..= 16).
@@ -343,10 +390,10 @@ pub struct Accumulated<B> {
 }
 
 impl<B: Buckets> Accumulated<B> {
-    pub fn add_interval(&mut self, r: &AgentInterval) {
-        self.latency.add_sparse(&r.latency);
-        self.errors.add_sparse(&r.errors);
-        self.schedule_lag.add_sparse(&r.schedule_lag);
+    pub fn add_interval(&mut self, r: &AgentInterval, h: &DecodedHistograms) {
+        self.latency.add_sparse(&h.latency);
+        self.errors.add_sparse(&h.errors);
+        self.schedule_lag.add_sparse(&h.schedule_lag);
         self.outcomes.add(&r.outcomes);
         for (code, n) in &r.status_codes {
             *self.status_codes.entry(*code).or_default() += n;
@@ -455,6 +502,8 @@ pub struct RunMerge {
     pending: Vec<AgentInterval>,
     /// Where [`RunMerge::settle`] decodes phase histograms (reused).
     phase_scratch: PhaseScratch,
+    /// The report being added (or settled), decoded: reused.
+    decoded: DecodedHistograms,
     /// Reports whose phase histograms did not decode when settled, until
     /// the run takes them ([`RunMerge::take_dropped_phases`]).
     dropped_phases: Vec<DroppedPhases>,
@@ -484,6 +533,8 @@ pub enum MergeError {
     AfterLast(Uuid),
     #[error("agent {agent} reported request {index}, but the mix has {count}")]
     UnknownRequest { agent: Uuid, index: u32, count: u32 },
+    #[error("agent {agent}: {reason}")]
+    Malformed { agent: Uuid, reason: String },
 }
 
 impl RunMerge {
@@ -533,6 +584,7 @@ impl RunMerge {
             request_count: requests,
             pending: Vec::new(),
             phase_scratch: PhaseScratch::default(),
+            decoded: DecodedHistograms::default(),
             dropped_phases: Vec::new(),
         }
     }
@@ -546,7 +598,11 @@ impl RunMerge {
             let Some(agent) = self.agents.get_mut(&report.agent_id) else {
                 continue;
             };
-            agent.totals.add_interval(&report);
+            // Decoded once already, on arrival: it cannot fail now.
+            if self.decoded.decode(&report.histograms).is_err() {
+                continue;
+            }
+            agent.totals.add_interval(&report, &self.decoded);
             for r in &report.requests {
                 self.requests
                     .entry((agent.region.clone(), r.index))
@@ -652,6 +708,16 @@ impl RunMerge {
                 });
             }
         }
+        // Decoded here into reused buffers, not on the session task into
+        // fresh ones: a burst of a thousand reports allocates and copies
+        // nothing on the way to the interval's close. A malformed histogram
+        // refuses the report before anything of it is counted.
+        self.decoded
+            .decode(&report.histograms)
+            .map_err(|e| MergeError::Malformed {
+                agent: report.agent_id,
+                reason: e.to_string(),
+            })?;
         agent.last_index = Some(report.index);
         agent.intervals += 1;
         agent.cpu_micros += report.cpu_micros;
@@ -677,14 +743,14 @@ impl RunMerge {
             // Late for an interval already closed (its agent had been given
             // up on): still counted, nothing lost.
             let mut global = closed.global.unseal();
-            global.add_interval(&report);
+            global.add_interval(&report, &self.decoded);
             closed.global = SealedTotals::seal(&global);
             let mut regional = closed
                 .regions
                 .get(&region)
                 .map(SealedTotals::unseal)
                 .unwrap_or_default();
-            regional.add_interval(&report);
+            regional.add_interval(&report, &self.decoded);
             closed
                 .regions
                 .insert(region.clone(), SealedTotals::seal(&regional));
@@ -693,7 +759,7 @@ impl RunMerge {
                 self.regions
                     .entry(region)
                     .or_default()
-                    .add_interval(&report);
+                    .add_interval(&report, &self.decoded);
             }
         } else {
             let open = self
@@ -711,7 +777,7 @@ impl RunMerge {
             open.regions
                 .entry(region)
                 .or_default()
-                .add_interval(&report);
+                .add_interval(&report, &self.decoded);
         }
         if measured {
             self.pending.push(report);

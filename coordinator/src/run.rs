@@ -6,6 +6,7 @@ use crate::clock::ClockSample;
 use crate::events::{Events, IntervalSnapshot, RunEvent, RunPlan, RunStart};
 use crate::fault_log::FaultLog;
 use crate::merge::AgentInterval;
+use crate::merge::MergeError;
 use crate::merge::RunMerge;
 use crate::plan::{self, PlanError};
 use crate::redistribute;
@@ -581,9 +582,17 @@ async fn run_once(
                         interval.start_unix_nanos =
                             interval.start_unix_nanos.saturating_sub(offset);
                         interval.end_unix_nanos = interval.end_unix_nanos.saturating_sub(offset);
-                        if let Err(e) = merge.add(interval) {
-                            warn!(agent = %agent_id, error = %e, "interval report refused");
-                            faults.report_refused(agent_id, "interval report the merge refused");
+                        match merge.add(interval) {
+                            Ok(()) => {}
+                            Err(e @ MergeError::Malformed { .. }) => {
+                                warn!(agent = %agent_id, error = %e, "malformed interval report refused");
+                                faults.report_refused(agent_id, "malformed interval report");
+                            }
+                            Err(e) => {
+                                warn!(agent = %agent_id, error = %e, "interval report refused");
+                                faults
+                                    .report_refused(agent_id, "interval report the merge refused");
+                            }
                         }
                     }
                     Ok(_) => {

@@ -197,8 +197,9 @@ async fn forward(
         Ok(Some(v1::AgentMessage {
             kind: Some(agent_message::Kind::IntervalReport(report)),
         })) => {
-            // Decode here, on this session's task, so that a thousand agents'
-            // histograms are not decoded one by one inside the run actor.
+            // Checked here, on this session's task. The latency, error and
+            // lag histograms stay encoded (slices of this message): the run
+            // actor decodes them into buffers it reuses (`RunMerge::add`).
             let run_id = report.run_id.clone();
             let interval = wire::agent_interval(report);
             RunCommand::Interval {

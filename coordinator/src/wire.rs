@@ -2,7 +2,8 @@
 //! the edge. Everything arriving here comes from a peer and is checked.
 
 use crate::merge::{
-    AgentInterval, LlmCounts, LlmInterval, Outcomes, PHASE_NAMES, ReceivedPhases, RequestInterval,
+    AgentInterval, LlmCounts, LlmInterval, Outcomes, PHASE_NAMES, ReceivedHistograms,
+    ReceivedPhases, RequestInterval,
 };
 use stampede_proto::histogram::{self, HistogramCodecError};
 use stampede_proto::v1;
@@ -147,6 +148,21 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
             })
         }
     };
+    // Kept encoded and decoded by the run actor (`RunMerge::add`), which
+    // refuses the report if one does not decode; what is kept must be no
+    // larger than decoding would accept.
+    for (bytes, which) in [
+        (&report.latency_histogram, "latency"),
+        (&report.error_histogram, "error"),
+        (&report.schedule_lag_histogram, "schedule lag"),
+    ] {
+        if bytes.len() > histogram::MAX_ENCODED_BYTES {
+            return Err(ReportError::Histogram {
+                which,
+                source: HistogramCodecError::TooLarge(bytes.len()),
+            });
+        }
+    }
     let o = report.outcomes.unwrap_or_default();
     Ok(AgentInterval {
         phases,
@@ -158,9 +174,11 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
         index: report.index,
         start_unix_nanos: report.start_unix_nanos,
         end_unix_nanos: report.end_unix_nanos,
-        latency: decode("latency", &report.latency_histogram)?,
-        errors: decode("error", &report.error_histogram)?,
-        schedule_lag: decode("schedule lag", &report.schedule_lag_histogram)?,
+        histograms: ReceivedHistograms {
+            latency: report.latency_histogram,
+            errors: report.error_histogram,
+            schedule_lag: report.schedule_lag_histogram,
+        },
         outcomes: outcomes(o),
         status_codes: report
             .status_codes

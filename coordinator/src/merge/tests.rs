@@ -347,3 +347,32 @@ fn an_oversized_phase_histogram_is_refused_on_arrival() {
         Err(wire::ReportError::Histogram { which: "tls", .. })
     ));
 }
+
+#[test]
+fn a_malformed_latency_histogram_refuses_the_report_before_anything_counts() {
+    let id = Uuid::new_v4();
+    let mut merge = RunMerge::new([(id, "x".to_owned())], 0);
+    let mut bad = wire_report(id, 0, &[100, 200], false, Encoding::Plain);
+    // A valid header whose payload ends inside a varint.
+    let mut latency = bad.latency_histogram.to_vec();
+    latency.pop();
+    latency.push(0x80);
+    bad.latency_histogram = latency.into();
+    let refused = merge.add(wire::agent_interval(bad).expect("checked, not decoded"));
+    assert!(
+        matches!(&refused, Err(MergeError::Malformed { agent, reason }) if *agent == id && reason.contains("latency")),
+        "{refused:?}"
+    );
+    // Nothing of it counted: the same interval is taken whole after.
+    merge
+        .add(
+            wire::agent_interval(wire_report(id, 0, &[300], true, Encoding::Plain))
+                .expect("decodes"),
+        )
+        .expect("merges");
+    merge.close_all();
+    assert_eq!(merge.global().latency.len(), 1);
+    assert_eq!(merge.global().outcomes.success, 1);
+    assert_eq!(merge.agents[&id].totals.latency.len(), 1);
+    assert_eq!(merge.agents[&id].intervals, 1);
+}
