@@ -3,6 +3,7 @@
 
     bench/ab.py h2 OLD-BINARY NEW-BINARY           # HTTP/2 closed loop (h2c, 5 x 10 streams)
     bench/ab.py open OLD-BINARY NEW-BINARY         # open model, 20 000 req/s, 50 connections
+                                                   # (peers: h2load at the same rate, --rps, and closed)
     bench/ab.py h1 OLD-BINARY NEW-BINARY --no-peer # HTTP/1.1 closed loop, builds only
 
 On a shared machine the load changes from minute to minute, so
@@ -24,8 +25,16 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare  # noqa: E402  (the sibling harness: Target, measure, parsers)
 
+H2LOAD_AT_RATE = "h2load --rps"
+PEERS = ("h2load", H2LOAD_AT_RATE)
+
 
 def argv_for(mode, binary, url, duration, rate):
+    if binary == H2LOAD_AT_RATE:
+        # h2load's own fixed rate: --rps is per connection.
+        per_conn = max(1, round(rate / 50))
+        return (["h2load", "--h1", "-t1", "-c50", "--rps", str(per_conn), "-D", str(duration), url],
+                compare.parse_h2load)
     if binary == "h2load":
         if mode == "h2":
             return ["h2load", "-t1", "-c5", "-m10", "-D", str(duration), url], compare.parse_h2load
@@ -56,6 +65,8 @@ def main():
     if not args.no_peer:
         if shutil.which("h2load"):
             tools.append("h2load")
+            if args.mode == "open":
+                tools.append(H2LOAD_AT_RATE)
         else:
             print("h2load not installed: builds only")
     # h2c needs stampede's own target; the others use nginx when installed.
@@ -74,7 +85,7 @@ def main():
                     sys.exit(f"{tool}: no request count in its output:\n{out[-800:]}")
                 r = {"n": n, "user": user, "sys": sys_, "eff": n / max(user + sys_, 1e-9)}
                 note = ""
-                if tool != "h2load" and args.mode == "open":
+                if tool not in PEERS and args.mode == "open":
                     g = json.loads(out)["global"]
                     lag = g.get("schedule_lag_us") or {}
                     note = (f"  achieved {g['achieved_rps'] / args.rate * 100:.2f}%, latency p50 "
@@ -84,16 +95,17 @@ def main():
                       f"{r['eff']:,.0f} req/CPU-s, {(user + sys_) / n * 1e5:.3f} CPU s/100k{note}", flush=True)
     finally:
         target.stop()
-    print("\nper repetition, req/CPU-s against the first build" + (" and h2load" if "h2load" in runs else ""))
+    peers = [t for t in PEERS if t in runs]
+    print("\nper repetition, req/CPU-s against the first build" + "".join(f" and {p}" for p in peers))
     for tool in tools:
-        if tool == "h2load":
+        if tool in PEERS:
             continue
         vs_base = [r["eff"] / b["eff"] for r, b in zip(runs[tool], runs[tools[0]])]
         line = f"  {tool}: vs first " + " ".join(f"{x:.2f}" for x in vs_base)
         line += f" (median {statistics.median(vs_base):.2f})"
-        if "h2load" in runs:
-            vs_peer = [r["eff"] / h["eff"] for r, h in zip(runs[tool], runs["h2load"])]
-            line += "; vs h2load " + " ".join(f"{x:.2f}" for x in vs_peer)
+        for peer in peers:
+            vs_peer = [r["eff"] / h["eff"] for r, h in zip(runs[tool], runs[peer])]
+            line += f"; vs {peer} " + " ".join(f"{x:.2f}" for x in vs_peer)
             line += f" (median {statistics.median(vs_peer):.2f}x)"
         print(line)
     print("medians")

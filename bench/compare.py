@@ -371,6 +371,17 @@ def main():
             rows = [["stampede", f"{g['achieved_rps']:,.1f}", f"{g['achieved_rps'] / args.rate * 100:.2f}%",
                      f"{lat['p50'] / 1000:.3f}", f"{lat['p99'] / 1000:.3f}", f"{lat['p99_9'] / 1000:.3f}",
                      f"{cpu / r['requests'] * 1e5:.3f}", f"{r['rss_kb'] / 1024:.1f}"]]
+            if shutil.which("h2load"):
+                # h2load's own fixed rate (--rps is per connection). It paces
+                # each connection on its own timer and times requests from
+                # their actual send, so its latencies are not comparable.
+                per_conn = max(1, round(args.rate / args.connections))
+                h_argv = ["h2load", "--h1", "-t1", f"-c{args.connections}", "--rps", str(per_conn),
+                          "-D", str(args.duration), target.url]
+                h = run_reps("h2load --rps", h_argv, parse_h2load, args.reps, timeout)
+                rows.append(["h2load --rps (same rate)", f"{h['requests'] / args.duration:,.1f}",
+                             f"{h['requests'] / args.duration / args.rate * 100:.2f}%", "-", "-", "-",
+                             f"{(h['user'] + h['sys']) / h['requests'] * 1e5:.3f}", f"{h['rss_kb'] / 1024:.1f}"])
             if "h2load" in results:
                 h = results["h2load"]
                 rows.append(["h2load (closed, for CPU)", "-", "-", "-", "-", "-",

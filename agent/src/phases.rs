@@ -10,7 +10,7 @@
 
 use crate::recorder::micros;
 use hdrhistogram::Histogram;
-use stampede_proto::histogram::new_latency_histogram;
+use stampede_proto::histogram::{RecordClamped, new_latency_histogram};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -65,9 +65,9 @@ impl Default for PhaseFigures {
 impl PhaseFigures {
     /// A connection was opened.
     pub fn record_connect(&mut self, c: &ConnectTimings) {
-        self.connect.saturating_record(micros(c.tcp));
+        self.connect.record_clamped(micros(c.tcp));
         if let Some(tls) = c.tls {
-            self.tls.saturating_record(micros(tls));
+            self.tls.record_clamped(micros(tls));
         }
         self.count_connections(c.addr, 1);
     }
@@ -75,12 +75,12 @@ impl PhaseFigures {
     /// A response arrived: `wait` to its first byte, `transfer` to its last.
     #[inline]
     pub fn record_response(&mut self, wait: Duration, transfer: Duration) {
-        self.wait.saturating_record(micros(wait));
-        self.transfer.saturating_record(micros(transfer));
+        self.wait.record_clamped(micros(wait));
+        self.transfer.record_clamped(micros(transfer));
     }
 
     pub fn record_dns(&mut self, took: Duration) {
-        self.dns.saturating_record(micros(took));
+        self.dns.record_clamped(micros(took));
     }
 
     fn count_connections(&mut self, addr: SocketAddr, n: u64) {

@@ -9,7 +9,9 @@
 use crate::llm::LlmFigures;
 use crate::phases::PhaseFigures;
 use hdrhistogram::Histogram;
-use stampede_proto::histogram::{HIGHEST_MICROS, LOWEST_MICROS, new_latency_histogram};
+use stampede_proto::histogram::{
+    HIGHEST_MICROS, LOWEST_MICROS, RecordClamped, new_latency_histogram,
+};
 use std::time::Duration;
 
 /// Status codes are 100..=599 (the client refuses others as malformed).
@@ -201,11 +203,11 @@ impl IntervalRecorder {
     #[inline]
     pub fn record_success(&mut self, latency: Duration, status: u16, request: usize) {
         let us = micros(latency);
-        self.latency.saturating_record(us);
+        self.latency.record_clamped(us);
         self.outcomes.success += 1;
         self.count_status(status);
         if let Some(r) = self.requests.get_mut(request) {
-            r.latency.saturating_record(us);
+            r.latency.record_clamped(us);
             r.outcomes.success += 1;
         }
     }
@@ -219,20 +221,20 @@ impl IntervalRecorder {
         request: usize,
     ) {
         let us = micros(latency);
-        self.errors.saturating_record(us);
+        self.errors.record_clamped(us);
         self.outcomes.count_failure(class);
         if let Some(status) = status {
             self.count_status(status);
         }
         if let Some(r) = self.requests.get_mut(request) {
-            r.errors.saturating_record(us);
+            r.errors.record_clamped(us);
             r.outcomes.count_failure(class);
         }
     }
 
     #[inline]
     pub fn record_schedule_lag(&mut self, lag: Duration) {
-        self.schedule_lag.saturating_record(micros(lag));
+        self.schedule_lag.record_clamped(micros(lag));
     }
 
     #[inline]
@@ -274,18 +276,18 @@ impl IntervalRecorder {
         let request = self.requests.get_mut(request);
         match failure {
             None => {
-                self.latency.saturating_record(us);
+                self.latency.record_clamped(us);
                 self.outcomes.success += 1;
                 if let Some(r) = request {
-                    r.latency.saturating_record(us);
+                    r.latency.record_clamped(us);
                     r.outcomes.success += 1;
                 }
             }
             Some(class) => {
-                self.errors.saturating_record(us);
+                self.errors.record_clamped(us);
                 self.outcomes.count_failure(class);
                 if let Some(r) = request {
-                    r.errors.saturating_record(us);
+                    r.errors.record_clamped(us);
                     r.outcomes.count_failure(class);
                 }
             }

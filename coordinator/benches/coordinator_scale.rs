@@ -30,7 +30,7 @@ mod held_burst;
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use stampede_proto::histogram::{Encoding, encode, new_latency_histogram};
+use stampede_proto::histogram::{Encoding, RecordClamped, encode, new_latency_histogram};
 use stampede_proto::v1::{
     self, agent_message, agent_session_client::AgentSessionClient, coordinator_message,
 };
@@ -86,7 +86,7 @@ fn sample_histograms(seed: u64, encoding: Encoding) -> ReportHistograms {
     let mut fill = |n: usize, median: f64, sigma: f64| -> Histogram<u64> {
         let mut h = new_latency_histogram();
         for _ in 0..n {
-            h.saturating_record((median * (sigma * normal()).exp()).clamp(1.0, 3.6e9) as u64);
+            h.record_clamped((median * (sigma * normal()).exp()).clamp(1.0, 3.6e9) as u64);
         }
         h
     };

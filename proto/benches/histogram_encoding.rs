@@ -5,7 +5,7 @@
 //! usual shape of service latency), as one agent's one-second interval.
 
 use stampede_proto::histogram::{
-    Encoding, decode, decode_sparse, encode_into, new_latency_histogram,
+    Encoding, RecordClamped, decode, decode_sparse, encode_into, new_latency_histogram,
 };
 use std::time::Instant;
 
@@ -57,7 +57,7 @@ fn main() {
         let mut h = new_latency_histogram();
         for _ in 0..samples {
             let v = (median_us * (sigma * rng.normal()).exp()).clamp(1.0, 3.6e9) as u64;
-            h.saturating_record(v);
+            h.record_clamped(v);
         }
         for encoding in [Encoding::Plain, Encoding::Deflate] {
             const ROUNDS: u32 = 200;

@@ -24,10 +24,42 @@ pub const SIGNIFICANT_DIGITS: u8 = 3;
 pub const MAX_ENCODED_BYTES: usize = 1 << 20;
 
 /// The one latency histogram shape used on the wire and in reports.
+///
+/// It starts covering 0–2 ms and grows (hdrhistogram's auto-resize) to the
+/// largest value recorded into it, never past the agreed 1 h: record with
+/// [`RecordClamped`], which saturates there. A histogram built for the whole
+/// hour up front is 188 KiB that hdrhistogram zero-fills, page by page; one
+/// that has only seen sub-millisecond latencies is 16 KiB. Processes that
+/// build several per interval (every agent, and a coordinator at each
+/// interval's close) stay that much smaller.
 pub fn new_latency_histogram() -> Histogram<u64> {
     // The bounds are constants known to be valid.
-    Histogram::new_with_bounds(LOWEST_MICROS, HIGHEST_MICROS, SIGNIFICANT_DIGITS)
-        .unwrap_or_else(|e: CreationError| panic!("constant histogram bounds rejected: {e:?}"))
+    let mut h = Histogram::new_with_bounds(LOWEST_MICROS, 2, SIGNIFICANT_DIGITS)
+        .unwrap_or_else(|e: CreationError| panic!("constant histogram bounds rejected: {e:?}"));
+    h.auto(true);
+    h
+}
+
+/// Recording into the agreed shape: values above [`HIGHEST_MICROS`] count
+/// as `HIGHEST_MICROS`. (hdrhistogram's own `saturating_record` would
+/// saturate at whatever a growing histogram covers so far.)
+pub trait RecordClamped {
+    fn record_clamped(&mut self, value: u64) {
+        self.record_n_clamped(value, 1);
+    }
+    fn record_n_clamped(&mut self, value: u64, count: u64);
+}
+
+impl RecordClamped for Histogram<u64> {
+    #[inline]
+    fn record_n_clamped(&mut self, value: u64, count: u64) {
+        let value = value.min(HIGHEST_MICROS);
+        // Only a histogram that cannot grow (one decoded as-is from a
+        // peer's bytes) refuses; it saturates at its own range.
+        if self.record_n(value, count).is_err() {
+            self.saturating_record_n(value, count);
+        }
+    }
 }
 
 /// Which V2 variant to produce. Decoding accepts either.
@@ -115,6 +147,13 @@ pub fn decode(bytes: &[u8]) -> Result<Histogram<u64>, HistogramCodecError> {
         .deserialize(&mut &bytes[..])
         .map_err(|e| HistogramCodecError::Malformed(format!("{e:?}")))?;
     // Re-home the counts into the agreed shape; refuses values beyond range.
+    // (A value in the same bucket as the hour itself is the hour.)
+    if !decoded.is_empty() && decoded.lowest_equivalent(decoded.max()) > HIGHEST_MICROS {
+        return Err(HistogramCodecError::Shape(format!(
+            "holds {} µs, beyond the agreed range (1 h)",
+            decoded.max()
+        )));
+    }
     let mut agreed = new_latency_histogram();
     agreed
         .add(&decoded)
@@ -157,7 +196,7 @@ impl SparseHistogram {
     /// Adds every count into `histogram` (values beyond its range saturate).
     pub fn add_to(&self, histogram: &mut Histogram<u64>) {
         for (value, count) in self.entries() {
-            histogram.saturating_record_n(value, count);
+            histogram.record_n_clamped(value, count);
         }
     }
 
@@ -272,7 +311,7 @@ pub struct DenseCounts {
 impl Default for DenseCounts {
     fn default() -> Self {
         Self {
-            counts: vec![0; new_latency_histogram().distinct_values()],
+            counts: vec![0; AGREED_BUCKETS],
             total: 0,
         }
     }
@@ -322,7 +361,7 @@ impl DenseCounts {
         }
         for (index, &count) in self.counts.iter().enumerate() {
             if count != 0 {
-                h.saturating_record_n(value_at_agreed_index(index), count);
+                h.record_n_clamped(value_at_agreed_index(index), count);
             }
         }
         h
@@ -348,6 +387,10 @@ pub fn value_at_agreed_index(index: usize) -> u64 {
 
 /// The agreed shape's last bucket: where values beyond its range land.
 const AGREED_TOP: usize = agreed_index(HIGHEST_MICROS);
+/// Buckets in the agreed shape grown to the full hour: HdrHistogram lays
+/// them out in blocks of half a sub-bucket count (1024 at 3 digits).
+const AGREED_BUCKETS: usize = (AGREED_TOP / 1024 + 1) * 1024;
+const _: () = assert!(AGREED_TOP < AGREED_BUCKETS);
 
 /// Cookies of HdrHistogram's V2 encodings (word size 8 in the low byte).
 const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
@@ -911,7 +954,17 @@ mod tests {
 
     #[test]
     fn agreed_index_matches_hdrhistogram_layout() {
-        let h = new_latency_histogram();
+        let h =
+            Histogram::<u64>::new_with_bounds(LOWEST_MICROS, HIGHEST_MICROS, SIGNIFICANT_DIGITS)
+                .expect("valid");
+        assert_eq!(h.distinct_values(), AGREED_BUCKETS);
+        let mut grown = new_latency_histogram();
+        grown.record_clamped(u64::MAX);
+        assert_eq!(
+            grown.distinct_values(),
+            AGREED_BUCKETS,
+            "grows to the hour, no further"
+        );
         let mut v = 1u64;
         while v < HIGHEST_MICROS {
             let index = agreed_index(v);
@@ -930,6 +983,54 @@ mod tests {
     }
 
     #[test]
+    fn histograms_grow_only_as_far_as_their_values_and_clamp_at_the_hour() {
+        let mut h = new_latency_histogram();
+        h.record_clamped(900);
+        // Sub-millisecond values: 2048 buckets (16 KiB), not the hour's 24 064.
+        assert_eq!(h.distinct_values(), 2048);
+        h.record_n_clamped(25_000, 3);
+        assert!(h.distinct_values() < AGREED_BUCKETS / 2);
+        h.record_n_clamped(5 * HIGHEST_MICROS, 2);
+        assert_eq!(h.distinct_values(), AGREED_BUCKETS);
+        assert_eq!(
+            h.count_at(HIGHEST_MICROS),
+            2,
+            "beyond the hour counts as the hour"
+        );
+        assert_eq!(h.len(), 6);
+        // A histogram fixed at the whole hour (older agents send these) and a
+        // grown one encode the same counts and decode to the same figures.
+        let mut fixed =
+            Histogram::<u64>::new_with_bounds(LOWEST_MICROS, HIGHEST_MICROS, SIGNIFICANT_DIGITS)
+                .expect("valid");
+        fixed.record_n(900, 1).expect("in range");
+        fixed.record_n(25_000, 3).expect("in range");
+        fixed.record_n(HIGHEST_MICROS, 2).expect("in range");
+        for encoding in [Encoding::Plain, Encoding::Deflate] {
+            let from_fixed = decode(&encode(&fixed, encoding).expect("encodes")).expect("decodes");
+            let from_grown = decode(&encode(&h, encoding).expect("encodes")).expect("decodes");
+            assert_eq!(from_fixed, from_grown);
+            assert_eq!(from_grown, h);
+        }
+    }
+
+    #[test]
+    fn decoding_refuses_values_beyond_the_hour() {
+        let mut wide =
+            Histogram::<u64>::new_with_bounds(1, 100 * HIGHEST_MICROS, 3).expect("valid");
+        wide.record_n(2 * HIGHEST_MICROS, 1).expect("in range");
+        let err = decode(&encode(&wide, Encoding::Plain).expect("encodes"))
+            .expect_err("beyond the agreed range");
+        assert!(matches!(err, HistogramCodecError::Shape(_)), "{err}");
+        // The hour itself (and its bucket) is in range.
+        let mut edge = wide.clone();
+        edge.reset();
+        edge.record_n(HIGHEST_MICROS, 4).expect("in range");
+        let back = decode(&encode(&edge, Encoding::Plain).expect("encodes")).expect("decodes");
+        assert_eq!(back.count_at(HIGHEST_MICROS), 4);
+    }
+
+    #[test]
     fn values_beyond_the_agreed_range_saturate_into_its_last_bucket() {
         // A peer's histogram reaching past one hour: its top buckets land in
         // the agreed shape's last one, as a saturating record would.
@@ -941,11 +1042,10 @@ mod tests {
         let sparse =
             decode_sparse(&encode(&wide, Encoding::Plain).expect("encodes")).expect("decodes");
         let mut expected = new_latency_histogram();
-        expected.saturating_record_n(5, 2);
-        expected.saturating_record_n(HIGHEST_MICROS, 7);
+        expected.record_n_clamped(5, 2);
+        expected.record_n_clamped(HIGHEST_MICROS, 7);
         assert_eq!(sparse.to_histogram(), expected);
         assert_eq!(sparse.entries().count(), 2, "the saturated buckets combine");
-        assert!(AGREED_TOP < new_latency_histogram().distinct_values());
     }
 
     #[test]

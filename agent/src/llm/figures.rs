@@ -4,7 +4,7 @@
 
 use crate::recorder::micros;
 use hdrhistogram::Histogram;
-use stampede_proto::histogram::new_latency_histogram;
+use stampede_proto::histogram::{RecordClamped, new_latency_histogram};
 use std::time::Duration;
 
 /// What one finished request measured.
@@ -95,12 +95,12 @@ impl Default for LlmFigures {
 impl LlmFigures {
     /// Records a successful request; returns whether it met the SLO.
     pub fn record(&mut self, m: &RequestMetrics<'_>, slo: &GoodputSlo) -> bool {
-        self.ttft.saturating_record(micros(m.ttft));
+        self.ttft.record_clamped(micros(m.ttft));
         if m.streamed {
             self.streamed += 1;
         }
         for gap in m.gaps {
-            self.itl.saturating_record(micros(*gap));
+            self.itl.record_clamped(micros(*gap));
         }
         let mut tpot = None;
         match m.output_tokens {
@@ -114,7 +114,7 @@ impl LlmFigures {
                 if m.streamed && tokens > 1 {
                     let t =
                         m.e2e.saturating_sub(m.ttft) / (tokens - 1).min(u64::from(u32::MAX)) as u32;
-                    self.tpot.saturating_record(micros(t));
+                    self.tpot.record_clamped(micros(t));
                     tpot = Some(t);
                 }
                 if m.chunks > 0 && tokens > 0 {
@@ -122,13 +122,13 @@ impl LlmFigures {
                     let per_chunk = tokens as f64 / f64::from(m.chunks);
                     for gap in m.gaps {
                         self.itl_per_token
-                            .saturating_record(micros(gap.div_f64(per_chunk.max(1e-9))));
+                            .record_clamped(micros(gap.div_f64(per_chunk.max(1e-9))));
                     }
                 }
                 let seconds = m.e2e.as_secs_f64();
                 if seconds > 0.0 {
                     self.tokens_per_second
-                        .saturating_record((tokens as f64 / seconds).round().max(1.0) as u64);
+                        .record_clamped((tokens as f64 / seconds).round().max(1.0) as u64);
                 }
             }
             None => self.uncounted += 1,

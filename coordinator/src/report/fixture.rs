@@ -6,7 +6,7 @@ use super::build::{encode_base64, latency_summary};
 use super::model::*;
 use hdrhistogram::Histogram;
 use stampede_proto::histogram::{
-    HIGHEST_MICROS, LOWEST_MICROS, SIGNIFICANT_DIGITS, new_latency_histogram,
+    HIGHEST_MICROS, LOWEST_MICROS, RecordClamped, SIGNIFICANT_DIGITS, new_latency_histogram,
 };
 use std::collections::BTreeMap;
 
@@ -27,7 +27,7 @@ pub fn slice(latencies_us: impl IntoIterator<Item = u64>, errors: u64) -> Slice 
 fn histogram(values: &[u64]) -> Histogram<u64> {
     let mut h = new_latency_histogram();
     for v in values {
-        h.saturating_record(*v);
+        h.record_clamped(*v);
     }
     h
 }

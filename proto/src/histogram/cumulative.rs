@@ -10,7 +10,7 @@
 //! buckets lie far apart (errors: fast refusals and slow timeouts) stays
 //! sparse. Either way the counts are the same, bucket for bucket.
 
-use super::{SparseHistogram, value_at_agreed_index};
+use super::{RecordClamped, SparseHistogram, value_at_agreed_index};
 use hdrhistogram::Histogram;
 
 /// A sparse total becomes a window when the window takes at most a third
@@ -152,7 +152,7 @@ impl CumulativeCounts {
                 let mut h = super::new_latency_histogram();
                 for (i, &c) in counts.iter().enumerate() {
                     if c != 0 {
-                        h.saturating_record_n(value_at_agreed_index(*first as usize + i), c);
+                        h.record_n_clamped(value_at_agreed_index(*first as usize + i), c);
                     }
                 }
                 h
@@ -198,7 +198,7 @@ mod tests {
     fn sparse_of(values: &[u64]) -> SparseHistogram {
         let mut h = new_latency_histogram();
         for &v in values {
-            h.saturating_record(v);
+            h.record_clamped(v);
         }
         decode_sparse(&encode(&h, Encoding::Plain).expect("encodes")).expect("decodes")
     }
@@ -222,7 +222,7 @@ mod tests {
         assert!(!total.is_window());
         let mut reference = new_latency_histogram();
         for &v in filled.iter().chain(&filled).chain(&[1, 3_500_000_000]) {
-            reference.saturating_record(v);
+            reference.record_clamped(v);
         }
         assert_eq!(total.to_histogram(), reference);
     }
@@ -245,7 +245,7 @@ mod tests {
                 // Narrow reports (dense windows) and wide ones (sparse).
                 let values: Vec<u64> = offsets.iter().map(|o| base + o % spread).collect();
                 for &v in &values {
-                    reference.saturating_record(v);
+                    reference.record_clamped(v);
                 }
                 total.add_sparse(&sparse_of(&values));
                 proptest::prop_assert_eq!(total.len(), reference.len());
