@@ -125,12 +125,13 @@ async fn agent(
     variants: std::sync::Arc<Vec<ReportHistograms>>,
     run_start: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
 ) -> Result<usize, String> {
-    // Pinged as a real agent pings (`agent/src/session.rs`, the default
-    // 3 s link timeout): the coordinator answers every ping.
+    // Pinged as a real agent pings (`agent/src/session.rs`, its default
+    // link timeout): the coordinator answers every ping.
+    let half_link = stampede_agent::AgentConfig::new("", "").link_timeout / 2;
     let channel = tonic::transport::Endpoint::from_shared(url)
         .map_err(|e| e.to_string())?
-        .http2_keep_alive_interval(Duration::from_secs(1))
-        .keep_alive_timeout(Duration::from_secs(3))
+        .http2_keep_alive_interval(half_link)
+        .keep_alive_timeout(half_link)
         .keep_alive_while_idle(true)
         .connect()
         .await
