@@ -195,9 +195,13 @@ impl SparseHistogram {
 
     /// Adds every count into `histogram` (values beyond its range saturate).
     pub fn add_to(&self, histogram: &mut Histogram<u64>) {
-        for (value, count) in self.entries() {
-            histogram.record_n_clamped(value, count);
-        }
+        add_agreed_buckets(
+            histogram,
+            self.indices
+                .iter()
+                .zip(&self.counts)
+                .map(|(&index, &count)| (index as usize, count)),
+        );
     }
 
     /// Appends a bucket at or after the last one (equal indices combine).
@@ -359,12 +363,27 @@ impl DenseCounts {
         if self.total == 0 {
             return h;
         }
-        for (index, &count) in self.counts.iter().enumerate() {
-            if count != 0 {
-                h.record_n_clamped(value_at_agreed_index(index), count);
-            }
-        }
+        add_agreed_buckets(
+            &mut h,
+            self.counts
+                .iter()
+                .enumerate()
+                .filter(|&(_, &count)| count != 0)
+                .map(|(index, &count)| (index, count)),
+        );
         h
+    }
+}
+
+/// Adds `(agreed bucket index, count)` pairs, in ascending order, into
+/// `histogram`, highest first: a growing histogram then resizes once, to
+/// its final size, instead of once for every magnitude it passes.
+pub fn add_agreed_buckets(
+    histogram: &mut Histogram<u64>,
+    ascending: impl DoubleEndedIterator<Item = (usize, u64)>,
+) {
+    for (index, count) in ascending.rev() {
+        histogram.record_n_clamped(value_at_agreed_index(index), count);
     }
 }
 

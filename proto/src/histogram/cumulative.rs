@@ -10,7 +10,7 @@
 //! buckets lie far apart (errors: fast refusals and slow timeouts) stays
 //! sparse. Either way the counts are the same, bucket for bucket.
 
-use super::{RecordClamped, SparseHistogram, value_at_agreed_index};
+use super::SparseHistogram;
 use hdrhistogram::Histogram;
 
 /// A sparse total becomes a window when the window takes at most a third
@@ -150,11 +150,14 @@ impl CumulativeCounts {
             CumulativeCounts::Sparse(s) => s.to_histogram(),
             CumulativeCounts::Window { first, counts, .. } => {
                 let mut h = super::new_latency_histogram();
-                for (i, &c) in counts.iter().enumerate() {
-                    if c != 0 {
-                        h.record_n_clamped(value_at_agreed_index(*first as usize + i), c);
-                    }
-                }
+                super::add_agreed_buckets(
+                    &mut h,
+                    counts
+                        .iter()
+                        .enumerate()
+                        .filter(|&(_, &c)| c != 0)
+                        .map(|(i, &c)| (*first as usize + i, c)),
+                );
                 h
             }
         }
@@ -192,7 +195,7 @@ fn window_of(sparse: &SparseHistogram) -> Option<CumulativeCounts> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Encoding, decode_sparse, encode, new_latency_histogram};
+    use super::super::{Encoding, RecordClamped, decode_sparse, encode, new_latency_histogram};
     use super::*;
 
     fn sparse_of(values: &[u64]) -> SparseHistogram {
