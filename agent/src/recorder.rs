@@ -99,8 +99,9 @@ pub struct IntervalRecorder {
     /// Latency of failed requests, µs (kept apart so errors do not flatter or
     /// spoil the success percentiles).
     pub errors: Histogram<u64>,
-    /// Open model: how late each request left against its intended time.
-    /// Large values mean the generator, not the target, was the bottleneck.
+    /// Open model: how far each request left from its intended time (late,
+    /// or up to half a pacer slot early). Large values mean the generator,
+    /// not the target, was the bottleneck.
     pub schedule_lag: Histogram<u64>,
     pub outcomes: OutcomeCounts,
     /// Responses per status code, indexed by code.

@@ -32,7 +32,7 @@ pub use stampede_agent::recorder::OutcomeCounts as Outcomes;
 pub struct Totals {
     pub latency: Histogram<u64>,
     pub errors: Histogram<u64>,
-    /// Open model: how late requests left against their intended time.
+    /// Open model: how far requests left from their intended time.
     pub schedule_lag: Histogram<u64>,
     pub outcomes: Outcomes,
     pub status_codes: BTreeMap<u16, u64>,

@@ -334,10 +334,11 @@ impl ConnectionLoop {
         while let Some(intended) = schedule.next_due() {
             let intended = Instant::from_std(intended);
             // Idle before its send time, the connection waits on a timer
-            // that wakes up a little late; that lateness is the generator's,
-            // not the target's, so it is not charged to the request. So is a
-            // response that had arrived by the send time but was read after
-            // it (read at a pacer tick). Busy past its send time, the
+            // that releases it near that time (up to half a grid slot early,
+            // or late); that deviation is the generator's, not the target's,
+            // so the latency counts from the actual send. A response that
+            // had arrived by the send time but was read after it (at a pacer
+            // tick) leaves the connection idle too. Busy past its send time, the
             // connection was held up by the target: then the wait is charged
             // (coordinated-omission correction).
             let now = Instant::now();
@@ -356,7 +357,7 @@ impl ConnectionLoop {
             }
             self.recorder
                 .borrow_mut()
-                .record_schedule_lag(sent.saturating_duration_since(intended));
+                .record_schedule_lag(timing::schedule_deviation(sent, intended));
             let (outcome, what) = self.exchange(sent).await;
             match outcome {
                 Exchange::Interrupted => {

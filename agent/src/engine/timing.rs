@@ -75,6 +75,17 @@ pub(crate) fn record_overdue(
     }
 }
 
+/// How far a send left from its intended time, either way: the pacer
+/// releases a send at the grid point nearest its time, so up to half a
+/// slot early as well as late. The schedule-lag histogram records this.
+pub(crate) fn schedule_deviation(sent: Instant, intended: Instant) -> Duration {
+    if sent >= intended {
+        sent - intended
+    } else {
+        intended - sent
+    }
+}
+
 /// One connection's waits: created once, re-armed for each wait.
 pub(crate) struct Waits {
     /// The run's cancellation on this worker, and this loop's slot in it.
@@ -122,7 +133,8 @@ impl Waits {
     }
 
     /// Waits until a send time, with sub-millisecond precision when the
-    /// worker has a pacer; false if cancelled first.
+    /// worker has a pacer (then it may end up to half a grid slot before
+    /// `at`); false if cancelled first.
     pub(crate) async fn paced(&mut self, at: Instant) -> bool {
         self.paced_from(at, Instant::now()).await
     }

@@ -315,8 +315,9 @@ pub struct ScopeSummary {
     pub latency_us: LatencySummary,
     /// Latency of failed requests.
     pub error_latency_us: LatencySummary,
-    /// Open model: how late requests left against their intended send time
-    /// (generator health; all zero in the closed model).
+    /// Open model: how far requests left from their intended send time
+    /// (late, or up to half a pacer slot early); generator health, all
+    /// zero in the closed model.
     pub schedule_lag_us: LatencySummary,
     pub latency_histogram: String,
     pub error_histogram: String,

@@ -224,7 +224,7 @@ pub fn render(report: &RunReport) -> String {
     if lag.count > 0 {
         let _ = writeln!(
             out,
-            "\nschedule lag (how late requests left against their intended time): p50 {}, p99 {}, max {}",
+            "\nschedule lag (how far requests left from their intended time): p50 {}, p99 {}, max {}",
             micros(lag.p50),
             micros(lag.p99),
             micros(lag.max)

@@ -7,7 +7,7 @@
 //! with is not sustainable, whatever the latency of what it answered.
 //!
 //! The generator guard tells the generator's limit from the target's:
-//! - **Open model.** Schedule lag (how late requests left) past
+//! - **Open model.** Schedule lag (how far requests left from their time) past
 //!   `max_schedule_lag` means the generator fell behind. If the SLO held
 //!   anyway, the load was not what it claimed: generator saturated. If the
 //!   SLO failed, requests may have waited for a connection because responses

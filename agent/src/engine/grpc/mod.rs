@@ -275,7 +275,7 @@ impl GrpcLoop {
             let sent = Instant::now();
             self.recorder
                 .borrow_mut()
-                .record_schedule_lag(sent.saturating_duration_since(intended));
+                .record_schedule_lag(timing::schedule_deviation(sent, intended));
             let (outcome, bytes) = self.call(sent).await;
             match outcome {
                 Call::Interrupted => {
