@@ -5,6 +5,7 @@ use crate::merge::{
     AgentInterval, LlmCounts, LlmInterval, Outcomes, PHASE_NAMES, ReceivedHistograms,
     ReceivedPhases, RequestInterval,
 };
+use bytes::Bytes;
 use stampede_proto::histogram::{self, HistogramCodecError};
 use stampede_proto::v1;
 use std::net::SocketAddr;
@@ -126,15 +127,7 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
                 &p.wait_histogram,
                 &p.transfer_histogram,
             ];
-            // What is kept must be no larger than decoding would accept.
-            for (bytes, which) in encoded.into_iter().zip(PHASE_NAMES) {
-                if bytes.len() > histogram::MAX_ENCODED_BYTES {
-                    return Err(ReportError::Histogram {
-                        which,
-                        source: HistogramCodecError::TooLarge(bytes.len()),
-                    });
-                }
-            }
+            check_kept_sizes(encoded.into_iter().zip(PHASE_NAMES))?;
             Some(ReceivedPhases {
                 encoded: [
                     p.dns_histogram,
@@ -149,20 +142,12 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
         }
     };
     // Kept encoded and decoded by the run actor (`RunMerge::add`), which
-    // refuses the report if one does not decode; what is kept must be no
-    // larger than decoding would accept.
-    for (bytes, which) in [
+    // refuses the report if one does not decode.
+    check_kept_sizes([
         (&report.latency_histogram, "latency"),
         (&report.error_histogram, "error"),
         (&report.schedule_lag_histogram, "schedule lag"),
-    ] {
-        if bytes.len() > histogram::MAX_ENCODED_BYTES {
-            return Err(ReportError::Histogram {
-                which,
-                source: HistogramCodecError::TooLarge(bytes.len()),
-            });
-        }
-    }
+    ])?;
     let o = report.outcomes.unwrap_or_default();
     Ok(AgentInterval {
         phases,
@@ -194,6 +179,22 @@ pub fn agent_interval(report: v1::IntervalReport) -> Result<AgentInterval, Repor
         bytes_sent: report.bytes_sent,
         last: report.last,
     })
+}
+
+/// Histograms kept encoded until they are decoded later must be no larger
+/// than decoding would accept: refused here, at the edge, with their name.
+fn check_kept_sizes<'a>(
+    histograms: impl IntoIterator<Item = (&'a Bytes, &'static str)>,
+) -> Result<(), ReportError> {
+    for (bytes, which) in histograms {
+        if bytes.len() > histogram::MAX_ENCODED_BYTES {
+            return Err(ReportError::Histogram {
+                which,
+                source: HistogramCodecError::TooLarge(bytes.len()),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn outcomes(o: v1::OutcomeCounts) -> Outcomes {

@@ -349,6 +349,20 @@ fn an_oversized_phase_histogram_is_refused_on_arrival() {
 }
 
 #[test]
+fn an_oversized_schedule_lag_histogram_is_refused_on_arrival() {
+    let mut report = wire_report(Uuid::new_v4(), 0, &[100], true, Encoding::Plain);
+    report.schedule_lag_histogram =
+        vec![0; stampede_proto::histogram::MAX_ENCODED_BYTES + 1].into();
+    assert!(matches!(
+        wire::agent_interval(report),
+        Err(wire::ReportError::Histogram {
+            which: "schedule lag",
+            ..
+        })
+    ));
+}
+
+#[test]
 fn a_malformed_latency_histogram_refuses_the_report_before_anything_counts() {
     let id = Uuid::new_v4();
     let mut merge = RunMerge::new([(id, "x".to_owned())], 0);
