@@ -121,7 +121,7 @@ pub struct DecodedHistograms {
 }
 
 /// A report's histogram that did not decode: the report is refused whole.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{which} histogram: {source}")]
 pub struct MalformedHistogram {
     pub which: &'static str,
@@ -533,8 +533,11 @@ pub enum MergeError {
     AfterLast(Uuid),
     #[error("agent {agent} reported request {index}, but the mix has {count}")]
     UnknownRequest { agent: Uuid, index: u32, count: u32 },
-    #[error("agent {agent}: {reason}")]
-    Malformed { agent: Uuid, reason: String },
+    #[error("agent {agent}: {source}")]
+    Malformed {
+        agent: Uuid,
+        source: MalformedHistogram,
+    },
 }
 
 impl RunMerge {
@@ -598,8 +601,11 @@ impl RunMerge {
             let Some(agent) = self.agents.get_mut(&report.agent_id) else {
                 continue;
             };
-            // Decoded once already, on arrival: it cannot fail now.
-            if self.decoded.decode(&report.histograms).is_err() {
+            // Decoded once already, on arrival: it cannot fail now, but if
+            // it ever did, say so rather than lose its figures unseen.
+            if let Err(error) = self.decoded.decode(&report.histograms) {
+                tracing::error!(agent = %report.agent_id, index = report.index, %error,
+                    "a report that decoded on arrival did not decode again: its cumulative figures are left out");
                 continue;
             }
             agent.totals.add_interval(&report, &self.decoded);
@@ -714,9 +720,9 @@ impl RunMerge {
         // refuses the report before anything of it is counted.
         self.decoded
             .decode(&report.histograms)
-            .map_err(|e| MergeError::Malformed {
+            .map_err(|source| MergeError::Malformed {
                 agent: report.agent_id,
-                reason: e.to_string(),
+                source,
             })?;
         agent.last_index = Some(report.index);
         agent.intervals += 1;

@@ -92,7 +92,7 @@ impl std::str::FromStr for Encoding {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HistogramCodecError {
     #[error("encoded histogram is {0} bytes, over the {MAX_ENCODED_BYTES}-byte limit")]
     TooLarge(usize),
