@@ -144,7 +144,7 @@ async fn shipped_examples_run() {
         );
         assert!(report.global.requests > 0, "{name}");
         assert_eq!(report.global.errors.total, 0, "{name}");
-        assert_eq!(requests_with_warmup(&report), served, "{name}");
+        assert_target_served_what_was_counted(&report, served, &name.to_string());
         if staged {
             assert_eq!(report.stages.len(), phases, "{name}");
         }
@@ -173,7 +173,23 @@ async fn run_grpc_example(original: Scenario, path: &Path) {
     );
     assert!(report.global.requests > 0, "{name}");
     assert_eq!(report.global.errors.total, 0, "{name}");
-    assert_eq!(requests_with_warmup(&report), served, "{name}");
+    assert_target_served_what_was_counted(&report, served, &name.to_string());
+}
+
+/// Nothing lost, nothing counted twice: the target served every request
+/// the run completed, and at most those plus the ones it counted as
+/// interrupted (a request sent but cut off by the hard stop may still have
+/// been served; on a loaded machine the generator falls behind and some are).
+fn assert_target_served_what_was_counted(report: &RunReport, served: u64, name: &str) {
+    let completed = requests_with_warmup(report);
+    let interrupted = report.global.interrupted;
+    assert!(
+        completed <= served && served <= completed + interrupted,
+        "{name}: the target served {served}, the report has {completed} completed and {interrupted} interrupted"
+    );
+    if interrupted == 0 {
+        assert_eq!(completed, served, "{name}");
+    }
 }
 
 /// Every request a run completed, its warm-up's included.
